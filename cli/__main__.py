@@ -1,0 +1,5 @@
+"""``python -m cli`` (from a checkout) / ``python -m structgen_cli`` (installed)."""
+
+from .main import main
+
+main()

@@ -1,0 +1,201 @@
+"""A thin layer over llama-cpp-python's low-level C API: one model, one context, one reusable batch.
+
+Only what structgen's decode loop needs: load, tokenize, detokenize, batched decode of several
+sequences, zero-copy logits views, and KV-cache sequence operations.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+# llama_cpp must be imported before numpy: on some CUDA images numpy's bundled libraries loading
+# first made llama.cpp crash while initialising its tokenizer.
+import llama_cpp  # isort: skip
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import BackendError, InvalidArgument, ModelNotFound
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+@llama_cpp.llama_log_callback
+def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    if level <= 2 and os.environ.get("STRUCTGEN_LLAMA_LOG"):  # GGML_LOG_LEVEL_ERROR == 4; keep errors
+        print(text.decode("utf-8", "replace"), end="")
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            if not os.environ.get("STRUCTGEN_LLAMA_LOG"):
+                llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+class LlamaModel:
+    """A loaded GGUF model: weights, vocabulary and metadata (no context)."""
+
+    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelNotFound(f"model file not found: {self.path}")
+        _init_backend()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.vocab_only = vocab_only
+        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not model:
+            raise ModelNotFound(f"llama.cpp could not load {self.path} (not a GGUF file, or an unsupported architecture)")
+        self.ptr = model
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.bos: int = llama_cpp.llama_vocab_bos(self.vocab)
+        self.eos: int = llama_cpp.llama_vocab_eos(self.vocab)
+        self.add_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.eog_ids: tuple[int, ...] = tuple(
+            t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)
+        )
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as a string, or None."""
+        size = 1 << 16
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, size)
+        if n < 0:
+            return None
+        if n >= size:
+            buf = ctypes.create_string_buffer(n + 1)
+            llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, n + 1)
+        return buf.value.decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        """Text to token ids with llama.cpp's own tokenizer."""
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """The raw bytes of one token (control tokens render as b'' unless ``special``)."""
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, special)
+        if n < 0:
+            big = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, special)
+            return bytes(big.raw[:n])
+        return bytes(self._piece_buf.raw[:n])
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Token ids to text (invalid UTF-8 replaced)."""
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Free the weights."""
+        if self.ptr:
+            llama_cpp.llama_model_free(self.ptr)
+            self.ptr = None
+
+
+class LlamaContext:
+    """A llama.cpp context over ``model`` with a reusable batch of up to ``n_batch`` tokens."""
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        n_ubatch: int | None = None,
+        n_seq_max: int = 1,
+        n_threads: int | None = None,
+    ) -> None:
+        if n_ctx <= 0 or n_batch <= 0 or n_seq_max <= 0:
+            raise InvalidArgument("n_ctx, n_batch and n_seq_max must be positive")
+        self.model = model
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_ubatch or n_batch
+        params.n_seq_max = n_seq_max
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.kv_unified = True  # all sequences share one n_ctx-sized cache (best-of-n copies a prompt)
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not ctx:
+            raise BackendError(f"llama.cpp could not create a context (n_ctx={n_ctx}); out of memory?")
+        self.ptr = ctx
+        self.n_ctx = llama_cpp.llama_n_ctx(ctx)
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.n_threads = threads
+        self.memory = llama_cpp.llama_get_memory(ctx)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
+        self._n_vocab = model.n_vocab
+
+    def clear(self) -> None:
+        """Forget every sequence in the KV cache."""
+        llama_cpp.llama_memory_clear(self.memory, True)
+
+    def seq_remove(self, seq: int, start: int, end: int = -1) -> None:
+        """Drop positions [start, end) of ``seq`` (-1: to the end; seq -1: all sequences)."""
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, start, end)
+
+    def seq_copy(self, src: int, dst: int, start: int = 0, end: int = -1) -> None:
+        """Share positions [start, end) of sequence ``src`` with ``dst`` (no recompute)."""
+        llama_cpp.llama_memory_seq_cp(self.memory, src, dst, start, end)
+
+    def decode(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
+        """Decode one batch of ``(token, position, sequence, want_logits)`` items."""
+        n = len(items)
+        if n == 0:
+            return
+        if n > self.n_batch:
+            raise InvalidArgument(f"batch of {n} tokens exceeds n_batch={self.n_batch}")
+        b = self._batch
+        for i, (tok, pos, seq, want) in enumerate(items):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = want
+        b.n_tokens = n
+        rc = llama_cpp.llama_decode(self.ptr, b)
+        if rc != 0:
+            hint = " (the KV cache is full: raise n_ctx)" if rc == 1 else ""
+            raise BackendError(f"llama_decode failed with code {rc}{hint}", retryable=False)
+
+    def decode_sequence(self, tokens: Sequence[int], start_pos: int, seq: int = 0) -> None:
+        """Decode ``tokens`` of one sequence in chunks of n_batch; logits only for the last token."""
+        last = len(tokens) - 1
+        for off in range(0, len(tokens), self.n_batch):
+            chunk = tokens[off : off + self.n_batch]
+            self.decode([(t, start_pos + off + i, seq, off + i == last) for i, t in enumerate(chunk)])
+
+    def logits(self, index: int = -1) -> NDArray[np.float32]:
+        """A zero-copy view of the logits of batch item ``index`` (valid until the next decode)."""
+        ptr = llama_cpp.llama_get_logits_ith(self.ptr, index)
+        if not ptr:
+            raise BackendError(f"llama.cpp returned no logits for batch index {index}")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def close(self) -> None:
+        """Free the batch and the context."""
+        if self.ptr:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self.ptr)
+            self.ptr = None

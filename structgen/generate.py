@@ -1,0 +1,97 @@
+"""``generate``: the one entry point, for local and hosted models alike."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, TypeVar, overload, runtime_checkable
+
+from .chat import Message
+from .errors import InvalidArgument
+from .request import Request, resolve_seed
+from .result import Result
+from .sampler import SamplingParams
+from .schema import JsonOptions, SchemaLike, compile_schema
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Anything that can serve a ``Request`` (``LlamaCpp``, ``OpenAICompatible``)."""
+
+    def run(self, request: Request) -> Result[Any]:
+        """Serve one request."""
+
+
+_default_lock = threading.Lock()
+_default_model: Any = None
+
+
+def default_model() -> Any:
+    """The shared ``LlamaCpp`` over the bundled default model (loaded on first use)."""
+    global _default_model
+    with _default_lock:
+        if _default_model is None:
+            from .local import LlamaCpp
+
+            _default_model = LlamaCpp()
+        return _default_model
+
+
+@overload
+def generate(prompt: str | Sequence[Message], schema: type[T], **kwargs: Any) -> Result[T]: ...
+@overload
+def generate(prompt: str | Sequence[Message], schema: SchemaLike = None, **kwargs: Any) -> Result[Any]: ...
+
+
+def generate(
+    prompt: str | Sequence[Message],
+    schema: SchemaLike = None,
+    *,
+    model: Any = None,
+    strategy: str = "auto",
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    seed: int | None = None,
+    max_tokens: int = 512,
+    n: int = 1,
+    select: Literal["logprob", "first_valid"] = "logprob",
+    format: Literal["json", "yaml"] = "json",
+    max_attempts: int = 3,
+    system: str | None = None,
+    chat: bool = True,
+    schema_in_prompt: bool = True,
+    fast_forward: bool = True,
+    json_whitespace: str = "compact",
+    model_logprobs: bool = False,
+) -> Result[Any]:
+    """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
+
+    ``schema``: a Pydantic model (or any type pydantic validates), a JSON Schema dict, ``Regex``,
+    ``Choice``, ``Grammar``, or None for free text. ``model``: a ``LlamaCpp`` (default: the bundled
+    SmolLM2-135M) or an ``OpenAICompatible`` endpoint. ``strategy``: "auto" (the strongest the model
+    supports: grammar-constrained locally), "constrained", "server", "prompt", "repair", "best_of"
+    (``n`` samples, best average logprob) or "self_consistency" (``n`` samples, majority vote).
+    Sampling: ``temperature`` 0 is greedy; then top-k, top-p, min-p, penalties; ``seed`` makes it
+    reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
+    """
+    compiled = compile_schema(schema, JsonOptions(whitespace=json_whitespace))
+    sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                              repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                              presence_penalty=presence_penalty)
+    if strategy in ("best_of", "self_consistency") and n == 1:
+        n = 4 if strategy == "best_of" else 5
+    request = Request(prompt=prompt, schema=compiled, sampling=sampling, seed=resolve_seed(seed),
+                      max_tokens=max_tokens, strategy=strategy, n=n, select=select, format=format,
+                      max_attempts=max_attempts, system=system, chat=chat, schema_in_prompt=schema_in_prompt,
+                      fast_forward=fast_forward, model_logprobs=model_logprobs)
+    target = default_model() if model is None else model
+    if not isinstance(target, Model):
+        raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
+    return target.run(request)

@@ -1,0 +1,89 @@
+"""The Matcher contract: what the decode loop needs from a grammar engine.
+
+A *backend* compiles a ``CompiledSchema`` against a model's vocabulary into a ``MatcherFactory``; the
+factory makes one fresh ``Matcher`` per generated sequence.
+
+Error contract (who raises, who returns an error state):
+- ``Backend.compile`` raises ``SchemaError``/``GrammarError`` for grammars it cannot build. Nothing else
+  in this module raises on user input.
+- A ``Matcher`` never raises on a bad token: ``consume`` returns False and the matcher enters a sticky
+  error state, reported by ``error()``. The decode loop turns that into a typed error (fail closed).
+- Misuse at the API level (wrong mask shape) raises ``ValueError``; that is a structgen bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..schema import CompiledSchema
+
+
+@dataclass(eq=False)
+class Vocab:
+    """A model's vocabulary as grammar engines need it; per-backend tokenizers are built once and cached."""
+
+    n_vocab: int
+    eos_ids: tuple[int, ...]
+    token_bytes: Callable[[], Sequence[bytes]]   # lazily computed: the raw bytes of each token id
+    llama_vocab: Any = None                      # llama_vocab_p, for llguidance's llama.cpp glue
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Build a per-vocabulary object once (e.g. a backend's tokenizer)."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
+
+    @property
+    def mask_words(self) -> int:
+        """Number of int32 words in a token bitmask."""
+        return (self.n_vocab + 31) // 32
+
+
+class Matcher(Protocol):
+    """Grammar state of one sequence being generated."""
+
+    def fill_mask(self, bitmask: NDArray[np.int32]) -> None:
+        """Write the allowed-token bitmask (bit i of word i//32 = token i allowed) into a 1-D int32 row."""
+
+    def consume(self, token: int) -> bool:
+        """Advance by one token; False (and a sticky error state) if the token is not allowed."""
+
+    def consume_many(self, tokens: Sequence[int]) -> int:
+        """Advance by as many of ``tokens`` as are allowed; returns how many were consumed."""
+
+    def forced_tokens(self) -> list[int]:
+        """Tokens the grammar forces next (fast-forward); may be empty."""
+
+    def is_accepting(self) -> bool:
+        """True if the output so far is a complete match (EOS would be allowed)."""
+
+    def is_stopped(self) -> bool:
+        """True if no further token but EOS can follow (or the matcher is in an error state)."""
+
+    def error(self) -> str | None:
+        """The error message if the matcher is in an error state, else None."""
+
+    def copy(self) -> Matcher:
+        """An independent copy in the same state (for best-of-n)."""
+
+
+class MatcherFactory(Protocol):
+    """A grammar compiled for one vocabulary; makes fresh matchers cheaply."""
+
+    def new_matcher(self) -> Matcher:
+        """A matcher at the start of the grammar."""
+
+
+class Backend(Protocol):
+    """A grammar engine."""
+
+    name: str
+
+    def compile(self, schema: CompiledSchema, vocab: Vocab) -> MatcherFactory:
+        """Compile ``schema`` for ``vocab``; raises SchemaError/GrammarError if it cannot."""

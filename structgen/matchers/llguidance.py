@@ -1,0 +1,121 @@
+"""The default backend: llguidance (Earley + lexer over token tries, ~10 µs per mask)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Sequence
+
+import llguidance
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import SchemaError
+from ..schema import CompiledSchema
+from .base import Vocab
+
+_build_lock = threading.Lock()
+
+
+def tokenizer_for(vocab: Vocab) -> llguidance.LLTokenizer:
+    """The ``LLTokenizer`` for a vocabulary (built once per model; ~1 s)."""
+    with _build_lock:
+        return vocab.cached("llguidance", lambda: _build_tokenizer(vocab))  # type: ignore[no-any-return]
+
+
+def _build_tokenizer(vocab: Vocab) -> llguidance.LLTokenizer:
+    if vocab.llama_vocab is not None:
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        return lltokenizer_from_vocab(vocab.llama_vocab, eos_token=list(vocab.eos_ids))
+    return vocab.cached("llguidance_bytes", lambda: _from_token_bytes(vocab))  # type: ignore[no-any-return]
+
+
+def _from_token_bytes(vocab: Vocab) -> llguidance.LLTokenizer:
+    tokens = list(vocab.token_bytes())
+
+    class _Wrapped:
+        eos_token_id = vocab.eos_ids[0]
+        bos_token_id = None
+        special_token_ids = list(vocab.eos_ids)
+
+        def __init__(self) -> None:
+            self.tokens = tokens
+
+        def __call__(self, text: bytes | str) -> list[int]:
+            data = text.encode() if isinstance(text, str) else text
+            return [b for b in data]  # only used for tokenising grammar literals in tests without llama
+
+    return llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Wrapped()))
+
+
+class LLGuidanceMatcher:
+    """A ``Matcher`` over ``llguidance.LLMatcher``."""
+
+    __slots__ = ("_m",)
+
+    def __init__(self, matcher: llguidance.LLMatcher) -> None:
+        self._m = matcher
+
+    def fill_mask(self, bitmask: NDArray[np.int32]) -> None:
+        """Write the next-token bitmask in place (drops the GIL)."""
+        self._m.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
+
+    def consume(self, token: int) -> bool:
+        """Advance by one token."""
+        return self._m.consume_token(token)
+
+    def consume_many(self, tokens: Sequence[int]) -> int:
+        """Advance by the longest allowed prefix of ``tokens``."""
+        return self._m.try_consume_tokens(list(tokens))
+
+    def forced_tokens(self) -> list[int]:
+        """Fast-forward tokens the grammar forces."""
+        return self._m.compute_ff_tokens()
+
+    def is_accepting(self) -> bool:
+        """Complete match so far."""
+        return self._m.is_accepting()
+
+    def is_stopped(self) -> bool:
+        """Nothing but EOS may follow."""
+        return self._m.is_stopped()
+
+    def error(self) -> str | None:
+        """Sticky error message, if any."""
+        return self._m.get_error() if self._m.is_error() else None
+
+    def copy(self) -> LLGuidanceMatcher:
+        """Independent copy."""
+        return LLGuidanceMatcher(self._m.deep_copy())
+
+
+class LLGuidanceFactory:
+    """A compiled llguidance grammar: a template matcher copied for every new sequence."""
+
+    def __init__(self, template: llguidance.LLMatcher) -> None:
+        self._template = template
+
+    def new_matcher(self) -> LLGuidanceMatcher:
+        """A fresh matcher (a deep copy of the template: no recompilation)."""
+        return LLGuidanceMatcher(self._template.deep_copy())
+
+
+class LLGuidanceBackend:
+    """Backend factory for llguidance."""
+
+    name = "llguidance"
+
+    def compile(self, schema: CompiledSchema, vocab: Vocab) -> LLGuidanceFactory:
+        """Build (and cache per vocabulary) the matcher template for ``schema``."""
+        if schema.grammar is None:
+            raise SchemaError("free text has no grammar to compile")
+        return _compile_cached(tokenizer_for(vocab), schema.grammar)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_cached(tokenizer: llguidance.LLTokenizer, grammar: str) -> LLGuidanceFactory:
+    matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+    if matcher.is_error():
+        raise SchemaError(f"the grammar engine rejected the schema: {matcher.get_error().splitlines()[0]}")
+    return LLGuidanceFactory(matcher)

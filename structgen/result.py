@@ -1,0 +1,99 @@
+"""What a generation returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Timings:
+    """Where the time went, in milliseconds, and token counts."""
+
+    compile_ms: float = 0.0       # schema → grammar → matcher (0 when cached)
+    prompt_ms: float = 0.0        # prompt decode (prefill)
+    decode_ms: float = 0.0        # generation loop (model steps + masks + sampling)
+    mask_ms: float = 0.0          # of decode_ms: computing and applying grammar masks
+    total_ms: float = 0.0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    forced_tokens: int = 0        # of generated_tokens: fast-forwarded (grammar-forced, not sampled)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second of decode time."""
+        return self.generated_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at producing the value: the raw text and what went wrong (None = it validated)."""
+
+    text: str
+    error: str | None = None
+    strategy: str = ""
+    repaired: bool = False
+    tokens: int = 0
+    avg_logprob: float | None = None
+
+
+@dataclass(slots=True)
+class Result(Generic[T]):
+    """A validated generation.
+
+    ``value`` is always valid for the schema (a Pydantic instance, a JSON value, or the matched string).
+    ``logprobs[i]`` is the log-probability of ``tokens[i]`` under the model's distribution after the grammar
+    mask and penalties, at temperature 1 (grammar-forced tokens have probability 1, so 0.0, and are flagged in
+    ``forced``); ``model_logprobs[i]`` is the unconstrained model's log-probability of the same token
+    (None for forced tokens, which skip the model step).
+    """
+
+    value: T
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+    seed: int | None
+    strategy: str
+    timings: Timings = field(default_factory=Timings)
+    forced: list[bool] = field(default_factory=list)
+    model_logprobs: list[float | None] = field(default_factory=list)
+    finish_reason: str = "stop"
+    candidates: list[Result[Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    model: str = ""
+
+    @property
+    def avg_logprob(self) -> float:
+        """Mean of ``logprobs`` over sampled (not forced) tokens; 0.0 if every token was forced."""
+        sampled = [lp for lp, f in zip(self.logprobs, self.forced or [False] * len(self.logprobs), strict=False)
+                   if not f]
+        return sum(sampled) / len(sampled) if sampled else 0.0
+
+    @property
+    def perplexity(self) -> float:
+        """exp(-avg_logprob)."""
+        return math.exp(-self.avg_logprob)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view (the value dumped with pydantic where it is a model)."""
+        value: Any = self.value
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(mode="json")
+        return {
+            "value": value,
+            "text": self.text,
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "finish_reason": self.finish_reason,
+            "tokens": self.tokens,
+            "logprobs": self.logprobs,
+            "forced": self.forced,
+            "avg_logprob": self.avg_logprob,
+            "timings": {**asdict(self.timings), "tokens_per_second": self.timings.tokens_per_second},
+            "attempts": [asdict(a) for a in self.attempts],
+            "candidates": [c.to_dict() for c in self.candidates],
+            "model": self.model,
+        }

@@ -1,0 +1,417 @@
+"""Schema kinds users pass to ``generate`` and their compilation to one grammar plus one validator.
+
+``compile_schema`` turns a Pydantic model (or any type pydantic can validate), a JSON Schema dict, a
+``Regex``, a ``Choice``, a ``Grammar`` or ``None`` (free text) into a ``CompiledSchema``: an llguidance
+grammar string for the sampler, and an independent validator for the finished text. Results are
+cached by schema, so repeated calls do not recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import llguidance
+import pydantic
+from jsonschema.validators import validator_for
+
+from . import grammars as _grammar_files
+from .errors import GrammarError, InvalidArgument, SchemaError
+
+__all__ = [
+    "Choice",
+    "CompiledSchema",
+    "Grammar",
+    "JsonOptions",
+    "Regex",
+    "SchemaLike",
+    "compile_schema",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """Constrain the output to a full match of a (Python-syntax) regular expression."""
+
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Choice:
+    """Constrain the output to exactly one of a fixed list of strings."""
+
+    options: tuple[str, ...]
+
+    def __init__(self, options: Iterable[str]) -> None:
+        opts = tuple(options)
+        if not opts:
+            raise SchemaError("a Choice needs at least one option")
+        for i, o in enumerate(opts):
+            if not isinstance(o, str) or o == "":
+                raise SchemaError("every Choice option must be a non-empty string", pointer=f"/{i}")
+        if len(set(opts)) != len(opts):
+            raise SchemaError("Choice options must be distinct")
+        object.__setattr__(self, "options", opts)
+
+
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """A Lark grammar (llguidance dialect; start rule ``start``) the output must match."""
+
+    source: str
+    name: str | None = None
+
+    @classmethod
+    def from_file(cls, name_or_path: str | Path) -> Grammar:
+        """Load a grammar from a file path, or a bundled grammar by name (``"json"``, ``"sqlite_select"``)."""
+        path = Path(name_or_path)
+        if not path.is_file() and path.suffix in ("", ".lark") and len(path.parts) <= 2:
+            bundled = _bundled_path(path.name)
+            if bundled is not None:
+                path = bundled
+        try:
+            return cls(path.read_text(encoding="utf-8"), name=str(name_or_path))
+        except FileNotFoundError as exc:
+            raise GrammarError(f"grammar file not found (bundled: {', '.join(bundled_grammars())})",
+                               file=str(name_or_path)) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GrammarError(f"cannot read grammar: {exc}", file=str(name_or_path)) from exc
+
+    @classmethod
+    def bundled(cls, name: str) -> Grammar:
+        """A grammar shipped with structgen, by name: see ``bundled_grammars()``."""
+        path = _bundled_path(name)
+        if path is None:
+            raise GrammarError(f"no bundled grammar {name!r}; have: {', '.join(bundled_grammars())}")
+        return cls(path.read_text(encoding="utf-8"), name=name)
+
+
+def _grammar_dir() -> Path:
+    return Path(_grammar_files.__file__).parent
+
+
+def bundled_grammars() -> list[str]:
+    """Names of the grammars shipped in the package."""
+    return sorted(p.stem for p in _grammar_dir().glob("*.lark"))
+
+
+def _bundled_path(name: str) -> Path | None:
+    stem = name[:-5] if name.endswith(".lark") else name
+    path = _grammar_dir() / f"{stem}.lark"
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True, slots=True)
+class JsonOptions:
+    """How JSON is laid out. ``whitespace``: "compact" (none), "spaced" (``", "`` and ``": "``) or a regex
+    for each gap between tokens, e.g. ``r"[ \\n]{0,4}"`` — always bounded, so the model cannot loop on
+    whitespace until ``max_tokens``. ``lenient``: let llguidance skip keywords it does not implement
+    (the output is then checked by the validator and resampled if invalid)."""
+
+    whitespace: str = "compact"
+    lenient: bool = False
+
+    def compile_options(self) -> dict[str, Any]:
+        """The llguidance ``JsonCompileOptions`` for these settings."""
+        opts: dict[str, Any] = {"lenient": self.lenient}
+        if self.whitespace == "compact":
+            opts.update(item_separator=",", key_separator=":", whitespace_flexible=False)
+        elif self.whitespace == "spaced":
+            opts.update(item_separator=", ", key_separator=": ", whitespace_flexible=False)
+        else:
+            try:
+                re.compile(self.whitespace)
+            except re.error as exc:
+                raise InvalidArgument(f"whitespace pattern does not compile: {exc}") from exc
+            opts.update(item_separator=",", key_separator=":", whitespace_flexible=True,
+                        whitespace_pattern=self.whitespace)
+        return opts
+
+
+SchemaLike = type | Mapping[str, Any] | Regex | Choice | Grammar | None
+Kind = Literal["json", "regex", "choice", "grammar", "text"]
+
+
+class _Invalid(Exception):
+    """Raised by a validator; the message says why the text is not valid."""
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledSchema:
+    """A schema ready for decoding: a grammar for the matcher and a validator for the result."""
+
+    kind: Kind
+    grammar: str | None                 # llguidance grammar string; None = unconstrained text
+    validator: Callable[[str], Any]     # text -> value, raises _Invalid
+    json_schema: dict[str, Any] | None = None
+    regex: str | None = None            # a regex form where one exists (for regex-only backends)
+    relaxed: bool = False               # compiled leniently: the grammar may admit invalid values
+    prompt_hint: str | None = None      # what to tell the model about the expected format
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    source: Any = None
+
+    def validate(self, text: str) -> Any:
+        """The validated value for ``text``; raises ``ValueError`` with the reason if it is invalid."""
+        try:
+            return self.validator(text)
+        except _Invalid as exc:
+            raise ValueError(str(exc)) from None
+
+
+def compile_schema(schema: SchemaLike, options: JsonOptions | None = None) -> CompiledSchema:
+    """Compile any supported schema kind (cached)."""
+    options = options or JsonOptions()
+    if schema is None:
+        return _compile_text()
+    if isinstance(schema, Regex):
+        return _compile_regex(schema.pattern)
+    if isinstance(schema, Choice):
+        return _compile_choice(schema.options)
+    if isinstance(schema, Grammar):
+        return _compile_grammar(schema.source, schema.name)
+    if isinstance(schema, Mapping):
+        try:
+            key = json.dumps(schema, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"the JSON Schema is not JSON-serialisable: {exc}") from exc
+        return _compile_json_dict(key, options)
+    if isinstance(schema, type) or _is_typing_form(schema):
+        return _compile_pydantic(schema, options)
+    raise SchemaError(f"unsupported schema kind {type(schema).__name__}: pass a Pydantic model, a JSON Schema "
+                      "dict, Regex, Choice, Grammar or None")
+
+
+def _is_typing_form(obj: object) -> bool:
+    return type(obj).__module__ in ("typing", "types", "typing_extensions")
+
+
+# ---- text -----------------------------------------------------------------------------------------
+
+@functools.cache
+def _compile_text() -> CompiledSchema:
+    return CompiledSchema(kind="text", grammar=None, validator=lambda text: text)
+
+
+# ---- regex ----------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=512)
+def _compile_regex(pattern: str) -> CompiledSchema:
+    if not isinstance(pattern, str) or pattern == "":
+        raise SchemaError("the regex is empty")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise SchemaError(f"invalid regex: {exc.msg}", pointer=f"pattern[{exc.pos}]") from exc
+    grammar = llguidance.LLMatcher.grammar_from_regex(pattern)
+    _check_llguidance(grammar, lambda msg: SchemaError(f"regex not supported by the grammar engine: "
+                                                       f"{_first_line(msg)}", pointer="pattern"))
+
+    def validate(text: str) -> str:
+        if compiled.fullmatch(text) is None:
+            raise _Invalid(f"{text!r} does not fully match /{pattern}/")
+        return text
+
+    return CompiledSchema(kind="regex", grammar=grammar, validator=validate, regex=pattern, source=pattern)
+
+
+# ---- choice ---------------------------------------------------------------------------------------
+
+def _rust_regex_escape(text: str) -> str:
+    return "".join("\\" + c if c in r"\.+*?()|[]{}^$#&-~" else c for c in text)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_choice(options: tuple[str, ...]) -> CompiledSchema:
+    lark = "start: " + " | ".join(json.dumps(o) for o in options) + "\n"
+    grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+    _check_llguidance(grammar, lambda msg: SchemaError(f"choice cannot be compiled: {_first_line(msg)}"))
+    allowed = frozenset(options)
+
+    def validate(text: str) -> str:
+        if text not in allowed:
+            raise _Invalid(f"{text!r} is not one of {list(options)}")
+        return text
+
+    hint = "Answer with exactly one of: " + ", ".join(options)
+    regex = "|".join(_rust_regex_escape(o) for o in options)
+    return CompiledSchema(kind="choice", grammar=grammar, validator=validate, regex=f"({regex})",
+                          prompt_hint=hint, source=options)
+
+
+# ---- Lark grammar ---------------------------------------------------------------------------------
+
+_LOCATION = re.compile(r"(\d+)\((\d+)\)")
+
+
+@functools.lru_cache(maxsize=128)
+def _compile_grammar(source: str, name: str | None) -> CompiledSchema:
+    if not source.strip():
+        raise GrammarError("the grammar is empty", file=name)
+    grammar = llguidance.LLMatcher.grammar_from_lark(source)
+
+    def error(msg: str) -> GrammarError:
+        m = _LOCATION.search(msg)
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+        reason = re.sub(r"^(at )?\d+\(\d+\):\s*", "", _first_line(msg))
+        return GrammarError(reason, file=name, line=line, column=col)
+
+    _check_llguidance(grammar, error)
+    oracle = _lark_oracle(source)
+
+    def validate(text: str) -> str:
+        if oracle is not None:
+            try:
+                oracle.parse(text)
+            except Exception as exc:  # lark raises many exception types; all mean "not in the language"
+                raise _Invalid(f"the grammar oracle (lark) rejects the output: {_first_line(str(exc))}") from None
+        else:
+            from ._byte_tokenizer import grammar_accepts
+
+            if not grammar_accepts(grammar, text):
+                raise _Invalid("the grammar rejects the output")
+        return text
+
+    return CompiledSchema(kind="grammar", grammar=grammar, validator=validate, source=source)
+
+
+def _lark_oracle(source: str) -> Any:
+    """An independent parser from the ``lark`` package, or None if the grammar uses llguidance-only syntax."""
+    import lark
+
+    try:
+        return lark.Lark(source, start="start", parser="earley", lexer="dynamic")
+    except Exception:  # llguidance extensions (%json, lazy terminals...) are not Lark; fall back
+        return None
+
+
+# ---- JSON Schema ----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1024)
+def _compile_json_dict(key: str, options: JsonOptions) -> CompiledSchema:
+    schema = json.loads(key)
+    if not isinstance(schema, dict):
+        raise SchemaError("a JSON Schema must be an object")
+    validator = _json_validator(schema)
+
+    def validate(text: str) -> Any:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _Invalid(f"not JSON: {exc}") from None
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            raise _Invalid("; ".join(f"{_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
+        return value
+
+    return _json_compiled(schema, validate, options, source=schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_pydantic(tp: Any, options: JsonOptions) -> CompiledSchema:
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(tp)
+        schema = adapter.json_schema()
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+        raise SchemaError(f"pydantic cannot build a JSON Schema for {tp!r}: {exc}") from exc
+
+    def validate(text: str) -> Any:
+        try:
+            return adapter.validate_json(text)
+        except pydantic.ValidationError as exc:
+            raise _Invalid("; ".join(f"/{'/'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])) \
+                from None
+
+    return _json_compiled(schema, validate, options, source=tp)
+
+
+def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], options: JsonOptions,
+                   source: Any) -> CompiledSchema:
+    compile_opts = options.compile_options()
+    relaxed = False
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=compile_opts)
+    except ValueError as exc:
+        raise SchemaError(f"not a JSON object: {exc}") from exc
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error and not options.lenient and "Unimplemented" in messages[0]:
+        # Unsupported keywords: fall back to a relaxed grammar; every result is then validated and resampled.
+        relaxed_grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides={**compile_opts,
+                                                                                            "lenient": True})
+        relaxed_error, relaxed_messages = llguidance.LLMatcher.validate_grammar_with_warnings(relaxed_grammar)
+        if not relaxed_error:
+            grammar, is_error, relaxed = relaxed_grammar, False, True
+            messages = [*messages, *relaxed_messages]
+    if is_error:
+        raise SchemaError(f"JSON Schema not supported: {_first_line(messages[0])}",
+                          pointer=_locate(schema, messages[0]))
+    hint = "Reply with JSON only, matching this JSON Schema: " + json.dumps(_strip_titles(schema),
+                                                                             separators=(",", ":"))
+    return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema, relaxed=relaxed,
+                          prompt_hint=hint, warnings=tuple(messages), source=source)
+
+
+def _json_validator(schema: dict[str, Any]) -> Any:
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise SchemaError(f"malformed JSON Schema: {exc.message}", pointer=_pointer(exc.absolute_path)) from exc
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _pointer(path: Iterable[Any]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _locate(schema: Any, message: str) -> str:
+    """Best-effort JSON pointer to the keyword an llguidance error message names."""
+    names = re.findall(r'"([^"]+)"', message) or re.findall(r"'([^']+)'", message)
+    if not names:
+        return ""
+
+    def walk(node: Any, path: list[str]) -> str | None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in names:
+                    return _pointer([*path, k])
+                found = walk(v, [*path, k])
+                if found is not None:
+                    return found
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                found = walk(v, [*path, str(i)])
+                if found is not None:
+                    return found
+        return None
+
+    return walk(schema, []) or ""
+
+
+def _strip_titles(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+    if isinstance(node, list):
+        return [_strip_titles(v) for v in node]
+    return node
+
+
+def _check_llguidance(grammar: str, make_error: Callable[[str], Exception]) -> None:
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error:
+        raise make_error(messages[0])
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+def replace_options(options: JsonOptions, **changes: Any) -> JsonOptions:
+    """A copy of ``options`` with some fields changed."""
+    return dataclasses.replace(options, **changes)
