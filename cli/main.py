@@ -103,6 +103,14 @@ def generate(
         typer.echo(json.dumps(r.value, ensure_ascii=False))
 
 
+@app.command()
+def demo(model: ModelOpt = None, n_gpu_layers: GpuOpt = 0) -> None:
+    """Extract an Invoice from a short text with the bundled model (what `make run` shows)."""
+    from .demo import run_demo
+
+    run_demo(model, n_gpu_layers)
+
+
 def main() -> None:
     """Console entry point: typed errors become one line on stderr and a non-zero exit code."""
     try:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,15 +20,35 @@ from . import decode
 from .errors import GenerationError, TruncatedOutput, ValidationFailed
 from .request import Request
 from .result import Attempt, Result, Timings
+from .chat import Message
+from .matchers import Backend, Vocab
 from .sampler import SamplingParams
 
-if TYPE_CHECKING:
-    from .local import LlamaCpp
+
+class LocalModel(decode.StepModel, Protocol):
+    """What the local engine needs: a StepModel plus its tokenizer, grammar backend and lock."""
+
+    backend: Backend
+    vocab: Vocab
+    lock: AbstractContextManager[Any]
+    deterministic: bool
+
+    @property
+    def n_batch(self) -> int:
+        """Most tokens one decode call takes."""
+
+    @property
+    def name(self) -> str:
+        """A name for results."""
+
+    def prompt_tokens(self, prompt: str | Sequence[Message], *, system: str | None = None,
+                      chat: bool = True) -> list[int]:
+        """The prompt as token ids."""
 
 RETRY_TEMPERATURE = 0.7  # a greedy retry would repeat itself; retries sample at least this warm
 
 
-def run_local(model: LlamaCpp, request: Request) -> Result[Any]:
+def run_local(model: LocalModel, request: Request) -> Result[Any]:
     """Serve ``request`` on a local model."""
     t_start = time.perf_counter()
     schema = request.schema
@@ -39,7 +61,7 @@ def run_local(model: LlamaCpp, request: Request) -> Result[Any]:
     n = request.n if strategy != "constrained" else 1
     options = decode.LoopOptions(max_tokens=request.max_tokens, fast_forward=request.fast_forward,
                                  model_logprobs=request.model_logprobs,
-                                 one_sequence_per_decode=model.deterministic, max_batch=model._ctx.n_batch)
+                                 one_sequence_per_decode=model.deterministic, max_batch=model.n_batch)
     attempts: list[Attempt] = []
     with model.lock:
         for attempt in range(request.max_attempts):
@@ -86,7 +108,7 @@ def candidates_list(candidates: list[Result[Any] | None]) -> list[Result[Any]]:
     return [c for c in candidates if c is not None]
 
 
-def _candidate(model: LlamaCpp, request: Request, s: decode.Sequence_, attempts: list[Attempt],
+def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempts: list[Attempt],
                strategy: str) -> Result[Any] | None:
     text = model.detokenize(s.tokens)
     if s.error is not None:
@@ -144,7 +166,8 @@ def _warmer(params: SamplingParams) -> SamplingParams:
 
 
 def _with_hint(request: Request) -> Any:
-    hint = request.schema.prompt_hint if request.schema_in_prompt else None
+    # Raw mode sends the prompt exactly as given; the hint is for chat turns.
+    hint = request.schema.prompt_hint if (request.schema_in_prompt and request.chat) else None
     if not hint:
         return request.prompt
     if isinstance(request.prompt, str):

@@ -76,6 +76,11 @@ class LlamaCpp:
         return int(self._ctx.n_ctx)
 
     @property
+    def n_batch(self) -> int:
+        """Most tokens one decode call takes."""
+        return self._ctx.n_batch
+
+    @property
     def n_seq_max(self) -> int:
         """How many sequences one batch may hold (best-of-n needs n)."""
         return self._ctx.n_seq_max

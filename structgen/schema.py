@@ -328,7 +328,19 @@ def _compile_pydantic(tp: Any, options: JsonOptions) -> CompiledSchema:
             raise _Invalid("; ".join(f"/{'/'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])) \
                 from None
 
-    return _json_compiled(schema, validate, options, source=tp)
+    return _json_compiled(_closed_objects(schema), validate, options, source=tp)
+
+
+def _closed_objects(node: Any) -> Any:
+    """Pydantic ignores unknown keys; a model should not spend tokens on them, so the grammar forbids them."""
+    if isinstance(node, dict):
+        out = {k: _closed_objects(v) for k, v in node.items()}
+        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_closed_objects(v) for v in node]
+    return node
 
 
 def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], options: JsonOptions,
@@ -395,6 +407,7 @@ def _locate(schema: Any, message: str) -> str:
 
 
 def _strip_titles(node: Any) -> Any:
+    """The schema without ``title``s (noise to a model; descriptions stay: they carry meaning)."""
     if isinstance(node, dict):
         return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
     if isinstance(node, list):

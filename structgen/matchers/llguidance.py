@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from collections.abc import Sequence
 
 import llguidance
@@ -27,7 +28,10 @@ def _build_tokenizer(vocab: Vocab) -> llguidance.LLTokenizer:
     if vocab.llama_vocab is not None:
         from llguidance.llamacpp import lltokenizer_from_vocab
 
-        return lltokenizer_from_vocab(vocab.llama_vocab, eos_token=list(vocab.eos_ids))
+        with warnings.catch_warnings():
+            # llguidance's glue calls llama_token_get_attr, deprecated (not removed) in llama-cpp-python 0.3.36
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return lltokenizer_from_vocab(vocab.llama_vocab, eos_token=list(vocab.eos_ids))
     return vocab.cached("llguidance_bytes", lambda: _from_token_bytes(vocab))  # type: ignore[no-any-return]
 
 

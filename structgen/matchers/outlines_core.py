@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Sequence
@@ -122,7 +121,11 @@ class OutlinesCoreBackend:
 
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> OutlinesCoreFactory:
         """Build the regex index for ``schema`` (JSON Schema, regex or choice)."""
-        return _compile_cached(vocabulary_for(vocab), regex_for(schema), vocab.eos_ids[0])
+        regex = regex_for(schema)
+        cache: dict[str, OutlinesCoreFactory] = vocab.cached("outlines-core-indexes", dict)
+        if regex not in cache:
+            cache[regex] = _build_index(vocabulary_for(vocab), regex, vocab.eos_ids[0])
+        return cache[regex]
 
 
 def regex_for(schema: CompiledSchema) -> str:
@@ -138,8 +141,7 @@ def regex_for(schema: CompiledSchema) -> str:
                       "use backend='llguidance'")
 
 
-@functools.lru_cache(maxsize=128)
-def _compile_cached(vocabulary: Any, regex: str, eos: int) -> OutlinesCoreFactory:
+def _build_index(vocabulary: Any, regex: str, eos: int) -> OutlinesCoreFactory:
     try:
         index = outlines_core.Index(regex, vocabulary)
     except (ValueError, TypeError, RuntimeError) as exc:

@@ -1,0 +1,482 @@
+"""Token sampling for the decode loop: penalties, temperature, top-k / top-p / min-p, one seeded draw.
+
+Pure numpy, called once per generated token on the candidate logits the grammar mask allows (1 to ~262k
+entries), so every step is vectorised and the expensive ones are skipped when they are switched off::
+
+    penalties -> temperature (0 = greedy) -> top-k -> top-p -> min-p -> renormalise -> draw
+
+``sample_token`` is what the decode loop calls; the other public functions expose the individual steps
+(each returns a new array with dropped candidates set to ``-inf``) and share their kernels with it.
+
+Determinism: ties are always broken towards the lowest candidate index, the only randomness is one
+``rng.random()`` per sampled token, and the draw is an inverse CDF over the surviving candidates in
+ascending index order, so a given seed picks the same token on every platform.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "SamplingParams",
+    "apply_penalties",
+    "apply_temperature",
+    "log_softmax",
+    "min_p_filter",
+    "sample_token",
+    "top_k_filter",
+    "top_p_filter",
+]
+
+# Smallest positive float32 normal: temperatures below it are clamped to it (T -> 0+ is the same limit).
+_TINY_TEMPERATURE = float(np.finfo(np.float32).tiny)
+# How many of the largest weights top-p looks at first; grown 16x until they hold the requested mass.
+_NUCLEUS_PROBE = 1024
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parameters
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How ``sample_token`` turns logits into a token; validated on construction.
+
+    ``temperature`` 0 is greedy (argmax, ties to the lowest index); otherwise logits are divided by it.
+    ``top_k`` (0 = off) keeps the k largest logits, ``top_p`` (1.0 = off, in (0, 1]) the smallest
+    most-probable set holding at least that much probability, ``min_p`` (0 = off, in [0, 1)) the
+    tokens at least ``min_p`` times as probable as the most probable one.
+    Penalties act on tokens already generated (``counts`` > 0): ``repetition_penalty`` (> 0, 1 = off)
+    divides a positive logit and multiplies a negative one (llama.cpp/CTRL); ``frequency_penalty`` and
+    ``presence_penalty`` (in [-2, 2], 0 = off) subtract ``penalty * count`` and ``penalty`` (OpenAI).
+
+    >>> SamplingParams(temperature=0.7, top_p=0.9).greedy
+    False
+    >>> SamplingParams(top_p=2)
+    Traceback (most recent call last):
+    ...
+    structgen.errors.InvalidArgument: top_p must be in (0, 1], got 2
+    """
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Check each field against its range and store it as a plain Python int/float, so that numpy
+        # arithmetic with it never changes the dtype of the (float32) logits.
+        checked: dict[str, float | int] = {
+            "temperature": _in_range("temperature", self.temperature, 0.0, math.inf, hi_open=True),
+            "top_k": _non_negative_int("top_k", self.top_k),
+            "top_p": _in_range("top_p", self.top_p, 0.0, 1.0, lo_open=True),
+            "min_p": _in_range("min_p", self.min_p, 0.0, 1.0, hi_open=True),
+            "repetition_penalty": _in_range("repetition_penalty", self.repetition_penalty, 0.0, math.inf,
+                                            lo_open=True, hi_open=True),
+            "frequency_penalty": _in_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
+            "presence_penalty": _in_range("presence_penalty", self.presence_penalty, -2.0, 2.0),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def greedy(self) -> bool:
+        """True when ``temperature`` is 0: the token is the argmax, ties to the lowest index."""
+        return self.temperature == 0.0
+
+
+def _in_range(name: str, value: object, lo: float, hi: float, *,
+              lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a float if it is a real number in the interval, else InvalidArgument naming it."""
+    # Booleans are ints to Python, but ``top_p=True`` is a bug, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    # NaN fails every comparison below, so it is rejected with the same message.
+    above = v > lo if lo_open else v >= lo
+    below = v < hi if hi_open else v <= hi
+    if not (above and below):
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise InvalidArgument(f"{name} must be in {interval}, got {value!r}")
+    return v
+
+
+def _non_negative_int(name: str, value: object) -> int:
+    """``value`` as an int if it is an integer >= 0, else InvalidArgument naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
+    if value < 0:
+        raise InvalidArgument(f"{name} must be >= 0 (0 = off), got {value!r}")
+    return int(value)
+
+
+def _has_penalties(params: SamplingParams) -> bool:
+    """Whether any penalty is switched on (otherwise ``counts`` need not be looked at)."""
+    return (params.repetition_penalty != 1.0 or params.frequency_penalty != 0.0
+            or params.presence_penalty != 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Individual steps
+# ----------------------------------------------------------------------------------------------------
+
+
+def apply_penalties(logits: NDArray[np.float32], counts: NDArray[np.integer[Any]],
+                    params: SamplingParams) -> None:
+    """Penalise, in place, the candidates already generated (``counts > 0``); the others are untouched.
+
+    ``logits`` and ``counts`` are aligned 1-D arrays over the same candidate tokens. For each candidate
+    with count c > 0, in this order (as llama.cpp does):
+
+    * repetition: ``logit / repetition_penalty`` if logit > 0 else ``logit * repetition_penalty``;
+    * frequency:  ``logit -= frequency_penalty * c``;
+    * presence:   ``logit -= presence_penalty``.
+
+    >>> x = np.array([2.0, -1.0, 3.0], dtype=np.float32)
+    >>> apply_penalties(x, np.array([1, 2, 0]), SamplingParams(repetition_penalty=2.0, frequency_penalty=0.5))
+    >>> x.tolist()      # 2/2 - 0.5*1, -1*2 - 0.5*2, untouched
+    [0.5, -3.0, 3.0]
+    """
+    # Nothing switched on: not even the counts are read.
+    if not _has_penalties(params):
+        return
+    counts = np.asarray(counts)
+    _check_penalty_inputs(logits, counts)
+    # Work on the seen candidates only: usually a few hundred among tens of thousands.
+    seen = np.flatnonzero(counts)
+    if seen.size == 0:
+        return
+    c = counts[seen]
+    if np.any(c < 0):
+        raise InvalidArgument("counts must be >= 0")
+    x = logits[seen]
+    # Repetition penalty: pushes a seen logit towards (if positive) or further below (if negative) zero.
+    if params.repetition_penalty != 1.0:
+        x = np.where(x > 0, x / params.repetition_penalty, x * params.repetition_penalty)
+    # Frequency penalty: grows with the number of occurrences.
+    if params.frequency_penalty != 0.0:
+        x = x - params.frequency_penalty * c
+    # Presence penalty: a flat amount once a token has occurred at all.
+    if params.presence_penalty != 0.0:
+        x = x - params.presence_penalty
+    logits[seen] = x
+
+
+def _check_penalty_inputs(logits: NDArray[Any], counts: NDArray[Any]) -> None:
+    """InvalidArgument unless logits is a 1-D float array and counts an integer array of its shape."""
+    if not isinstance(logits, np.ndarray) or logits.dtype.kind != "f" or logits.ndim != 1:
+        raise InvalidArgument("logits must be a 1-D float numpy array (penalties are applied in place)")
+    if counts.dtype.kind not in "iu":
+        raise InvalidArgument(f"counts must be integers, got dtype {counts.dtype}")
+    if counts.shape != logits.shape:
+        raise InvalidArgument(f"counts has shape {counts.shape} but logits has shape {logits.shape}")
+
+
+def apply_temperature(logits: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
+    """``logits / temperature`` as a new float32 array; ``temperature`` must be > 0 (0 means greedy,
+    which ``sample_token`` handles without dividing).
+
+    Temperatures below float32's smallest normal (~1.2e-38) are clamped to it; values that overflow
+    become +-inf. ``sample_token`` subtracts the maximum first, so it never overflows upwards.
+
+    >>> apply_temperature(np.array([2.0, 1.0, 0.0], dtype=np.float32), 0.5).tolist()
+    [4.0, 2.0, 0.0]
+    """
+    t = _in_range("temperature", temperature, 0.0, math.inf, lo_open=True, hi_open=True)
+    x = _as_logits(logits)
+    _checked_max(x)
+    return _scale(x.copy(), t)
+
+
+def top_k_filter(logits: NDArray[np.float32], k: int) -> NDArray[np.float32]:
+    """Keep the ``k`` largest logits, set the others to -inf; ``k`` = 0 or >= len keeps everything.
+
+    Ties at the boundary are kept lowest index first, so exactly k candidates survive.
+
+    >>> top_k_filter(np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32), 2).tolist()
+    [-inf, 3.0, -inf, 3.0]
+    >>> top_k_filter(np.array([1.0, 2.0, 2.0, 2.0], dtype=np.float32), 2).tolist()  # tie: lowest first
+    [-inf, 2.0, 2.0, -inf]
+    """
+    k = _non_negative_int("top_k", k)
+    x = _as_logits(logits)
+    _checked_max(x)
+    if k == 0 or k >= x.size:
+        return x.copy()
+    return _keep_only(x, _top_k_indices(x, k))
+
+
+def top_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
+    """Nucleus filter: keep the smallest set of candidates, taken by descending probability (ties lowest
+    index first), whose probability mass is >= ``p``; the others become -inf. The most probable
+    candidate is always kept; ``p`` = 1 keeps everything.
+
+    >>> x = np.log(np.array([0.1, 0.6, 0.3], dtype=np.float32))
+    >>> np.isfinite(top_p_filter(x, 0.8)).tolist()    # 0.6 < 0.8 <= 0.6 + 0.3
+    [False, True, True]
+    """
+    p = _in_range("top_p", p, 0.0, 1.0, lo_open=True)
+    x = _as_logits(logits)
+    _, top = _checked_max(x)
+    if p == 1.0:
+        return x.copy()
+    w = _weights(x, top, 1.0)
+    return _keep_only(x, _top_k_indices(w, _nucleus_size(w, p)))
+
+
+def min_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
+    """Set to -inf every candidate whose probability is < ``p`` times the largest probability
+    (i.e. whose logit is more than ``-log(p)`` below the maximum); ``p`` = 0 keeps everything.
+
+    >>> x = np.log(np.array([0.5, 0.3, 0.04, 0.16], dtype=np.float32))
+    >>> np.isfinite(min_p_filter(x, 0.1)).tolist()     # threshold 0.1 * 0.5 = 0.05
+    [True, True, False, True]
+    """
+    p = _in_range("min_p", p, 0.0, 1.0, hi_open=True)
+    x = _as_logits(logits)
+    _, top = _checked_max(x)
+    if p == 0.0:
+        return x.copy()
+    return _keep_only(x, np.flatnonzero(_weights(x, top, 1.0) >= p))
+
+
+def log_softmax(logits: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Numerically stable ``log(softmax(logits))`` in float64; -inf entries stay -inf.
+
+    Computed as ``x - max - log(sum(exp(x - max)))``, which never overflows.
+
+    >>> np.round(log_softmax(np.array([0.0, 0.0], dtype=np.float32)), 6).tolist()   # log(1/2)
+    [-0.693147, -0.693147]
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    _check_shape(x)
+    _, top = _checked_max(x)
+    return x - _logsumexp(x, top)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The sampler
+# ----------------------------------------------------------------------------------------------------
+
+
+def sample_token(
+    logits: NDArray[np.float32],
+    rng: np.random.Generator,
+    params: SamplingParams,
+    counts: NDArray[np.integer[Any]] | None = None,
+) -> tuple[int, float]:
+    """Choose one candidate; returns ``(index into logits, its logprob)``.
+
+    ``logits``: 1-D candidate logits (the grammar mask already removed forbidden tokens); penalties are
+    applied to it in place. ``counts``: how often each candidate was already generated, aligned with
+    ``logits`` (None = no penalties). ``rng``: the sequence's generator, read once per sampled token.
+
+    Steps: penalties -> temperature (0 = greedy argmax, ties to the lowest index; no random number is
+    drawn) -> top-k -> top-p -> min-p -> renormalise -> draw. The draw takes ``u = rng.random()`` and
+    returns the first surviving candidate, in ascending index order, whose cumulative probability
+    (``np.cumsum``, ``np.searchsorted``) exceeds u, so a seed gives the same token on every platform.
+
+    The returned logprob is the log-softmax **at temperature 1 of the penalised logits**, i.e. of the
+    model's constrained distribution *before* temperature and truncation, at the chosen index. It is
+    what best-of-n selection averages, is comparable across sampling settings, and is meaningful at
+    temperature 0 too (it is not the log of the probability the token was drawn with).
+
+    Raises InvalidArgument for empty or non-1-D logits, NaN or +inf logits (a backend bug must not be
+    sampled silently), all -inf logits, and counts that do not match.
+
+    >>> rng = np.random.default_rng(0)
+    >>> i, lp = sample_token(np.array([1.0, 3.0, 3.0], dtype=np.float32), rng, SamplingParams())
+    >>> i, round(lp, 4)         # greedy, tie -> index 1; -log(2 + e^-2) = -0.7586
+    (1, -0.7586)
+    """
+    x = _as_logits(logits)
+    # 1. Penalties, in place (the logprob below is taken after them).
+    if counts is not None:
+        apply_penalties(x, counts, params)
+    # 2. The maximum (and NaN / inf check); at T = 0 it is the answer: argmax + one logsumexp.
+    best, top = _checked_max(x)
+    if params.greedy:
+        return best, -_log_sum_weights(_weights(x, top, 1.0))
+    # 3. Top-k on the unscaled logits: dividing by T > 0 keeps the order, so it keeps the same set.
+    #    ``idx`` maps positions of the working set back to candidates (None = all of them, in order).
+    idx: NDArray[np.intp] | None = None
+    v = x
+    if 0 < params.top_k < x.size:
+        idx = _top_k_indices(x, params.top_k)
+        v = x[idx]
+    # 4. Temperature: weights exp((v - max) / T), the largest exactly 1. At T = 1 over the full set they
+    #    are also the logsumexp terms of the returned logprob, so that pass is shared.
+    w = _weights(v, top, params.temperature)
+    lse = top + math.log(float(w.sum())) if idx is None and params.temperature == 1.0 else _logsumexp(x, top)
+    # 5. Top-p, then min-p: positions (ascending) of the working set that survive; None = all.
+    keep = _truncate(w, params.top_p, params.min_p)
+    # 6. Renormalise and draw among the survivors, then map back to a candidate index.
+    pos = _draw(w if keep is None else w[keep], rng.random())
+    pos = pos if keep is None else int(keep[pos])
+    index = pos if idx is None else int(idx[pos])
+    return index, float(x[index]) - lse
+
+
+# ----------------------------------------------------------------------------------------------------
+# Kernels shared by the steps and the sampler
+# ----------------------------------------------------------------------------------------------------
+
+
+def _as_logits(logits: NDArray[Any]) -> NDArray[np.float32]:
+    """The logits as a 1-D float32 array (no copy when they already are one)."""
+    x = np.asarray(logits, dtype=np.float32)
+    _check_shape(x)
+    return x
+
+
+def _check_shape(x: NDArray[Any]) -> None:
+    """InvalidArgument unless ``x`` is 1-D and non-empty."""
+    if x.ndim != 1:
+        raise InvalidArgument(f"logits must be 1-D, got shape {x.shape}")
+    if x.size == 0:
+        raise InvalidArgument("logits is empty: there is no candidate to choose from")
+
+
+def _checked_max(x: NDArray[np.floating[Any]]) -> tuple[int, float]:
+    """(index, value) of the first maximum; InvalidArgument if it is NaN, +inf or -inf.
+
+    ``np.argmax`` returns the first NaN when there is one, so this single pass also finds NaNs.
+    """
+    best = int(np.argmax(x))
+    top = float(x[best])
+    if math.isnan(top):
+        raise InvalidArgument("logits contain NaN (a backend bug?): refusing to sample from them")
+    if top == math.inf:
+        raise InvalidArgument("logits contain +inf: refusing to sample from them")
+    if top == -math.inf:
+        raise InvalidArgument("every logit is -inf: there is no candidate to choose from")
+    return best, top
+
+
+def _scale(z: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
+    """``z / temperature`` in place (T clamped to float32's smallest normal); overflow gives +-inf."""
+    t = max(temperature, _TINY_TEMPERATURE)
+    with np.errstate(over="ignore"):
+        return np.divide(z, t, out=z)
+
+
+def _weights(v: NDArray[np.floating[Any]], top: float, temperature: float) -> NDArray[np.float32]:
+    """Unnormalised probabilities ``exp((v - top) / T)`` as a new float32 array: in (0, 1], and exactly
+    1 where ``v == top``; -inf logits give 0.
+
+    >>> w = _weights(np.array([2.0, 1.0, 0.0], dtype=np.float32), 2.0, 0.5)   # T = 0.5: (x - 2) / 0.5
+    >>> bool(np.allclose(w, [1.0, np.exp(-2.0), np.exp(-4.0)]))
+    True
+    """
+    # Subtract the maximum first, so nothing can overflow upwards.
+    with np.errstate(over="ignore"):
+        z: NDArray[np.float32] = np.subtract(v, top, dtype=np.float32)
+    if temperature != 1.0:
+        _scale(z, temperature)
+    return np.exp(z, out=z)
+
+
+def _log_sum_weights(w: NDArray[np.float32]) -> float:
+    """``log(sum(w))``: the logsumexp of logits whose weights relative to their maximum are ``w``."""
+    return math.log(float(w.sum()))
+
+
+def _logsumexp(x: NDArray[np.floating[Any]], top: float) -> float:
+    """``log(sum(exp(x)))`` given ``top = max(x)`` (finite), in x's precision."""
+    with np.errstate(over="ignore"):
+        z = x - top
+    return top + math.log(float(np.exp(z, out=z).sum()))
+
+
+def _top_k_indices(x: NDArray[np.floating[Any]], k: int) -> NDArray[np.intp]:
+    """Ascending indices of the ``k`` (1 <= k <= len) largest entries; ties at the boundary lowest first.
+
+    One O(n) partition finds the k-th largest value; no full sort.
+
+    >>> _top_k_indices(np.array([5.0, 1.0, 5.0, 7.0, 5.0]), 3).tolist()  # 7, then two of the three 5s
+    [0, 2, 3]
+    """
+    n = x.size
+    if k >= n:
+        return np.arange(n)
+    # The k-th largest value (np.partition copies, it never reorders x).
+    kth = np.partition(x, n - k)[n - k]
+    # Everything strictly larger is kept; the boundary ties fill the remaining places, lowest index first.
+    above = np.flatnonzero(x > kth)
+    ties = np.flatnonzero(x == kth)[: k - above.size]
+    return np.sort(np.concatenate((above, ties)))
+
+
+def _nucleus_size(w: NDArray[np.float32], p: float) -> int:
+    """How many of the largest weights top-p keeps: the smallest count whose mass is >= p * sum(w).
+
+    Looks at the 1024 largest weights first (partition + small sort) and widens 16x only while they
+    hold less than the requested mass; the answer does not depend on how far it had to look.
+
+    >>> _nucleus_size(np.array([0.1, 0.6, 0.3], dtype=np.float32), 0.8)   # 0.6, then 0.6 + 0.3 >= 0.8
+    2
+    """
+    n = w.size
+    target = p * float(w.sum(dtype=np.float64))
+    m = min(n, _NUCLEUS_PROBE)
+    while True:
+        # The m largest weights, in descending order, and their running mass (float64: no drift).
+        part = w if m == n else np.partition(w, n - m)[n - m:]
+        mass = np.sort(part)[::-1].astype(np.float64)
+        np.cumsum(mass, out=mass)
+        if mass[-1] >= target or m == n:
+            # First count reaching the target; never more than m (float rounding at p close to 1).
+            return min(int(np.searchsorted(mass, target, side="left")) + 1, m)
+        m = min(n, m * 16)
+
+
+def _truncate(w: NDArray[np.float32], top_p: float, min_p: float) -> NDArray[np.intp] | None:
+    """Ascending positions of ``w`` that survive top-p then min-p; None when every position does.
+
+    Both filters keep a prefix of the descending order, so min-p (relative to the largest weight, 1,
+    which top-p always keeps) can be applied to what top-p left.
+    """
+    keep: NDArray[np.intp] | None = None
+    # Top-p: the nucleus is the c largest weights, ties at the boundary lowest index first.
+    if top_p < 1.0:
+        c = _nucleus_size(w, top_p)
+        keep = _top_k_indices(w, c) if c < w.size else None
+    # Min-p: weights are probabilities divided by the largest, so the threshold is min_p itself.
+    if min_p > 0.0:
+        keep = np.flatnonzero(w >= min_p) if keep is None else keep[w[keep] >= min_p]
+    return keep
+
+
+def _draw(w: NDArray[np.float32], u: float) -> int:
+    """Inverse CDF: the first position whose cumulative weight exceeds ``u * sum(w)``, u in [0, 1).
+
+    Scaling u by the total is the renormalisation. Zero-weight positions are never chosen.
+
+    >>> _draw(np.array([0.2, 0.0, 0.5, 0.3], dtype=np.float32), 0.5)   # cdf .2 .2 .7 1.0 > 0.5 at 2
+    2
+    """
+    cdf = w.astype(np.float64)
+    np.cumsum(cdf, out=cdf)
+    total = float(cdf[-1])
+    j = int(np.searchsorted(cdf, u * total, side="right"))
+    # u * total can round up to total: clamp to the last position that carries weight.
+    return min(j, int(np.searchsorted(cdf, total, side="left")))
+
+
+def _keep_only(x: NDArray[np.float32], keep: NDArray[np.intp]) -> NDArray[np.float32]:
+    """A copy of ``x`` with every index outside ``keep`` set to -inf."""
+    out = np.full_like(x, -np.inf)
+    out[keep] = x[keep]
+    return out

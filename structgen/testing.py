@@ -1,0 +1,80 @@
+"""Test utilities shipped as real code: a random-logits stand-in model for fuzzing grammars.
+
+``RandomLogitsModel`` has the real model's vocabulary and tokenizer but returns random logits, so the
+sampler wanders into grammar corners a trained model never visits (long strings, deep nesting, odd
+escapes). Everything else — masks, fast-forward, validation — is the production path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._llama import LlamaModel
+from .chat import Message, as_messages
+from .engine import run_local
+from .matchers import Backend, Vocab, get_backend
+from .models import default_model_path
+from .request import Request
+from .result import Result
+
+
+class RandomLogitsModel:
+    """A stand-in model: the vocabulary of a GGUF (``vocab_only`` load), logits drawn from N(0, scale²)."""
+
+    deterministic = False
+    n_batch = 512
+    n_seq_max = 64
+
+    def __init__(self, model_path: str | Path | None = None, *, seed: int = 0, scale: float = 3.0,
+                 backend: str = "llguidance") -> None:
+        self.path = Path(model_path) if model_path is not None else default_model_path()
+        self._model = LlamaModel(self.path, vocab_only=True)
+        self.n_vocab = self._model.n_vocab
+        eos = self._model.eos
+        self.eos_ids: tuple[int, ...] = (eos, *(t for t in self._model.eog_ids if t != eos))
+        self.vocab = Vocab(n_vocab=self.n_vocab, eos_ids=self.eos_ids,
+                           token_bytes=lambda: [self._model.token_bytes(t) for t in range(self.n_vocab)],
+                           llama_vocab=self._model.vocab)
+        self.backend: Backend = get_backend(backend)
+        self.lock = threading.RLock()
+        self.scale = scale
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+    @property
+    def name(self) -> str:
+        """Describes the stand-in."""
+        return f"random-logits({self.path.name})"
+
+    def prompt_tokens(self, prompt: str | Sequence[Message], *, system: str | None = None,
+                      chat: bool = True) -> list[int]:
+        """The prompt is irrelevant to random logits; it is still checked and tokenised."""
+        text = " ".join(m["content"] for m in as_messages(prompt, system)) if chat else str(prompt)
+        return self._model.tokenize(text, add_special=False, parse_special=False)[:64] or [0]
+
+    def _logits(self) -> NDArray[np.float32]:
+        return (self._rng.standard_normal(self.n_vocab, dtype=np.float32) * self.scale).astype(np.float32)
+
+    def prefill(self, tokens: Sequence[int]) -> NDArray[np.float32]:
+        """Random logits for the first position."""
+        return self._logits()
+
+    def fork(self, n_prompt: int, copies: int) -> None:
+        """Nothing to share."""
+
+    def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
+        """Fresh random logits for each item."""
+        return [self._logits() for _ in items]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Tokens to text with the real vocabulary."""
+        return self._model.detokenize(tokens)
+
+    def run(self, request: Request) -> Result[Any]:
+        """Serve a request through the production decode loop."""
+        return run_local(self, request)

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real bundled model (loaded once) and the random-logits stand-in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import structgen
+from structgen.testing import RandomLogitsModel
+
+REPO = Path(__file__).resolve().parents[1]
+MASKBENCH = Path(os.environ.get("STRUCTGEN_MASKBENCH", REPO.parent / "shared" / "jsonschemabench" / "maskbench"))
+
+
+@pytest.fixture(scope="session")
+def model() -> structgen.LlamaCpp:
+    """The bundled SmolLM2-135M on CPU, shared by the whole session (generation is serialised)."""
+    return structgen.LlamaCpp(n_ctx=4096)
+
+
+@pytest.fixture(scope="session")
+def outlines_model(model: structgen.LlamaCpp) -> structgen.LlamaCpp:
+    """The same model file with the outlines-core backend."""
+    return structgen.LlamaCpp(model.path, n_ctx=2048, backend="outlines-core")
+
+
+@pytest.fixture(scope="session")
+def random_model() -> RandomLogitsModel:
+    """Random logits over the real vocabulary: pushes grammars into odd corners."""
+    return RandomLogitsModel(seed=1234)
+
+
+@pytest.fixture(params=["llguidance", "outlines-core"])
+def any_backend_model(request: pytest.FixtureRequest, model: structgen.LlamaCpp,
+                      outlines_model: structgen.LlamaCpp) -> structgen.LlamaCpp:
+    """Each matcher backend on the real model."""
+    return model if request.param == "llguidance" else outlines_model

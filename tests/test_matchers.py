@@ -1,0 +1,101 @@
+"""One conformance suite for every Matcher backend, on the real model's vocabulary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import structgen
+from structgen import Choice, Regex, compile_schema
+from structgen.matchers import Matcher, get_backend
+
+BACKENDS = ["llguidance", "outlines-core"]
+
+CASES = [
+    (Regex(r"\(\d{3}\) \d{3}-\d{4}"), "(555) 123-4567", "555-123"),
+    (Choice(["spam", "ham"]), "spam", "eggs"),
+    ({"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"],
+      "additionalProperties": False}, '{"x":12}', '{"y":1}'),
+    ({"type": "array", "items": {"type": "string", "maxLength": 3}}, '["ab","c"]', '["abcd"]'),
+]
+
+
+def _allowed(m: Matcher, n_vocab: int) -> np.ndarray:
+    mask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
+    m.fill_mask(mask)
+    return np.unpackbits(mask.view(np.uint8), count=n_vocab, bitorder="little").astype(bool)
+
+
+def _matcher(model: structgen.LlamaCpp, backend: str, schema: object) -> Matcher:
+    factory = get_backend(backend).compile(compile_schema(schema), model.vocab)  # type: ignore[arg-type]
+    return factory.new_matcher()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("schema", "good", "bad"), CASES)
+def test_valid_text_walks_through_masks(model: structgen.LlamaCpp, backend: str, schema: object, good: str,
+                                        bad: str) -> None:
+    m = _matcher(model, backend, schema)
+    tokens = model.tokenize(good, special=False)
+    for tok in tokens:
+        assert _allowed(m, model.n_vocab)[tok], f"{backend}: token {tok} of {good!r} masked out"
+        assert m.consume(tok)
+    assert m.is_accepting()
+    assert m.error() is None
+    assert _allowed(m, model.n_vocab)[model.eos_ids[0]], "EOS must be allowed once the grammar is complete"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("schema", "good", "bad"), CASES)
+def test_invalid_text_is_rejected_and_error_is_sticky(model: structgen.LlamaCpp, backend: str, schema: object,
+                                                      good: str, bad: str) -> None:
+    m = _matcher(model, backend, schema)
+    tokens = model.tokenize(bad, special=False)
+    consumed = m.consume_many(tokens)
+    assert consumed < len(tokens) or not m.is_accepting()
+    if consumed < len(tokens):
+        assert not _allowed(m, model.n_vocab)[tokens[consumed]]
+        assert not m.consume(tokens[consumed])
+        assert m.error() is not None
+        assert not m.consume(tokens[0])  # sticky
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eos_is_masked_until_complete(model: structgen.LlamaCpp, backend: str) -> None:
+    m = _matcher(model, backend, Regex(r"abc"))
+    assert not _allowed(m, model.n_vocab)[model.eos_ids[0]]
+    assert not m.is_accepting()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_copy_is_independent(model: structgen.LlamaCpp, backend: str) -> None:
+    m = _matcher(model, backend, Choice(["spam", "ham"]))
+    twin = m.copy()
+    for tok in model.tokenize("ham", special=False):
+        assert twin.consume(tok)
+    assert twin.is_accepting() and not m.is_accepting()
+    for tok in model.tokenize("spam", special=False):
+        assert m.consume(tok)
+    assert m.is_accepting()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forced_tokens_spell_the_forced_text(model: structgen.LlamaCpp, backend: str) -> None:
+    m = _matcher(model, backend, Regex(r"hello world [0-9]"))
+    text = ""
+    while forced := m.forced_tokens():
+        assert m.consume_many(forced) == len(forced)
+        text += model.detokenize(forced)
+    assert "hello world ".startswith(text), f"{backend} forced {text!r}"
+    if backend == "llguidance":  # outlines-core only forces a token when it is the single one allowed
+        assert text == "hello world "
+
+
+def test_outlines_core_refuses_lark_grammars(model: structgen.LlamaCpp) -> None:
+    with pytest.raises(structgen.SchemaError, match="llguidance"):
+        get_backend("outlines-core").compile(compile_schema(structgen.Grammar('start: "a"')), model.vocab)
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(structgen.InvalidArgument, match="llguidance"):
+        get_backend("nope")

@@ -1,0 +1,105 @@
+"""Schema kinds compile to a grammar and a validator; bad input gets a typed error with a location."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from structgen import Choice, Grammar, GrammarError, Regex, SchemaError, bundled_grammars, compile_schema
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+def test_pydantic_model_compiles_closed_and_validates() -> None:
+    c = compile_schema(Point)
+    assert c.kind == "json" and c.grammar
+    assert c.json_schema is not None and c.json_schema["additionalProperties"] is False
+    assert c.validate('{"x":1,"y":2}') == Point(x=1, y=2)
+    with pytest.raises(ValueError, match="y"):
+        c.validate('{"x":1}')
+
+
+def test_compile_is_cached() -> None:
+    assert compile_schema(Point) is compile_schema(Point)
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert compile_schema(schema) is compile_schema(dict(schema))
+
+
+def test_dict_schema_validates_with_jsonschema_formats() -> None:
+    c = compile_schema({"type": "object", "properties": {"d": {"type": "string", "format": "date"}},
+                        "required": ["d"]})
+    assert c.validate('{"d":"2024-01-31"}') == {"d": "2024-01-31"}
+    with pytest.raises(ValueError, match="date"):
+        c.validate('{"d":"2024-13-45"}')
+
+
+def test_regex_choice_and_text() -> None:
+    assert compile_schema(Regex(r"\d+")).validate("123") == "123"
+    with pytest.raises(ValueError):
+        compile_schema(Regex(r"\d+")).validate("12a")
+    c = compile_schema(Choice(["spam", "ham"]))
+    assert c.validate("ham") == "ham"
+    with pytest.raises(ValueError):
+        c.validate("eggs")
+    assert compile_schema(None).kind == "text"
+
+
+@pytest.mark.parametrize(
+    ("schema", "match", "pointer"),
+    [
+        (Regex("a(b"), "invalid regex", "pattern[1]"),
+        (Regex("(?<=a)b"), "not supported", "pattern"),
+        ({"type": "strin"}, "malformed JSON Schema", "/type"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/nope"}}}, "not supported", ""),
+        ({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}, "malformed", "/properties/a/minimum"),
+    ],
+)
+def test_bad_schemas_raise_schema_error_with_location(schema: object, match: str, pointer: str) -> None:
+    with pytest.raises(SchemaError, match=match) as info:
+        compile_schema(schema)  # type: ignore[arg-type]
+    assert info.value.pointer == pointer
+
+
+def test_bad_choice() -> None:
+    with pytest.raises(SchemaError):
+        Choice([])
+    with pytest.raises(SchemaError, match="distinct"):
+        Choice(["a", "a"])
+    with pytest.raises(SchemaError) as info:
+        Choice(["a", ""])
+    assert info.value.pointer == "/1"
+
+
+def test_unsupported_keywords_fall_back_to_a_relaxed_grammar() -> None:
+    c = compile_schema({"type": "object", "propertyNames": {"maxLength": 3}})
+    assert c.relaxed and c.grammar
+    with pytest.raises(ValueError):
+        c.validate('{"toolong": 1}')
+
+
+def test_grammar_errors_carry_line_and_column(tmp_path: object) -> None:
+    with pytest.raises(GrammarError) as info:
+        compile_schema(Grammar('start: "a" b\nb: "x" c\n', name="g.lark"))
+    assert (info.value.file, info.value.line) == ("g.lark", 2)
+    assert isinstance(info.value.column, int) and info.value.column >= 1
+    assert str(info.value).startswith("g.lark:2:")
+    assert "c" in info.value.reason
+    with pytest.raises(GrammarError, match="empty"):
+        compile_schema(Grammar("   "))
+
+
+def test_grammar_files() -> None:
+    assert {"json", "csv", "python_regex", "sqlite_select"} <= set(bundled_grammars())
+    g = Grammar.from_file("json")
+    assert g.source == Grammar.bundled("json").source
+    assert compile_schema(g).validate('{"a": [1, 2]}') == '{"a": [1, 2]}'
+    with pytest.raises(GrammarError, match="not found"):
+        Grammar.from_file("/nonexistent/x.lark")
+
+
+def test_unsupported_schema_kind() -> None:
+    with pytest.raises(SchemaError, match="unsupported schema kind"):
+        compile_schema(42)  # type: ignore[arg-type]
