@@ -40,6 +40,8 @@ __all__ = [
 _TINY_TEMPERATURE = float(np.finfo(np.float32).tiny)
 # How many of the largest weights top-p looks at first; grown 16x until they hold the requested mass.
 _NUCLEUS_PROBE = 1024
+# Above this many survivors the inverse CDF goes in two levels: block masses, then one block.
+_DRAW_BLOCK = 4096
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def apply_penalties(logits: NDArray[np.float32], counts: NDArray[np.integer[Any]
     counts = np.asarray(counts)
     _check_penalty_inputs(logits, counts)
     # Work on the seen candidates only: usually a few hundred among tens of thousands.
-    seen = np.flatnonzero(counts)
+    seen = counts.nonzero()[0]
     if seen.size == 0:
         return
     c = counts[seen]
@@ -197,7 +199,8 @@ def apply_temperature(logits: NDArray[np.float32], temperature: float) -> NDArra
     t = _in_range("temperature", temperature, 0.0, math.inf, lo_open=True, hi_open=True)
     x = _as_logits(logits)
     _checked_max(x)
-    return _scale(x.copy(), t)
+    with np.errstate(over="ignore"):
+        return _scale(x.copy(), t)
 
 
 def top_k_filter(logits: NDArray[np.float32], k: int) -> NDArray[np.float32]:
@@ -232,8 +235,10 @@ def top_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
     _, top = _checked_max(x)
     if p == 1.0:
         return x.copy()
-    w = _weights(x, top, 1.0)
-    return _keep_only(x, _top_k_indices(w, _nucleus_size(w, p)))
+    with np.errstate(over="ignore"):
+        w = _weights(x, top, 1.0)
+    c, kth = _nucleus(w, p)
+    return _keep_only(x, _top_k_indices(w, c, kth))
 
 
 def min_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
@@ -249,7 +254,9 @@ def min_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
     _, top = _checked_max(x)
     if p == 0.0:
         return x.copy()
-    return _keep_only(x, np.flatnonzero(_weights(x, top, 1.0) >= p))
+    with np.errstate(over="ignore"):
+        w = _weights(x, top, 1.0)
+    return _keep_only(x, (w >= p).nonzero()[0])
 
 
 def log_softmax(logits: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -263,7 +270,9 @@ def log_softmax(logits: NDArray[np.float32]) -> NDArray[np.float64]:
     x = np.asarray(logits, dtype=np.float64)
     _check_shape(x)
     _, top = _checked_max(x)
-    return x - _logsumexp(x, top)
+    with np.errstate(over="ignore"):
+        shifted = x - top
+    return shifted - math.log(float(np.exp(shifted).sum()))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -302,25 +311,38 @@ def sample_token(
     (1, -0.7586)
     """
     x = _as_logits(logits)
-    # 1. Penalties, in place (the logprob below is taken after them).
+    # 1. Penalties, in place (the logprob is taken after them).
     if counts is not None:
         apply_penalties(x, counts, params)
-    # 2. The maximum (and NaN / inf check); at T = 0 it is the answer: argmax + one logsumexp.
+    # 2. The first maximum, which also rejects NaN and +-inf.
     best, top = _checked_max(x)
-    if params.greedy:
-        return best, -_log_sum_weights(_weights(x, top, 1.0))
+    # Logits near the float32 limits (some backends mask with finfo.min) or a tiny temperature can
+    # overflow to -inf below; exp(-inf) = 0 is the right limit, so the warning is silenced.
+    with np.errstate(over="ignore"):
+        if params.greedy:
+            # 3. T = 0: the argmax (ties -> lowest index) and one logsumexp; no random number is drawn.
+            return best, -math.log(float(_weights(x, top, 1.0).sum()))
+        return _sample(x, top, rng, params)
+
+
+def _sample(x: NDArray[np.float32], top: float, rng: np.random.Generator,
+            params: SamplingParams) -> tuple[int, float]:
+    """The T > 0 part of ``sample_token`` on penalised logits ``x`` whose maximum is ``top``."""
     # 3. Top-k on the unscaled logits: dividing by T > 0 keeps the order, so it keeps the same set.
-    #    ``idx`` maps positions of the working set back to candidates (None = all of them, in order).
+    #    ``idx`` maps positions of the working set ``v`` back to candidates (None = all, in order).
     idx: NDArray[np.intp] | None = None
     v = x
     if 0 < params.top_k < x.size:
         idx = _top_k_indices(x, params.top_k)
         v = x[idx]
-    # 4. Temperature: weights exp((v - max) / T), the largest exactly 1. At T = 1 over the full set they
-    #    are also the logsumexp terms of the returned logprob, so that pass is shared.
-    w = _weights(v, top, params.temperature)
-    lse = top + math.log(float(w.sum())) if idx is None and params.temperature == 1.0 else _logsumexp(x, top)
-    # 5. Top-p, then min-p: positions (ascending) of the working set that survive; None = all.
+    # The weights at T = 1 over every candidate: their sum normalises the returned logprob.
+    w = _weights(x, top, 1.0)
+    lse = top + math.log(float(w.sum()))
+    # 4. Temperature (and top-k): the working set's weights exp((v - max) / T), largest exactly 1,
+    #    written over the T = 1 weights (one buffer for both); at T = 1 without top-k they are the same.
+    if idx is not None or params.temperature != 1.0:
+        w = _weights(v, top, params.temperature, out=w[: v.size])
+    # 5. Top-p, then min-p: ascending positions of the working set that survive (None = all).
     keep = _truncate(w, params.top_p, params.min_p)
     # 6. Renormalise and draw among the survivors, then map back to a candidate index.
     pos = _draw(w if keep is None else w[keep], rng.random())
@@ -330,7 +352,7 @@ def sample_token(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Kernels shared by the steps and the sampler
+# Kernels shared by the steps and the sampler (callers silence float overflow where it can happen)
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -352,9 +374,9 @@ def _check_shape(x: NDArray[Any]) -> None:
 def _checked_max(x: NDArray[np.floating[Any]]) -> tuple[int, float]:
     """(index, value) of the first maximum; InvalidArgument if it is NaN, +inf or -inf.
 
-    ``np.argmax`` returns the first NaN when there is one, so this single pass also finds NaNs.
+    ``argmax`` returns the first NaN when there is one, so this single pass also finds NaNs.
     """
-    best = int(np.argmax(x))
+    best = int(x.argmax())
     top = float(x[best])
     if math.isnan(top):
         raise InvalidArgument("logits contain NaN (a backend bug?): refusing to sample from them")
@@ -366,44 +388,31 @@ def _checked_max(x: NDArray[np.floating[Any]]) -> tuple[int, float]:
 
 
 def _scale(z: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
-    """``z / temperature`` in place (T clamped to float32's smallest normal); overflow gives +-inf."""
-    t = max(temperature, _TINY_TEMPERATURE)
-    with np.errstate(over="ignore"):
-        return np.divide(z, t, out=z)
+    """``z / temperature`` in place, T clamped to float32's smallest normal (a float32 T must not be 0)."""
+    return np.divide(z, max(temperature, _TINY_TEMPERATURE), out=z)
 
 
-def _weights(v: NDArray[np.floating[Any]], top: float, temperature: float) -> NDArray[np.float32]:
-    """Unnormalised probabilities ``exp((v - top) / T)`` as a new float32 array: in (0, 1], and exactly
-    1 where ``v == top``; -inf logits give 0.
+def _weights(v: NDArray[np.float32], top: float, temperature: float,
+             out: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+    """Unnormalised probabilities ``exp((v - top) / T)`` (``top`` = max of the logits): in [0, 1],
+    exactly 1 where ``v == top``, 0 for -inf. Written to ``out`` if given, else to a new array.
 
     >>> w = _weights(np.array([2.0, 1.0, 0.0], dtype=np.float32), 2.0, 0.5)   # T = 0.5: (x - 2) / 0.5
     >>> bool(np.allclose(w, [1.0, np.exp(-2.0), np.exp(-4.0)]))
     True
     """
-    # Subtract the maximum first, so nothing can overflow upwards.
-    with np.errstate(over="ignore"):
-        z: NDArray[np.float32] = np.subtract(v, top, dtype=np.float32)
+    # Subtract the maximum first, so nothing can overflow upwards; then scale and exponentiate in place.
+    z = np.subtract(v, np.float32(top), out=out)
     if temperature != 1.0:
         _scale(z, temperature)
     return np.exp(z, out=z)
 
 
-def _log_sum_weights(w: NDArray[np.float32]) -> float:
-    """``log(sum(w))``: the logsumexp of logits whose weights relative to their maximum are ``w``."""
-    return math.log(float(w.sum()))
+def _top_k_indices(x: NDArray[np.floating[Any]], k: int, kth: float | None = None) -> NDArray[np.intp]:
+    """Ascending indices of the ``k`` (>= 1) largest entries; ties at the boundary lowest index first.
 
-
-def _logsumexp(x: NDArray[np.floating[Any]], top: float) -> float:
-    """``log(sum(exp(x)))`` given ``top = max(x)`` (finite), in x's precision."""
-    with np.errstate(over="ignore"):
-        z = x - top
-    return top + math.log(float(np.exp(z, out=z).sum()))
-
-
-def _top_k_indices(x: NDArray[np.floating[Any]], k: int) -> NDArray[np.intp]:
-    """Ascending indices of the ``k`` (1 <= k <= len) largest entries; ties at the boundary lowest first.
-
-    One O(n) partition finds the k-th largest value; no full sort.
+    One O(n) partition finds the k-th largest value (skipped when the caller passes it as ``kth``);
+    no full sort.
 
     >>> _top_k_indices(np.array([5.0, 1.0, 5.0, 7.0, 5.0]), 3).tolist()  # 7, then two of the three 5s
     [0, 2, 3]
@@ -411,34 +420,41 @@ def _top_k_indices(x: NDArray[np.floating[Any]], k: int) -> NDArray[np.intp]:
     n = x.size
     if k >= n:
         return np.arange(n)
-    # The k-th largest value (np.partition copies, it never reorders x).
-    kth = np.partition(x, n - k)[n - k]
-    # Everything strictly larger is kept; the boundary ties fill the remaining places, lowest index first.
-    above = np.flatnonzero(x > kth)
-    ties = np.flatnonzero(x == kth)[: k - above.size]
-    return np.sort(np.concatenate((above, ties)))
+    # The k-th largest value (np.partition works on a copy).
+    if kth is None:
+        kth = float(np.partition(x, n - k)[n - k])
+    keep = x >= kth
+    # More entries equal to the k-th value than places left: drop the highest-index ties.
+    surplus = int(np.count_nonzero(keep)) - k
+    if surplus:
+        keep[(x == kth).nonzero()[0][-surplus:]] = False
+    indices: NDArray[np.intp] = keep.nonzero()[0]
+    return indices
 
 
-def _nucleus_size(w: NDArray[np.float32], p: float) -> int:
-    """How many of the largest weights top-p keeps: the smallest count whose mass is >= p * sum(w).
+def _nucleus(w: NDArray[np.float32], p: float) -> tuple[int, float]:
+    """Top-p's cut: (c, the c-th largest weight), c the smallest count of largest weights whose mass
+    is >= p * sum(w).
 
     Looks at the 1024 largest weights first (partition + small sort) and widens 16x only while they
-    hold less than the requested mass; the answer does not depend on how far it had to look.
+    hold less than the requested mass; the answer does not depend on how far it had to look, and tied
+    weights are interchangeable here (which of them are kept is ``_top_k_indices``'s business).
 
-    >>> _nucleus_size(np.array([0.1, 0.6, 0.3], dtype=np.float32), 0.8)   # 0.6, then 0.6 + 0.3 >= 0.8
-    2
+    >>> _nucleus(np.array([0.1, 0.6, 0.3]), 0.8)   # 0.6, then 0.6 + 0.3 >= 0.8: two, the smaller 0.3
+    (2, 0.3)
     """
     n = w.size
-    target = p * float(w.sum(dtype=np.float64))
+    target = p * float(w.sum())
     m = min(n, _NUCLEUS_PROBE)
     while True:
         # The m largest weights, in descending order, and their running mass (float64: no drift).
-        part = w if m == n else np.partition(w, n - m)[n - m:]
-        mass = np.sort(part)[::-1].astype(np.float64)
-        np.cumsum(mass, out=mass)
+        largest = (np.sort(w) if m == n else np.sort(np.partition(w, n - m)[n - m:]))[::-1]
+        mass = largest.astype(np.float64)
+        mass.cumsum(out=mass)
         if mass[-1] >= target or m == n:
             # First count reaching the target; never more than m (float rounding at p close to 1).
-            return min(int(np.searchsorted(mass, target, side="left")) + 1, m)
+            c = min(int(mass.searchsorted(target, side="left")) + 1, m)
+            return c, float(largest[c - 1])
         m = min(n, m * 16)
 
 
@@ -451,28 +467,48 @@ def _truncate(w: NDArray[np.float32], top_p: float, min_p: float) -> NDArray[np.
     keep: NDArray[np.intp] | None = None
     # Top-p: the nucleus is the c largest weights, ties at the boundary lowest index first.
     if top_p < 1.0:
-        c = _nucleus_size(w, top_p)
-        keep = _top_k_indices(w, c) if c < w.size else None
+        c, kth = _nucleus(w, top_p)
+        keep = _top_k_indices(w, c, kth) if c < w.size else None
     # Min-p: weights are probabilities divided by the largest, so the threshold is min_p itself.
     if min_p > 0.0:
-        keep = np.flatnonzero(w >= min_p) if keep is None else keep[w[keep] >= min_p]
+        keep = (w >= min_p).nonzero()[0] if keep is None else keep[w[keep] >= min_p]
     return keep
 
 
 def _draw(w: NDArray[np.float32], u: float) -> int:
     """Inverse CDF: the first position whose cumulative weight exceeds ``u * sum(w)``, u in [0, 1).
 
-    Scaling u by the total is the renormalisation. Zero-weight positions are never chosen.
+    Scaling u by the total is the renormalisation; zero-weight positions are never chosen. Over
+    ``_DRAW_BLOCK`` entries the CDF is walked in two levels (block masses, then inside the block the
+    point fell in), which picks the same position without materialising a float64 CDF of every entry.
 
-    >>> _draw(np.array([0.2, 0.0, 0.5, 0.3], dtype=np.float32), 0.5)   # cdf .2 .2 .7 1.0 > 0.5 at 2
+    >>> _draw(np.array([0.2, 0.0, 0.5, 0.3], dtype=np.float32), 0.5)   # cdf .2 .2 .7 1.0: > 0.5 at 2
     2
     """
+    if w.size <= _DRAW_BLOCK:
+        return _inverse_cdf(w, u)[0]
+    starts = np.arange(0, w.size, _DRAW_BLOCK)
+    # Block masses in float32 (pairwise sums of <= 4096 weights in [0, 1]: ~1e-7 relative error).
+    block, frac = _inverse_cdf(np.add.reduceat(w, starts), u)
+    start = int(starts[block])
+    return start + _inverse_cdf(w[start:start + _DRAW_BLOCK], frac)[0]
+
+
+def _inverse_cdf(w: NDArray[np.floating[Any]], u: float) -> tuple[int, float]:
+    """(j, f): j the first position whose cumulative weight exceeds ``u * sum(w)``, f how far into
+    w[j]'s own share that point lies (in [0, 1), up to rounding), for a second-level draw inside j.
+
+    >>> _inverse_cdf(np.array([1.0, 3.0]), 0.5)     # cdf 1, 4; target 2 lies 1/3 into entry 1
+    (1, 0.3333333333333333)
+    """
     cdf = w.astype(np.float64)
-    np.cumsum(cdf, out=cdf)
+    cdf.cumsum(out=cdf)
     total = float(cdf[-1])
-    j = int(np.searchsorted(cdf, u * total, side="right"))
+    target = u * total
     # u * total can round up to total: clamp to the last position that carries weight.
-    return min(j, int(np.searchsorted(cdf, total, side="left")))
+    j = min(int(cdf.searchsorted(target, side="right")), int(cdf.searchsorted(total, side="left")))
+    below = float(cdf[j - 1]) if j else 0.0
+    return j, (target - below) / (float(cdf[j]) - below)
 
 
 def _keep_only(x: NDArray[np.float32], keep: NDArray[np.intp]) -> NDArray[np.float32]:

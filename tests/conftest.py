@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +38,13 @@ def any_backend_model(request: pytest.FixtureRequest, model: structgen.LlamaCpp,
                       outlines_model: structgen.LlamaCpp) -> structgen.LlamaCpp:
     """Each matcher backend on the real model."""
     return model if request.param == "llguidance" else outlines_model
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the validity-fuzz counts (tests/test_fuzz.py) at the end of the run."""
+    from .test_fuzz import SUMMARY
+
+    if SUMMARY:
+        terminalreporter.section("validity fuzz (MaskBench sample)")
+        for label, counts in SUMMARY.items():
+            terminalreporter.write_line(f"{label}: {dict(sorted(counts.items()))}")

@@ -1,0 +1,86 @@
+"""Validity fuzz: ≥ 200 MaskBench schemas, real model at temperature 1 and a random-logits stand-in.
+
+Every returned value must validate against its schema (checked here again, independently, with
+jsonschema); every failure must be a typed StructgenError. Counts are printed in the test summary.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from jsonschema.validators import validator_for
+
+import structgen
+from structgen.testing import RandomLogitsModel
+
+from .conftest import MASKBENCH
+
+SAMPLE = 200
+SUMMARY: dict[str, Counter[str]] = {}
+
+
+def _sample_schemas(n: int, seed: int = 20261123) -> list[tuple[str, dict[str, Any]]]:
+    files = sorted(p for p in MASKBENCH.glob("*.json"))
+    if len(files) < n:
+        pytest.fail(f"MaskBench data not found at {MASKBENCH} (set STRUCTGEN_MASKBENCH)")
+    random.Random(seed).shuffle(files)
+    picked: list[tuple[str, dict[str, Any]]] = []
+    for path in files:
+        schema = json.loads(Path(path).read_text())["schema"]
+        try:
+            structgen.compile_schema(schema)
+        except structgen.StructgenError:
+            continue
+        picked.append((path.name, schema))
+        if len(picked) == n:
+            break
+    return picked
+
+
+@pytest.fixture(scope="module")
+def schemas() -> list[tuple[str, dict[str, Any]]]:
+    return _sample_schemas(SAMPLE)
+
+
+def _check(model: Any, schemas: list[tuple[str, dict[str, Any]]], label: str, **kwargs: Any) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for i, (name, schema) in enumerate(schemas):
+        try:
+            r = structgen.generate("Generate an example JSON value for this schema.", schema=schema,
+                                   model=model, seed=i, schema_in_prompt=False, **kwargs)
+        except structgen.StructgenError as exc:
+            counts[type(exc).__name__] += 1
+            continue
+        value = json.loads(r.text)
+        validator = validator_for(schema, default=jsonschema.Draft202012Validator)
+        errors = list(validator(schema, format_checker=validator.FORMAT_CHECKER).iter_errors(value))
+        assert not errors, f"{name}: returned an invalid value {r.text!r}: {errors[0].message}"
+        assert value == r.value
+        counts["valid"] += 1
+    SUMMARY[label] = counts
+    return counts
+
+
+def test_schema_sample_is_large_enough(schemas: list[tuple[str, dict[str, Any]]]) -> None:
+    assert len(schemas) == SAMPLE
+
+
+def test_real_model_at_temperature_one(model: structgen.LlamaCpp,
+                                       schemas: list[tuple[str, dict[str, Any]]]) -> None:
+    counts = _check(model, schemas, "SmolLM2-135M, T=1.0, max_tokens=64", temperature=1.0, max_tokens=64)
+    assert sum(counts.values()) == SAMPLE
+    assert counts["valid"] >= SAMPLE // 4, counts
+
+
+def test_random_logits_model(random_model: RandomLogitsModel,
+                             schemas: list[tuple[str, dict[str, Any]]]) -> None:
+    counts = _check(random_model, schemas, "random logits, T=1.0, max_tokens=256", temperature=1.0,
+                    max_tokens=256)
+    assert sum(counts.values()) == SAMPLE
+    assert counts["valid"] >= SAMPLE // 4, counts
