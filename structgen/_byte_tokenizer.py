@@ -12,8 +12,9 @@ _EOS = 256
 class _Bytes:
     eos_token_id = _EOS
     bos_token_id = None
-    special_token_ids = [_EOS]
-    tokens = [bytes([b]) for b in range(256)] + [b"\xff<eos>"]
+    def __init__(self) -> None:
+        self.special_token_ids = [_EOS]
+        self.tokens = [bytes([b]) for b in range(256)] + [b"\xff<eos>"]
 
     def __call__(self, text: bytes | str) -> list[int]:
         data = text.encode("utf-8") if isinstance(text, str) else text

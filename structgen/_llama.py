@@ -24,17 +24,19 @@ _backend_lock = threading.Lock()
 _backend_ready = False
 
 
-@llama_cpp.llama_log_callback
-def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    if level <= 2 and os.environ.get("STRUCTGEN_LLAMA_LOG"):  # GGML_LOG_LEVEL_ERROR == 4; keep errors
-        print(text.decode("utf-8", "replace"), end="")
+def _drop_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp logs every load step to stderr; structgen reports failures as typed errors instead."""
+
+
+# ctypes keeps only a weak reference to the callback: hold it for the life of the process.
+_quiet_log = llama_cpp.llama_log_callback(_drop_log)
 
 
 def _init_backend() -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
-            if not os.environ.get("STRUCTGEN_LLAMA_LOG"):
+            if not os.environ.get("STRUCTGEN_LLAMA_LOG"):  # set it to see llama.cpp's own log
                 llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _backend_ready = True
@@ -53,7 +55,8 @@ class LlamaModel:
         params.vocab_only = vocab_only
         model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not model:
-            raise ModelNotFound(f"llama.cpp could not load {self.path} (not a GGUF file, or an unsupported architecture)")
+            raise ModelNotFound(f"llama.cpp could not load {self.path} (not a GGUF file, or an unsupported "
+                                "architecture)")
         self.ptr = model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self.vocab)

@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from contextlib import AbstractContextManager
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import decode
+from .chat import Message
 from .errors import GenerationError, TruncatedOutput, ValidationFailed
+from .matchers import Backend, Vocab
 from .request import Request
 from .result import Attempt, Result, Timings
-from .chat import Message
-from .matchers import Backend, Vocab
 from .sampler import SamplingParams
 
 
@@ -30,7 +29,7 @@ class LocalModel(decode.StepModel, Protocol):
 
     backend: Backend
     vocab: Vocab
-    lock: AbstractContextManager[Any]
+    lock: Any  # a threading.RLock: one request at a time per model
     deterministic: bool
 
     @property

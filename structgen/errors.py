@@ -9,7 +9,10 @@
     ├── ParseError           a model reply that no defensive parse could turn into a JSON/YAML value
     ├── BackendError         transport or server failure; ``retryable`` says whether a retry may help
     ├── ModelNotFound        the model file or the bundled default model is missing
-    └── InvalidArgument      an argument out of its range (top_p=2, max_tokens=-1, empty prompt, ...)
+    ├── InvalidArgument      an argument out of its range (top_p=2, max_tokens=-1, empty prompt, ...)
+    ├── UnsafeSQL            SQL that is not a single read-only SELECT (carries the reason)
+    └── DatabaseError        a database that cannot be used (missing file, not SQLite, no tables), or a
+                             query SQLite refused or stopped (carries the path where known)
 
 Dependency exceptions never escape the public API: they are wrapped with ``raise ... from exc``.
 """
@@ -21,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "BackendError",
+    "DatabaseError",
     "GenerationError",
     "GrammarError",
     "InvalidArgument",
@@ -29,6 +33,7 @@ __all__ = [
     "SchemaError",
     "StructgenError",
     "TruncatedOutput",
+    "UnsafeSQL",
     "ValidationFailed",
 ]
 
@@ -108,3 +113,23 @@ class ModelNotFound(StructgenError, FileNotFoundError):
 
 class InvalidArgument(StructgenError, ValueError):
     """An argument is outside its allowed range or of the wrong kind."""
+
+
+class UnsafeSQL(StructgenError, ValueError):
+    """SQL that is not a single read-only SELECT; ``reason`` says what was refused."""
+
+    def __init__(self, reason: str, *, sql: str = "") -> None:
+        self.reason = reason
+        self.sql = sql
+        super().__init__(f"unsafe SQL: {reason}")
+
+
+class DatabaseError(StructgenError):
+    """A database that cannot be used (missing file, not SQLite, no tables) or a query that failed.
+
+    ``path`` names the database file where known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .chat import Message
 from .errors import InvalidArgument
@@ -12,8 +12,6 @@ from .request import Request, resolve_seed
 from .result import Result
 from .sampler import SamplingParams
 from .schema import JsonOptions, SchemaLike, compile_schema
-
-T = TypeVar("T")
 
 
 @runtime_checkable
@@ -37,12 +35,6 @@ def default_model() -> Any:
 
             _default_model = LlamaCpp()
         return _default_model
-
-
-@overload
-def generate(prompt: str | Sequence[Message], schema: type[T], **kwargs: Any) -> Result[T]: ...
-@overload
-def generate(prompt: str | Sequence[Message], schema: SchemaLike = None, **kwargs: Any) -> Result[Any]: ...
 
 
 def generate(

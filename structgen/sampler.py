@@ -289,13 +289,14 @@ def sample_token(
     """Choose one candidate; returns ``(index into logits, its logprob)``.
 
     ``logits``: 1-D candidate logits (the grammar mask already removed forbidden tokens); penalties are
-    applied to it in place. ``counts``: how often each candidate was already generated, aligned with
+    applied to it in place (to a float32 copy if it is of another dtype). ``counts``: how often each candidate was already generated, aligned with
     ``logits`` (None = no penalties). ``rng``: the sequence's generator, read once per sampled token.
 
     Steps: penalties -> temperature (0 = greedy argmax, ties to the lowest index; no random number is
     drawn) -> top-k -> top-p -> min-p -> renormalise -> draw. The draw takes ``u = rng.random()`` and
     returns the first surviving candidate, in ascending index order, whose cumulative probability
-    (``np.cumsum``, ``np.searchsorted``) exceeds u, so a seed gives the same token on every platform.
+    (``np.cumsum``, ``np.searchsorted``) exceeds u, so a seed gives the same token on every platform
+    (short of a u that falls within float rounding of a CDF step).
 
     The returned logprob is the log-softmax **at temperature 1 of the penalised logits**, i.e. of the
     model's constrained distribution *before* temperature and truncation, at the chosen index. It is
@@ -314,13 +315,13 @@ def sample_token(
     # 1. Penalties, in place (the logprob is taken after them).
     if counts is not None:
         apply_penalties(x, counts, params)
-    # 2. The first maximum, which also rejects NaN and +-inf.
+    # 2. The first maximum; this pass also rejects NaN, +inf and all -inf.
     best, top = _checked_max(x)
     # Logits near the float32 limits (some backends mask with finfo.min) or a tiny temperature can
     # overflow to -inf below; exp(-inf) = 0 is the right limit, so the warning is silenced.
     with np.errstate(over="ignore"):
         if params.greedy:
-            # 3. T = 0: the argmax (ties -> lowest index) and one logsumexp; no random number is drawn.
+            # T = 0: the argmax (ties -> lowest index) and one logsumexp; no random number is drawn.
             return best, -math.log(float(_weights(x, top, 1.0).sum()))
         return _sample(x, top, rng, params)
 

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.resources
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import jsonschema
 import llguidance
 import pydantic
 from jsonschema.validators import validator_for
 
-from . import grammars as _grammar_files
 from .errors import GrammarError, InvalidArgument, SchemaError
+
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
 
 __all__ = [
     "Choice",
@@ -94,7 +97,11 @@ class Grammar:
 
 
 def _grammar_dir() -> Path:
-    return Path(_grammar_files.__file__).parent
+    """Where the bundled .lark files are: the installed package data, or grammars/ in a checkout."""
+    try:
+        return Path(str(importlib.resources.files("structgen.grammars")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "grammars"
 
 
 def bundled_grammars() -> list[str]:
@@ -118,7 +125,7 @@ class JsonOptions:
     whitespace: str = "compact"
     lenient: bool = False
 
-    def compile_options(self) -> dict[str, Any]:
+    def compile_options(self) -> JsonCompileOptions:
         """The llguidance ``JsonCompileOptions`` for these settings."""
         opts: dict[str, Any] = {"lenient": self.lenient}
         if self.whitespace == "compact":
@@ -132,7 +139,7 @@ class JsonOptions:
                 raise InvalidArgument(f"whitespace pattern does not compile: {exc}") from exc
             opts.update(item_separator=",", key_separator=":", whitespace_flexible=True,
                         whitespace_pattern=self.whitespace)
-        return opts
+        return cast("JsonCompileOptions", opts)
 
 
 SchemaLike = type | Mapping[str, Any] | Regex | Choice | Grammar | None
@@ -354,8 +361,8 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error and not options.lenient and "Unimplemented" in messages[0]:
         # Unsupported keywords: fall back to a relaxed grammar; every result is then validated and resampled.
-        relaxed_grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides={**compile_opts,
-                                                                                            "lenient": True})
+        lenient_opts = cast("JsonCompileOptions", {**compile_opts, "lenient": True})
+        relaxed_grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=lenient_opts)
         relaxed_error, relaxed_messages = llguidance.LLMatcher.validate_grammar_with_warnings(relaxed_grammar)
         if not relaxed_error:
             grammar, is_error, relaxed = relaxed_grammar, False, True

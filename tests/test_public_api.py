@@ -2,7 +2,7 @@ import structgen
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = {name for name in dir(structgen) if not name.startswith("_") and name[0].isupper() or name in {
+    public = {name for name in dir(structgen) if (not name.startswith("_") and name[0].isupper()) or name in {
         "generate", "default_model", "default_model_path", "compile_schema", "bundled_grammars"}}
     assert structgen.__all__ == sorted(structgen.__all__, key=str.casefold) or structgen.__all__ == sorted(
         structgen.__all__)

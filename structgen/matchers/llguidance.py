@@ -41,10 +41,10 @@ def _from_token_bytes(vocab: Vocab) -> llguidance.LLTokenizer:
     class _Wrapped:
         eos_token_id = vocab.eos_ids[0]
         bos_token_id = None
-        special_token_ids = list(vocab.eos_ids)
 
         def __init__(self) -> None:
             self.tokens = tokens
+            self.special_token_ids = list(vocab.eos_ids)
 
         def __call__(self, text: bytes | str) -> list[int]:
             data = text.encode() if isinstance(text, str) else text
