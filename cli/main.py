@@ -111,6 +111,19 @@ def demo(model: ModelOpt = None, n_gpu_layers: GpuOpt = 0) -> None:
     run_demo(model, n_gpu_layers)
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules: each module's ``register(app)`` adds its commands."""
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{module}").register(app)
+
+
+# One line per command module (cli/<module>.py with a `register(app: typer.Typer) -> None`).
+COMMAND_MODULES: list[str] = []
+_register_commands()
+
+
 def main() -> None:
     """Console entry point: typed errors become one line on stderr and a non-zero exit code."""
     try:

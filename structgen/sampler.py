@@ -289,8 +289,9 @@ def sample_token(
     """Choose one candidate; returns ``(index into logits, its logprob)``.
 
     ``logits``: 1-D candidate logits (the grammar mask already removed forbidden tokens); penalties are
-    applied to it in place (to a float32 copy if it is of another dtype). ``counts``: how often each candidate was already generated, aligned with
-    ``logits`` (None = no penalties). ``rng``: the sequence's generator, read once per sampled token.
+    applied to it in place (to a float32 copy if it is of another dtype). ``counts``: how often each
+    candidate was already generated, aligned with ``logits`` (None = no penalties). ``rng``: the
+    sequence's generator, read once per sampled token.
 
     Steps: penalties -> temperature (0 = greedy argmax, ties to the lowest index; no random number is
     drawn) -> top-k -> top-p -> min-p -> renormalise -> draw. The draw takes ``u = rng.random()`` and
