@@ -9,7 +9,7 @@ token the grammar rejects raises a typed error instead of producing unconstraine
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,16 +84,21 @@ class LoopOptions:
 def run(
     model: StepModel,
     seqs: list[Sequence_],
-    first_logits: NDArray[np.float32],
+    first_logits: NDArray[np.float32] | Mapping[int, NDArray[np.float32]],
     params: SamplingParams,
     options: LoopOptions,
 ) -> LoopStats:
-    """Generate every sequence to its end; results are left in each ``Sequence_``."""
+    """Generate every sequence to its end; results are left in each ``Sequence_``.
+
+    ``first_logits``: the prompt's last logits, shared by all sequences (best-of-n over one prompt), or
+    one array per sequence id (different prompts decoded into different sequences).
+    """
     stats = LoopStats()
     n_vocab = model.n_vocab
     eos = frozenset(model.eos_ids)
     masks = np.empty((len(seqs), (n_vocab + 31) // 32), dtype=np.int32)
-    logits_of: dict[int, NDArray[np.float32]] = {s.seq: first_logits for s in seqs}
+    logits_of: dict[int, NDArray[np.float32]] = (
+        dict(first_logits) if isinstance(first_logits, Mapping) else {s.seq: first_logits for s in seqs})
     if _has_penalties(params):
         for s in seqs:
             s.counts = np.zeros(n_vocab, dtype=np.int32)
