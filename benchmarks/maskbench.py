@@ -1,0 +1,383 @@
+"""``structgen bench masks``: the MaskBench method (JSONSchemaBench, arXiv 2501.10868) on structgen's own
+compile path, side by side with raw llguidance in the same run.
+
+For each file: compile the schema and compute the first mask (TTFM); then, for each labelled instance,
+serialise it as the engine would emit it (compact JSON), tokenise it with the model's tokenizer and walk
+a fresh matcher token by token, timing every mask (TBM). An instance is accepted when every token is in
+its mask and the matcher accepts at the end. Each file gets one status, in MaskBench's terms and in this
+order: ``compile_error`` / ``timeout`` / ``crash``, else ``invalidation_error`` (an invalid instance was
+accepted: too loose, a bug), else ``validation_error`` (a valid instance was rejected: too strict), else
+``passing``. Files without instances pass when they compile, as in MaskBench.
+
+Engines:
+- ``structgen``: ``compile_schema`` + ``get_backend(name).compile`` + ``new_matcher().fill_mask`` — what
+  ``generate`` runs. structgen also validates every finished text (``CompiledSchema.validate``) and resamples
+  on failure, so an instance counts as accepted only if the grammar *and* the validator accept it; the
+  grammar-only count is reported beside it. Schemas llguidance refuses strictly but structgen compiles
+  with a relaxed grammar (``CompiledSchema.relaxed``) are counted as ``relaxed``.
+- ``llguidance``: ``LLMatcher(tokenizer, LLMatcher.grammar_from_json_schema(schema, overrides=<same
+  options>))`` + ``llguidance.numpy.fill_next_token_bitmask`` — the library alone, same tokenizer.
+
+Every step runs in a worker process under a deadline (``timeout``), so a pathological schema costs at
+most that and is reported as a timeout. Compile caches are emptied before each compile: every TTFM is a
+cold compile.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import data as mb
+from ._report import machine, machine_line, markdown_table, percentiles, pyplot, versions
+from ._worker import Outcome, Worker
+
+TTFM_POINTS = {"p50": 50.0, "p75": 75.0, "p99": 99.0}
+TBM_POINTS = {"p50": 50.0, "p75": 75.0, "p99": 99.0, "p999": 99.9}
+RAW = "llguidance"
+STATUSES = ("passing", "compile_errors", "validation_errors", "invalidation_errors", "timeouts", "crashes")
+
+
+# ---- worker side ------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _State:
+    vocab: Any
+    backend: Any
+    tokenizer: Any
+    options: Any
+    row: np.ndarray
+    compiled: dict[str, Any] = field(default_factory=dict)
+
+
+def _setup(model_path: str | None, backend: str) -> _State:
+    import structgen
+    from structgen.matchers import get_backend
+    from structgen.matchers.llguidance import tokenizer_for
+    from structgen.testing import RandomLogitsModel
+
+    vocab = RandomLogitsModel(model_path).vocab   # vocabulary only: no weights are loaded
+    state = _State(vocab=vocab, backend=get_backend(backend), tokenizer=tokenizer_for(vocab),
+                   options=structgen.JsonOptions(whitespace="compact"),
+                   row=np.zeros(vocab.mask_words, dtype=np.int32))
+    warm = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    for engine in ("structgen", RAW):   # one-time lazy setup (per-vocabulary indexes) is not a schema's TTFM
+        _compile(state, engine, warm)
+    return state
+
+
+def _forget_compiled(state: _State) -> None:
+    """Empty structgen's compile caches so that each TTFM is a cold compile (MaskBench files repeat schemas)."""
+    from structgen import schema as schema_mod
+    from structgen.matchers import llguidance as llg_mod
+
+    for fn in (getattr(schema_mod, "_compile_json_dict", None), getattr(llg_mod, "_compile_cached", None)):
+        clear = getattr(fn, "cache_clear", None)
+        if clear is not None:
+            clear()
+    indexes = state.vocab.cache.get("outlines-core-indexes")
+    if isinstance(indexes, dict):
+        indexes.clear()
+
+
+def _compile(state: _State, engine: str, schema: Any) -> dict[str, Any]:
+    import llguidance
+    import llguidance.numpy as lln
+
+    from structgen import compile_schema
+    from structgen.errors import StructgenError
+
+    if engine == RAW:
+        mask = state.row.reshape(1, -1)
+        t0 = time.perf_counter_ns()
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=state.options.compile_options())
+            matcher = llguidance.LLMatcher(state.tokenizer, grammar, log_level=0)
+        except (ValueError, TypeError) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        if matcher.is_error():
+            return {"error": matcher.get_error()}
+        lln.fill_next_token_bitmask(matcher, mask, 0)
+        ttfm = (time.perf_counter_ns() - t0) / 1000
+        state.compiled[engine] = matcher
+        return {"ttfm_us": ttfm, "relaxed": False}
+    _forget_compiled(state)
+    t0 = time.perf_counter_ns()
+    try:
+        compiled = compile_schema(schema, state.options)
+        t1 = time.perf_counter_ns()
+        factory = state.backend.compile(compiled, state.vocab)
+        factory.new_matcher().fill_mask(state.row)
+    except StructgenError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # a dependency's exception escaping structgen's API is a bug worth counting
+        return {"error": f"untyped {type(exc).__name__}: {exc}", "untyped": True}
+    t2 = time.perf_counter_ns()
+    state.compiled[engine] = (compiled, factory)
+    return {"ttfm_us": (t2 - t0) / 1000, "schema_us": (t1 - t0) / 1000, "relaxed": bool(compiled.relaxed)}
+
+
+def _walk(state: _State, engine: str, tests: list[tuple[str, bool]]) -> dict[str, Any]:
+    import llguidance.numpy as lln
+
+    row = state.row
+    mask = row.reshape(1, -1)
+    times: list[int] = []
+    results: list[tuple[bool, bool, bool, int, str]] = []   # (valid?, grammar ok, engine ok, tokens, why not)
+    clock = time.perf_counter_ns
+    for text, valid in tests:
+        tokens = state.tokenizer.tokenize_str(text)
+        if engine == RAW:
+            m = state.compiled[engine].deep_copy()
+            fill: Callable[[], None] = functools.partial(lln.fill_next_token_bitmask, m, mask, 0)
+            consume = m.consume_token
+        else:
+            m = state.compiled[engine][1].new_matcher()
+            fill = functools.partial(m.fill_mask, row)
+            consume = m.consume
+        why = ""
+        for i, tok in enumerate(tokens):
+            t0 = clock()
+            fill()
+            times.append(clock() - t0)
+            if not (int(row[tok >> 5]) >> (tok & 31)) & 1 or not consume(tok):
+                why = f"token {i} ({state.tokenizer.decode_str([tok])!r}) not allowed after {text[:60]!r}..."
+                break
+        if not why and not m.is_accepting():
+            why = "the grammar does not accept the complete text"
+        grammar_ok = not why
+        engine_ok = grammar_ok
+        if grammar_ok and engine != RAW:
+            try:
+                state.compiled[engine][0].validate(text)
+            except ValueError as exc:
+                engine_ok, why = False, f"post-validation: {exc}"
+        results.append((valid, grammar_ok, engine_ok, len(tokens), why))
+    return {"tests": results, "tbm_ns": np.asarray(times, dtype=np.int64)}
+
+
+def _handle(state: _State, job: tuple[str, str, Any]) -> dict[str, Any]:
+    kind, engine, payload = job
+    if kind == "compile":
+        return _compile(state, engine, payload)
+    return _walk(state, engine, payload)
+
+
+# ---- parent side ------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Tally:
+    """Counts and samples for one engine."""
+
+    name: str
+    status: Counter[str] = field(default_factory=Counter)
+    tests: Counter[str] = field(default_factory=Counter)
+    ttfm: list[float] = field(default_factory=list)
+    schema_us: list[float] = field(default_factory=list)
+    tbm: list[np.ndarray] = field(default_factory=list)
+    relaxed: int = 0
+    untyped: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    passing_files: set[str] = field(default_factory=set)
+    compile_failed: set[str] = field(default_factory=set)
+
+    def fail(self, case: str, status: str, message: str) -> None:
+        self.status[status] += 1
+        self.failures.append({"file": case, "status": status, "message": message.strip().splitlines()[0][:300]
+                              if message.strip() else ""})
+
+
+def _file(worker: Worker, tally: _Tally, case: mb.Case, timeout: float) -> None:
+    out = worker.call(("compile", tally.name, case.schema), timeout)
+    if out.status != "ok" or "error" in out.value:
+        status, message = _failed_compile(out)
+        tally.compile_failed.add(case.name)
+        tally.untyped += int(out.status == "ok" and bool(out.value.get("untyped")))
+        tally.fail(case.name, status, message)
+        return
+    tally.ttfm.append(out.value["ttfm_us"])
+    if "schema_us" in out.value:
+        tally.schema_us.append(out.value["schema_us"])
+    tally.relaxed += int(out.value["relaxed"])
+    if not case.tests:
+        tally.status["passing"] += 1
+        tally.passing_files.add(case.name)
+        return
+    walked = worker.call(("walk", tally.name, [(mb.serialise(d), v) for d, v in case.tests]), timeout)
+    if walked.status != "ok":
+        tally.fail(case.name, "timeouts" if walked.status == "timeout" else "crashes",
+                   f"walking the instances: {walked.message}")
+        return
+    tally.tbm.append(walked.value["tbm_ns"])
+    rejected_valid = accepted_invalid = 0
+    reason = ""
+    for valid, grammar_ok, engine_ok, n_tokens, why in walked.value["tests"]:
+        tally.tests["tokens"] += n_tokens
+        tally.tests["valid" if valid else "invalid"] += 1
+        if valid and not engine_ok:
+            rejected_valid += 1
+            reason = reason or why
+        if not valid and engine_ok:
+            accepted_invalid += 1
+        tally.tests["grammar_validation_errors"] += int(valid and not grammar_ok)
+        tally.tests["grammar_invalidation_errors"] += int(not valid and grammar_ok)
+    tally.tests["validation_errors"] += rejected_valid
+    tally.tests["invalidation_errors"] += accepted_invalid
+    if accepted_invalid:
+        tally.fail(case.name, "invalidation_errors", f"{accepted_invalid} invalid instance(s) accepted")
+    elif rejected_valid:
+        tally.fail(case.name, "validation_errors", f"{rejected_valid} valid instance(s) rejected; first: {reason}")
+    else:
+        tally.status["passing"] += 1
+        tally.passing_files.add(case.name)
+
+
+def _failed_compile(out: Outcome) -> tuple[str, str]:
+    if out.status == "timeout":
+        return "timeouts", f"compile: {out.message}"
+    if out.status == "crash":
+        return "crashes", f"compile: {out.message}"
+    if out.status == "error":
+        return "compile_errors", f"untyped: {out.message}"
+    return "compile_errors", str(out.value["error"])
+
+
+def _summary(t: _Tally, files: int) -> dict[str, Any]:
+    tbm_us = (np.concatenate(t.tbm) if t.tbm else np.zeros(0, dtype=np.int64)) / 1000
+    row: dict[str, Any] = {"name": t.name, "files": files}
+    row.update({k: t.status[k] for k in STATUSES})
+    row["relaxed"] = t.relaxed
+    row["untyped_errors"] = t.untyped
+    row["ttfm_us"] = percentiles(t.ttfm, TTFM_POINTS)
+    row["tbm_us"] = percentiles(tbm_us, TBM_POINTS)
+    row["tbm_mean_us"] = round(float(tbm_us.mean()), 2) if tbm_us.size else None
+    row["masks"] = int(tbm_us.size)
+    if t.schema_us:
+        row["compile_schema_us"] = percentiles(t.schema_us, TTFM_POINTS)
+    keys = ("valid", "invalid", "validation_errors", "invalidation_errors", "grammar_validation_errors",
+            "grammar_invalidation_errors", "tokens")
+    row["tests"] = {k: t.tests[k] for k in keys}
+    return row
+
+
+def run(data_dir: Path = mb.DEFAULT_DATA, *, backend: str = "llguidance", limit: int | None = None,
+        timeout: float = 30.0, model_path: str | None = None,
+        on_file: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run MaskBench on the dev split (or a seeded ``limit``-file sample of it); returns the report."""
+    from structgen.models import default_model_path
+
+    files = mb.sample(mb.dev_split(data_dir), limit)
+    ours, raw = _Tally("structgen"), _Tally(RAW)
+    samples: dict[str, dict[str, np.ndarray]] = {}
+    with Worker(_setup, (model_path, backend), _handle) as worker:
+        started = time.perf_counter()
+        for i, case in enumerate(mb.cases(files)):
+            # Alternate which engine goes first, so neither always runs on a warmer cache.
+            for tally in ((ours, raw) if i % 2 == 0 else (raw, ours)):
+                _file(worker, tally, case, timeout)
+            if on_file is not None:
+                on_file(i + 1, len(files))
+        elapsed = time.perf_counter() - started
+        restarts = worker.restarts
+    rows = [_summary(ours, len(files)), _summary(raw, len(files))]
+    for t in (ours, raw):
+        samples[t.name] = {"ttfm_us": np.asarray(t.ttfm),
+                           "tbm_us": (np.concatenate(t.tbm) / 1000) if t.tbm else np.zeros(0)}
+    gained = sorted(ours.passing_files & raw.compile_failed)
+    report: dict[str, Any] = {
+        "bench": "masks",
+        "method": "MaskBench (JSONSchemaBench, arXiv 2501.10868)",
+        "data": str(data_dir),
+        "split": "dev = every file of --data (the files carry no split marker); --limit N = seeded sample",
+        "seed": mb.SEED,
+        "limit": limit,
+        "files": len(files),
+        "backend": backend,
+        "model": str(model_path or default_model_path()),
+        "timeout_s": timeout,
+        "serialisation": "compact JSON: json.dumps(separators=(',', ':'), ensure_ascii=False)",
+        "elapsed_s": round(elapsed, 1),
+        "worker_restarts": restarts,
+        "machine": machine(),
+        "versions": versions(),
+        "engines": rows,
+        "comparison": _compare(rows[0], rows[1], gained),
+        "failures": {t.name: t.failures for t in (ours, raw)},
+    }
+    report["_samples"] = samples   # for the plot; dropped before JSON is written
+    return report
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _compare(ours: dict[str, Any], raw: dict[str, Any], gained: list[str]) -> dict[str, Any]:
+    tbm_ratio = _ratio(ours["tbm_us"]["p99"], raw["tbm_us"]["p99"])
+    ttfm_p50 = ours["ttfm_us"]["p50"]
+    return {
+        "tbm_p99_ratio": tbm_ratio,
+        "ttfm_p50_ratio": _ratio(ttfm_p50, raw["ttfm_us"]["p50"]),
+        "passing_delta": ours["passing"] - raw["passing"],
+        "relaxed_compiled": ours["relaxed"],
+        "passing_beyond_llguidance": len(gained),
+        "passing_beyond_llguidance_files": gained,
+        "targets": {
+            "zero_invalidation_errors": ours["invalidation_errors"] == 0,
+            "ttfm_p50_le_1.1ms": ttfm_p50 is not None and ttfm_p50 <= 1100,
+            "tbm_p99_le_1.1x_llguidance": tbm_ratio is not None and tbm_ratio <= 1.1,
+            "passing_ge_llguidance": ours["passing"] >= raw["passing"],
+        },
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: machine, one row per engine, the comparison and its targets."""
+    headers = ["engine", "files", "passing", "compile err", "validation err", "invalidation err", "timeouts",
+               "crashes", "relaxed", "TTFM p50 µs", "TTFM p99 µs", "TBM p50 µs", "TBM p99 µs", "TBM p99.9 µs"]
+    rows = [[e["name"], e["files"], e["passing"], e["compile_errors"], e["validation_errors"],
+             e["invalidation_errors"], e["timeouts"], e["crashes"], e["relaxed"], e["ttfm_us"]["p50"],
+             e["ttfm_us"]["p99"], e["tbm_us"]["p50"], e["tbm_us"]["p99"], e["tbm_us"]["p999"]]
+            for e in report["engines"]]
+    c = report["comparison"]
+    targets = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in c["targets"].items())
+    return "\n".join([
+        f"MaskBench, {report['files']} files of {report['data']} ({report['split']}); backend {report['backend']}; "
+        f"per-step timeout {report['timeout_s']:g} s",
+        f"Machine: {machine_line(report['machine'])}",
+        "",
+        markdown_table(headers, rows),
+        "",
+        f"structgen ÷ llguidance: TBM p99 {c['tbm_p99_ratio']}×, TTFM p50 {c['ttfm_p50_ratio']}×, passing "
+        f"{c['passing_delta']:+d}; relaxed-grammar schemas: {c['relaxed_compiled']}, of which passing where "
+        f"llguidance cannot compile: {c['passing_beyond_llguidance']}",
+        f"Targets: {targets}",
+    ])
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Two CDFs (TTFM, TBM), one line per engine, log time axis."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "ttfm_us", "time to first mask"), (axes[1], "tbm_us", "time between masks")):
+        for name, s in report["_samples"].items():
+            values = np.sort(s[key])
+            if values.size:
+                ax.plot(values, np.arange(1, values.size + 1) / values.size, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("µs")
+        ax.set_ylabel("fraction")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"MaskBench, {report['files']} files — {machine_line(report['machine'])}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,76 @@
+"""``agenerate``: ``generate`` for asyncio.
+
+Hosted models run on the SDK's async client (``OpenAICompatible.arun``): many calls can be in flight on
+one event loop. Local models compute on the CPU/GPU under a lock, so they run in a worker thread and the
+event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .chat import Message
+from .errors import InvalidArgument
+from .generate import Model, default_model, generate
+from .request import Request
+from .result import Result
+from .schema import SchemaLike
+
+__all__ = ["agenerate"]
+
+
+async def agenerate(
+    prompt: str | Sequence[Message],
+    schema: SchemaLike = None,
+    *,
+    model: Any = None,
+    strategy: str = "auto",
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    seed: int | None = None,
+    max_tokens: int = 512,
+    n: int = 1,
+    select: Literal["logprob", "first_valid"] = "logprob",
+    format: Literal["json", "yaml"] = "json",
+    max_attempts: int = 3,
+    system: str | None = None,
+    chat: bool = True,
+    schema_in_prompt: bool = True,
+    fast_forward: bool = True,
+    json_whitespace: str = "compact",
+    model_logprobs: bool = False,
+) -> Result[Any]:
+    """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
+    options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
+    capture = _Capture()
+    # generate() checks the arguments and builds the Request; the capture stands in for the model.
+    generate(prompt, schema, model=capture, **options)
+    request = capture.request
+    assert request is not None
+    target = model if model is not None else await asyncio.to_thread(default_model)
+    if not isinstance(target, Model):
+        raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
+    arun = getattr(target, "arun", None)
+    if callable(arun):
+        result: Result[Any] = await arun(request)
+        return result
+    return await asyncio.to_thread(target.run, request)
+
+
+class _Capture:
+    """A stand-in model that keeps the ``Request`` handed to it and serves nothing."""
+
+    def __init__(self) -> None:
+        self.request: Request | None = None
+
+    def run(self, request: Request) -> Result[Any]:
+        """Keep ``request``; the empty result is discarded by ``agenerate``."""
+        self.request = request
+        return Result(value=None, text="", tokens=[], logprobs=[], seed=request.seed, strategy=request.strategy)

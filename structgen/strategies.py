@@ -1,0 +1,548 @@
+"""The text-model chain: for models that cannot be masked, still a valid value or a typed error.
+
+Steps, in the order ``strategy`` picks them::
+
+    server            the endpoint's own constraint (json_schema / GBNF grammar); refused → next step
+    prompt            the schema in the prompt, a strict parse, one request
+    repair            the schema in the prompt, a defensive parse, then re-ask with the validation
+                      errors (field paths and messages), at most ``max_attempts`` requests
+    best_of           n samples, defensive parse, the valid one with the best average logprob
+                      (``select="first_valid"``, or no logprobs from the server: the first valid one)
+    self_consistency  n samples, majority over normalised valid values (ties: best average logprob)
+
+``auto`` is server then repair (server is skipped once the endpoint has refused it); ``server`` is the
+same but always asks. Every value returned has passed ``schema.validate`` on its final text: JSON kinds
+are serialised back to compact JSON first, so ``Result.text`` is the validated text and the raw replies
+are in ``Result.attempts``. ``Result.timings`` reports the total token use of every request made.
+
+The chain is written once, as a generator that yields batches of ``Call``s and is sent back each call's
+``Reply`` (or the ``BackendError`` it ended in). Drivers perform the calls: ``run_chain`` (threads) and
+``arun_chain`` (asyncio). ``LocalText`` adapts a local model to the chain (free text, no mask).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .chat import Message, as_messages
+from .errors import BackendError, InvalidArgument, ParseError, TruncatedOutput, ValidationFailed
+from .parse import coerce_to_schema, parse_structured
+from .request import Request
+from .result import Attempt, Result, Timings
+from .sampler import SamplingParams
+from .schema import CompiledSchema, compile_schema
+
+if TYPE_CHECKING:
+    from .engine import LocalModel
+
+__all__ = [
+    "Call",
+    "Capabilities",
+    "Completion",
+    "Constraint",
+    "LocalText",
+    "Reply",
+    "TextModel",
+    "arun_chain",
+    "chain",
+    "run_chain",
+]
+
+CHAIN_STRATEGIES = ("auto", "server", "prompt", "repair", "best_of", "self_consistency")
+WARM_TEMPERATURE = 0.7  # n samples or a re-ask at temperature 0 would repeat one reply; they sample this warm
+
+
+@dataclass(slots=True)
+class Capabilities:
+    """What an endpoint was seen to accept (None = not tried yet); learnt from replies, kept per model."""
+
+    json_schema: bool | None = None
+    grammar: bool | None = None
+    n: bool | None = None
+    logprobs: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """A server-side constraint: an OpenAI ``response_format`` (json_schema) or a llama.cpp GBNF ``grammar``."""
+
+    kind: Literal["json_schema", "grammar"]
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One chat-completion request the chain wants made."""
+
+    messages: tuple[Message, ...]
+    sampling: SamplingParams
+    seed: int
+    max_tokens: int
+    n: int = 1
+    constraint: Constraint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One reply text with its finish reason, token count and (where the server gives them) logprobs."""
+
+    text: str
+    finish_reason: str
+    tokens: int = 0
+    logprobs: tuple[float, ...] | None = None
+    token_ids: tuple[int, ...] = ()
+
+    @property
+    def avg_logprob(self) -> float | None:
+        """Mean token logprob, or None without logprobs."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one ``Call`` returned: one completion per choice, and the request's token usage."""
+
+    completions: tuple[Completion, ...]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _ChainModel(Protocol):
+    caps: Capabilities
+
+    @property
+    def name(self) -> str:
+        """A name for results."""
+
+    def constraint(self, schema: CompiledSchema) -> Constraint | None:
+        """The server-side form of ``schema``, or None where the endpoint has none."""
+
+
+class TextModel(_ChainModel, Protocol):
+    """A model the chain can drive synchronously."""
+
+    def complete(self, call: Call) -> Reply:
+        """Make one request; raise ``BackendError`` when it fails."""
+
+
+class AsyncTextModel(_ChainModel, Protocol):
+    """A model the chain can drive with asyncio."""
+
+    async def acomplete(self, call: Call) -> Reply:
+        """Make one request; raise ``BackendError`` when it fails."""
+
+
+Outcome = Reply | BackendError
+Chain = Generator[list[Call], list[Outcome], Result[Any]]
+
+
+# ---- drivers ---------------------------------------------------------------------------------------
+
+def run_chain(model: TextModel, request: Request, *, concurrency: int = 1) -> Result[Any]:
+    """Serve ``request`` through the chain, making each batch of calls with up to ``concurrency`` threads."""
+    steps = chain(request, model.caps, model.constraint(request.schema), model.name)
+    outcomes: list[Outcome] | None = None
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        while True:
+            try:
+                calls = next(steps) if outcomes is None else steps.send(outcomes)
+            except StopIteration as done:
+                result: Result[Any] = done.value
+                return result
+            if len(calls) == 1 or concurrency <= 1:
+                outcomes = [_attempt(model, c) for c in calls]
+            else:
+                outcomes = list(pool.map(lambda c: _attempt(model, c), calls))
+
+
+def _attempt(model: TextModel, call: Call) -> Outcome:
+    try:
+        return model.complete(call)
+    except BackendError as exc:
+        return exc
+
+
+async def arun_chain(model: AsyncTextModel, request: Request, *, concurrency: int = 1) -> Result[Any]:
+    """Serve ``request`` through the chain with asyncio, at most ``concurrency`` requests in flight."""
+    steps = chain(request, model.caps, model.constraint(request.schema), model.name)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def attempt(call: Call) -> Outcome:
+        async with gate:
+            try:
+                return await model.acomplete(call)
+            except BackendError as exc:
+                return exc
+
+    outcomes: list[Outcome] | None = None
+    while True:
+        try:
+            calls = next(steps) if outcomes is None else steps.send(outcomes)
+        except StopIteration as done:
+            result: Result[Any] = done.value
+            return result
+        outcomes = list(await asyncio.gather(*(attempt(c) for c in calls)))
+
+
+# ---- the chain -------------------------------------------------------------------------------------
+
+def chain(request: Request, caps: Capabilities, constraint: Constraint | None, model_name: str = "") -> Chain:
+    """The chain for ``request`` as a generator of call batches (see the module docstring)."""
+    if request.strategy not in CHAIN_STRATEGIES:
+        raise InvalidArgument(f"strategy {request.strategy!r} needs a local model; for a text model use one of "
+                              f"{', '.join(CHAIN_STRATEGIES)}")
+    run = _Run(request, model_name)
+    strategy = request.strategy
+    known_refused = constraint is not None and getattr(caps, constraint.kind) is False
+    steps: list[str]
+    if strategy in ("auto", "server"):
+        try_server = constraint is not None and (strategy == "server" or not known_refused)
+        steps = ["server", "repair"] if try_server else ["repair"]
+    else:
+        steps = [strategy]
+    for step in steps:
+        if step == "server":
+            assert constraint is not None
+            found = yield from _server(run, caps, constraint)
+        elif step in ("prompt", "repair"):
+            found = yield from _prompted(run, defensive=step == "repair")
+        else:
+            found = yield from _sampled(run, caps, step)
+        if found is not None:
+            return found
+    raise ValidationFailed(f"no valid output after {len(run.attempts)} attempt(s) ({', '.join(steps)}): "
+                           f"{run.attempts[-1].error if run.attempts else 'no attempt'}", attempts=run.attempts)
+
+
+@dataclass(eq=False)
+class _Valid:
+    value: Any
+    text: str
+    completion: Completion
+    seed: int
+    repaired: bool
+
+
+@dataclass(eq=False)
+class _Run:
+    """The bookkeeping of one chain run: attempts, token usage, time."""
+
+    request: Request
+    model_name: str
+    attempts: list[Attempt] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wait_ms: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def messages(self) -> tuple[Message, ...]:
+        """The prompt with the format instruction appended to its last turn."""
+        req = self.request
+        messages = as_messages(req.prompt, req.system)
+        hint = _instruction(req.schema, req.format, req.schema_in_prompt)
+        if hint:
+            messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n\n{hint}"}
+        return tuple(messages)
+
+    def call(self, messages: Sequence[Message], *, seed: int, warm: bool = False, n: int = 1,
+             constraint: Constraint | None = None) -> Call:
+        """A call for these messages at the request's sampling settings (``warm``: at least WARM_TEMPERATURE)."""
+        sampling = self.request.sampling
+        if warm and sampling.temperature < WARM_TEMPERATURE:
+            sampling = dataclasses.replace(sampling, temperature=WARM_TEMPERATURE)
+        return Call(messages=tuple(messages), sampling=sampling, seed=seed % 2**63,
+                    max_tokens=self.request.max_tokens, n=n, constraint=constraint)
+
+    def send(self, calls: list[Call]) -> Generator[list[Call], list[Outcome], list[Outcome]]:
+        """Yield ``calls`` to the driver; account for their token use and time."""
+        t0 = time.perf_counter()
+        outcomes = yield calls
+        self.wait_ms += (time.perf_counter() - t0) * 1000
+        for o in outcomes:
+            if isinstance(o, Reply):
+                self.prompt_tokens += o.prompt_tokens
+                self.completion_tokens += o.completion_tokens
+        return outcomes
+
+    def accept(self, completion: Completion, seed: int, step: str, *, defensive: bool,
+               strict_text: bool = False) -> _Valid | None:
+        """The validated value of a reply, or None (the reason recorded as an attempt)."""
+        try:
+            text, value, repaired = _extract(completion.text, self.request.schema, self.request.format,
+                                             defensive=defensive, exact=strict_text)
+        except (ParseError, ValueError) as exc:
+            error = str(exc)
+            if completion.finish_reason == "length":
+                error = f"truncated at max_tokens={self.request.max_tokens}; {error}"
+            self.attempts.append(Attempt(text=completion.text, error=error, strategy=step, tokens=completion.tokens,
+                                         avg_logprob=completion.avg_logprob))
+            return None
+        self.attempts.append(Attempt(text=completion.text, error=None, strategy=step, repaired=repaired,
+                                     tokens=completion.tokens, avg_logprob=completion.avg_logprob))
+        return _Valid(value, text, completion, seed, repaired)
+
+    def result(self, best: _Valid, step: str, candidates: Sequence[_Valid] = ()) -> Result[Any]:
+        """The ``Result`` for the chosen value."""
+        total_ms = (time.perf_counter() - self.started) * 1000
+        timings = Timings(decode_ms=self.wait_ms, total_ms=total_ms, prompt_tokens=self.prompt_tokens,
+                          generated_tokens=self.completion_tokens)
+        out = _as_result(best, step, self.model_name)
+        out.timings = timings
+        out.attempts = self.attempts
+        out.candidates = [_as_result(c, step, self.model_name) for c in candidates]
+        return out
+
+
+def _as_result(v: _Valid, step: str, model_name: str) -> Result[Any]:
+    c = v.completion
+    return Result(value=v.value, text=v.text, tokens=list(c.token_ids), logprobs=list(c.logprobs or ()),
+                  seed=v.seed, strategy=step, finish_reason=c.finish_reason, model=model_name)
+
+
+def _server(run: _Run, caps: Capabilities, constraint: Constraint) -> Generator[list[Call], list[Outcome],
+                                                                                Result[Any] | None]:
+    call = run.call(run.messages(), seed=run.request.seed, constraint=constraint)
+    [outcome] = yield from run.send([call])
+    if isinstance(outcome, BackendError):
+        # An HTTP error status on the constrained request (not a transport failure) is a refusal: drop to the
+        # next step. Transport failures and exhausted retries are the endpoint's, not the constraint's.
+        if outcome.retryable or outcome.status_code is None:
+            raise outcome
+        setattr(caps, constraint.kind, False)
+        run.attempts.append(Attempt(text="", error=f"refused: the endpoint rejected {constraint.kind} "
+                                                   f"(HTTP {outcome.status_code}): {outcome}", strategy="server"))
+        return None
+    setattr(caps, constraint.kind, True)
+    valid = run.accept(outcome.completions[0], call.seed, "server", defensive=False, strict_text=True)
+    return run.result(valid, "server") if valid is not None else None
+
+
+def _prompted(run: _Run, *, defensive: bool) -> Generator[list[Call], list[Outcome], Result[Any] | None]:
+    step = "repair" if defensive else "prompt"
+    base = run.messages()
+    messages = base
+    tries = run.request.max_attempts if defensive else 1
+    for k in range(tries):
+        call = run.call(messages, seed=run.request.seed + k * 1_000_003, warm=k > 0)
+        [outcome] = yield from run.send([call])
+        if isinstance(outcome, BackendError):
+            raise outcome
+        completion = outcome.completions[0]
+        valid = run.accept(completion, call.seed, step, defensive=defensive)
+        if valid is not None:
+            return run.result(valid, step)
+        feedback = _feedback(run.attempts[-1].error or "", run.request, completion.finish_reason)
+        messages = (*base, {"role": "assistant", "content": completion.text}, {"role": "user", "content": feedback})
+    return None
+
+
+def _sampled(run: _Run, caps: Capabilities, step: str) -> Generator[list[Call], list[Outcome], Result[Any] | None]:
+    req = run.request
+    messages = run.messages()
+    for round_ in range(req.max_attempts):
+        base_seed = req.seed + round_ * 1_000_003
+        pairs: list[tuple[Completion, int]] = []
+        errors: list[BackendError] = []
+        if req.n > 1 and caps.n is not False:
+            # One request with n=; a server that ignores n answers one choice, and the rest go in parallel.
+            [outcome] = yield from run.send([run.call(messages, seed=base_seed, warm=True, n=req.n)])
+            if isinstance(outcome, BackendError):
+                errors.append(outcome)
+            else:
+                caps.n = len(outcome.completions) >= req.n
+                pairs.extend((c, base_seed) for c in outcome.completions[:req.n])
+        calls = [run.call(messages, seed=base_seed + i, warm=req.n > 1) for i in range(len(pairs), req.n)]
+        if calls:
+            outcomes = yield from run.send(calls)
+            for call, o in zip(calls, outcomes, strict=True):
+                if isinstance(o, BackendError):
+                    errors.append(o)
+                else:
+                    pairs.append((o.completions[0], call.seed))
+        if not pairs and errors:
+            raise errors[0]
+        for e in errors:
+            run.attempts.append(Attempt(text="", error=f"backend: {e}", strategy=step))
+        valid = [v for c, seed in pairs if (v := run.accept(c, seed, step, defensive=True)) is not None]
+        if valid:
+            return run.result(_select(valid, step, req.select), step, candidates=valid)
+    return None
+
+
+def _select(valid: list[_Valid], step: str, select: str) -> _Valid:
+    def score(v: _Valid) -> float:
+        lp = v.completion.avg_logprob
+        return lp if lp is not None else float("-inf")
+
+    with_logprobs = all(v.completion.avg_logprob is not None for v in valid)
+    if step == "self_consistency":
+        from .engine import normalise
+
+        keys = [normalise(v.value) for v in valid]
+        counts = Counter(keys)
+        top = max(counts.values())
+        winners = [v for v, k in zip(valid, keys, strict=True) if counts[k] == top]
+        return max(winners, key=score) if with_logprobs else winners[0]
+    if select == "logprob" and with_logprobs:
+        return max(valid, key=score)
+    return valid[0]
+
+
+# ---- prompts and feedback --------------------------------------------------------------------------
+
+def _instruction(schema: CompiledSchema, fmt: str, schema_in_prompt: bool) -> str | None:
+    """What to tell the model about the expected reply."""
+    if schema.kind == "json":
+        if fmt == "yaml":
+            what = "Reply with YAML only: no prose, no code fence."
+        else:
+            what = "Reply with JSON only: no prose, no code fence."
+        if schema_in_prompt and schema.json_schema is not None:
+            return f"{what} The value must match this JSON Schema: {_compact_schema(schema.json_schema)}"
+        return what
+    if not schema_in_prompt:
+        return None
+    if schema.kind == "choice":
+        return schema.prompt_hint
+    if schema.kind == "regex":
+        return f"Reply with the answer only; it must fully match the regular expression {schema.regex}"
+    if schema.kind == "grammar":
+        return f"Reply with the answer only, in the language of this Lark grammar:\n{schema.source}"
+    return None
+
+
+def _compact_schema(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+
+
+def _feedback(error: str, request: Request, finish_reason: str) -> str:
+    what = "YAML" if request.schema.kind == "json" and request.format == "yaml" else (
+        "JSON" if request.schema.kind == "json" else "answer")
+    if finish_reason == "length":
+        return (f"That reply was cut off at the length limit. Reply again with a shorter, complete {what}, "
+                "nothing else.")
+    return f"That reply was not valid: {error}. Reply again with only the corrected {what}, nothing else."
+
+
+# ---- parse and validate ----------------------------------------------------------------------------
+
+def _extract(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
+             exact: bool = False) -> tuple[str, Any, bool]:
+    """(validated text, value, repaired) for a reply; raises ``ParseError`` or ``ValueError`` with the reason."""
+    if schema.kind == "json":
+        return _extract_json(raw, schema, "json" if exact else fmt, defensive=defensive, exact=exact)
+    first_error: ValueError | None = None
+    for text in _text_candidates(raw, schema, defensive=defensive, exact=exact):
+        try:
+            return text, schema.validate(text), text != raw.strip()
+        except ValueError as exc:
+            first_error = first_error or exc
+    raise ValueError(f"validation: {first_error}")
+
+
+def _extract_json(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
+                  exact: bool) -> tuple[str, Any, bool]:
+    if exact:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"parse: not JSON: {exc.msg}", text=raw, line=exc.lineno, column=exc.colno) from None
+        repaired = False
+    else:
+        try:
+            parsed = parse_structured(raw, format=fmt, repair=defensive)  # type: ignore[arg-type]
+        except ParseError as exc:
+            raise ParseError(f"parse: {exc}", text=raw) from None
+        value, repaired = parsed.value, parsed.repaired
+        if defensive and schema.json_schema is not None:
+            value = coerce_to_schema(value, schema.json_schema)
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"validation: the value is not JSON-serialisable: {exc}") from None
+    try:
+        return text, schema.validate(text), repaired
+    except ValueError as exc:
+        raise ValueError(f"validation: {exc}") from None
+
+
+_FENCE = re.compile(r"^```[\w+-]*[ \t]*\n?(.*?)\n?```\s*$", re.DOTALL)
+
+
+def _text_candidates(raw: str, schema: CompiledSchema, *, defensive: bool, exact: bool) -> Iterator[str]:
+    """Texts to try against a regex / choice / grammar / free-text schema, most literal first."""
+    if exact or schema.kind == "text":
+        yield raw
+        return
+    stripped = raw.strip()
+    yield stripped
+    if not defensive:
+        return
+    fenced = _FENCE.match(stripped)
+    inner = fenced.group(1).strip() if fenced else stripped
+    yield inner
+    yield inner.strip("\"'`").strip()
+    first_line = inner.splitlines()[0].strip() if inner else ""
+    yield first_line
+    if schema.kind == "choice" and isinstance(schema.source, tuple):
+        options: tuple[str, ...] = schema.source
+        lowered = inner.casefold()
+        found = [o for o in options if re.search(rf"(?<!\w){re.escape(o.casefold())}(?!\w)", lowered)]
+        if len(found) == 1:
+            yield found[0]
+    elif schema.kind == "regex" and schema.regex is not None:
+        for m in re.finditer(schema.regex, inner):
+            if m.group(0):
+                yield m.group(0)
+                break
+
+
+# ---- local models ----------------------------------------------------------------------------------
+
+class LocalText:
+    """A local model as a text model for the chain: unconstrained generation, one request at a time."""
+
+    def __init__(self, model: LocalModel) -> None:
+        self.model = model
+        self.caps = Capabilities(json_schema=False, grammar=False, n=False, logprobs=True)
+
+    @property
+    def name(self) -> str:
+        """The local model's name."""
+        return self.model.name
+
+    def constraint(self, schema: CompiledSchema) -> Constraint | None:
+        """None: a local model is masked by the ``constrained`` strategy, not through the chain."""
+        return None
+
+    def complete(self, call: Call) -> Reply:
+        """Generate free text for the call's messages with structgen's own decode loop."""
+        from .engine import run_local
+
+        request = Request(prompt=call.messages, schema=compile_schema(None), sampling=call.sampling, seed=call.seed,
+                          max_tokens=call.max_tokens, strategy="constrained", schema_in_prompt=False)
+        try:
+            result = run_local(self.model, request)
+        except TruncatedOutput as exc:
+            ids = tuple(exc.tokens)
+            return Reply((Completion(exc.partial_text, "length", len(ids), None, ids),),
+                         prompt_tokens=0, completion_tokens=len(ids))
+        ids = tuple(result.tokens)
+        return Reply((Completion(result.text, result.finish_reason, len(ids), tuple(result.logprobs), ids),),
+                     prompt_tokens=result.timings.prompt_tokens, completion_tokens=len(ids))
+
+
+def run_local_chain(model: LocalModel, request: Request) -> Result[Any]:
+    """Serve a ``prompt`` / ``repair`` request on a local model through the chain."""
+    if not request.chat:
+        raise InvalidArgument(f"strategy {request.strategy!r} re-asks in chat turns: it needs chat=True")
+    return run_chain(LocalText(model), request)
