@@ -99,7 +99,7 @@ def run(
     masks = np.empty((len(seqs), (n_vocab + 31) // 32), dtype=np.int32)
     logits_of: dict[int, NDArray[np.float32]] = (
         dict(first_logits) if isinstance(first_logits, Mapping) else {s.seq: first_logits for s in seqs})
-    if _has_penalties(params):
+    if params.has_penalties:
         for s in seqs:
             s.counts = np.zeros(n_vocab, dtype=np.int32)
     start = time.perf_counter()
@@ -222,7 +222,3 @@ def _finish_stopped(s: Sequence_, m: Matcher) -> list[int]:
     s.finish_reason = "stop"
     return []
 
-
-def _has_penalties(params: SamplingParams) -> bool:
-    return (params.repetition_penalty != 1.0 or params.frequency_penalty != 0.0
-            or params.presence_penalty != 0.0)

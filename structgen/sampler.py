@@ -98,6 +98,12 @@ class SamplingParams:
         """True when ``temperature`` is 0: the token is the argmax, ties to the lowest index."""
         return self.temperature == 0.0
 
+    @property
+    def has_penalties(self) -> bool:
+        """Whether any penalty is switched on (otherwise token counts need not be kept)."""
+        return (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
+                or self.presence_penalty != 0.0)
+
 
 def _in_range(name: str, value: object, lo: float, hi: float, *,
               lo_open: bool = False, hi_open: bool = False) -> float:
@@ -124,12 +130,6 @@ def _non_negative_int(name: str, value: object) -> int:
     return int(value)
 
 
-def _has_penalties(params: SamplingParams) -> bool:
-    """Whether any penalty is switched on (otherwise ``counts`` need not be looked at)."""
-    return (params.repetition_penalty != 1.0 or params.frequency_penalty != 0.0
-            or params.presence_penalty != 0.0)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Individual steps
 # ----------------------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def apply_penalties(logits: NDArray[np.float32], counts: NDArray[np.integer[Any]
     [0.5, -3.0, 3.0]
     """
     # Nothing switched on: not even the counts are read.
-    if not _has_penalties(params):
+    if not params.has_penalties:
         return
     counts = np.asarray(counts)
     _check_penalty_inputs(logits, counts)
