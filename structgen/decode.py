@@ -1,22 +1,24 @@
 """The decode loop: logits → grammar mask → sampler → consume, for one or many sequences in one batch.
 
-Each step, every live sequence either takes the tokens its grammar forces (fast-forward: no sampling,
-probability 1, flagged ``forced``) or samples one token from the masked distribution; then all of them
-go to the model in a single batched decode. The loop fails closed: a matcher error, an empty mask or a
-token the grammar rejects raises a typed error instead of producing unconstrained text.
+Each step, every live sequence samples one token from its masked distribution, then appends the tokens
+its grammar forces after it (fast-forward: not sampled, probability 1, flagged ``forced``); all of that
+goes to the model in one batched decode, so forced text costs no extra model step. While the model runs
+(llama.cpp decodes asynchronously on a GPU) the loop computes each sequence's next mask, which depends
+only on the grammar state, not on the logits. The loop fails closed: a matcher error, an empty mask or a
+token the grammar rejects is a typed error, never unconstrained text.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import GenerationError, TruncatedOutput
+from .errors import GenerationError, InvalidArgument, TruncatedOutput
 from .matchers import Matcher
 from .sampler import SamplingParams, sample_token
 
@@ -35,6 +37,11 @@ class StepModel(Protocol):
 
     def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
         """Decode ``(seq, tokens, start_pos)`` items in one batch; the last token's logits of each item."""
+
+    def decode_async(
+        self, items: Sequence[tuple[int, Sequence[int], int]]
+    ) -> Callable[[], list[NDArray[np.float32]]]:
+        """Start ``decode``; the returned function waits for the model and returns the logits."""
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Token ids to text."""
@@ -56,9 +63,12 @@ class Sequence_:
     counts: NDArray[np.int32] | None = None
     finish_reason: str | None = None
     error: Exception | None = None
+    pending: list[int] = field(default_factory=list)      # tokens to decode next
+    allowed: NDArray[np.intp] | None = None               # next mask as token ids, computed ahead
 
     @property
     def live(self) -> bool:
+        """Still generating."""
         return self.finish_reason is None and self.error is None
 
 
@@ -81,6 +91,127 @@ class LoopOptions:
     max_batch: int = 512
 
 
+class _Loop:
+    """One run of the loop over a fixed set of sequences."""
+
+    def __init__(self, model: StepModel, seqs: list[Sequence_], params: SamplingParams,
+                 options: LoopOptions) -> None:
+        self.model = model
+        self.seqs = seqs
+        self.params = params
+        self.options = options
+        self.n_vocab = model.n_vocab
+        self.eos = frozenset(model.eos_ids)
+        self.mask = np.empty((model.n_vocab + 31) // 32, dtype=np.int32)
+        # Forced tokens of all sequences share one batch; each gets an equal slice of it.
+        self.forced_cap = max(0, options.max_batch // max(1, len(seqs)) - 1)
+        self.stats = LoopStats()
+
+    def start(self, s: Sequence_, logits: NDArray[np.float32]) -> None:
+        """First move after the prompt: take forced tokens if the grammar begins with some, else sample."""
+        m = s.matcher
+        if m is not None and self.options.fast_forward:
+            if m.is_stopped():
+                self._finish_stopped(s, m)
+                return
+            forced = self._take_forced(s, m)
+            if forced:
+                s.pending = forced
+                self._check_room(s, m)
+                return
+        self.step(s, logits)
+
+    def prepare(self, s: Sequence_) -> None:
+        """Compute the next mask ahead of the logits (called while the model step runs)."""
+        m = s.matcher
+        if m is None or not s.live or m.is_stopped():
+            return
+        t0 = time.perf_counter()
+        m.fill_mask(self.mask)
+        s.allowed = np.flatnonzero(np.unpackbits(self.mask.view(np.uint8), count=self.n_vocab, bitorder="little"))
+        self.stats.mask_ms += (time.perf_counter() - t0) * 1000
+
+    def step(self, s: Sequence_, logits: NDArray[np.float32]) -> None:
+        """Sample one token, then take what the grammar forces after it; sets ``s.pending``."""
+        m = s.matcher
+        if m is not None and m.is_stopped():
+            self._finish_stopped(s, m)
+            return
+        if m is not None and s.allowed is None:
+            self.prepare(s)
+        ids = s.allowed
+        s.allowed = None
+        if m is not None:
+            assert ids is not None
+            if ids.size == 0:
+                raise GenerationError(f"the grammar allows no next token: {m.error() or 'dead end'}")
+            cand = logits[ids]
+        else:
+            cand = np.array(logits, copy=True) if self.options.model_logprobs else logits
+        lse = _logsumexp(logits) if self.options.model_logprobs else 0.0
+        counts = s.counts if (s.counts is None or ids is None) else s.counts[ids]
+        try:
+            index, logprob = sample_token(cand, s.rng, self.params, counts)
+        except InvalidArgument as exc:
+            raise GenerationError(f"the model produced unusable logits: {exc}") from exc
+        token = int(ids[index]) if ids is not None else index
+        if token in self.eos:
+            if m is None or m.is_accepting():
+                s.finish_reason = "stop"
+                return
+            raise GenerationError("EOS was sampled before the grammar was complete")
+        if m is not None and not m.consume(token):
+            raise GenerationError(f"the grammar rejected a token from its own mask: {m.error()}")
+        s.tokens.append(token)
+        s.logprobs.append(logprob)
+        s.model_logprobs.append(float(logits[token]) - lse if self.options.model_logprobs else None)
+        s.forced.append(False)
+        if s.counts is not None:
+            s.counts[token] += 1
+        s.pending = [token]
+        if self._check_room(s, m) and m is not None and self.options.fast_forward:
+            s.pending += self._take_forced(s, m)
+            self._check_room(s, m)
+        if s.live and m is not None and m.is_stopped():
+            self._finish_stopped(s, m)  # complete: what is pending need not be decoded
+
+    def _take_forced(self, s: Sequence_, m: Matcher) -> list[int]:
+        forced = m.forced_tokens()
+        if not forced:
+            return []
+        forced = forced[: max(0, min(self.options.max_tokens - len(s.tokens), self.forced_cap))]
+        if not forced:
+            return []
+        if m.consume_many(forced) != len(forced):
+            raise GenerationError(f"grammar engine rejected its own forced tokens: {m.error()}")
+        s.tokens.extend(forced)
+        s.logprobs.extend([0.0] * len(forced))
+        s.model_logprobs.extend([None] * len(forced))
+        s.forced.extend([True] * len(forced))
+        if s.counts is not None:
+            np.add.at(s.counts, forced, 1)
+        return forced
+
+    def _check_room(self, s: Sequence_, m: Matcher | None) -> bool:
+        """True if ``s`` may go on; at max_tokens, a complete grammar ends cleanly, anything else is truncated."""
+        if len(s.tokens) < self.options.max_tokens:
+            return True
+        if m is None:
+            s.finish_reason = "length"
+        elif m.is_accepting():
+            s.finish_reason = "stop" if m.is_stopped() else "length"
+        else:
+            s.finish_reason = "truncated"
+        return False
+
+    @staticmethod
+    def _finish_stopped(s: Sequence_, m: Matcher) -> None:
+        err = m.error()
+        if err:
+            raise GenerationError(f"grammar engine error: {err.splitlines()[0]}")
+        s.finish_reason = "stop"
+
+
 def run(
     model: StepModel,
     seqs: list[Sequence_],
@@ -88,137 +219,50 @@ def run(
     params: SamplingParams,
     options: LoopOptions,
 ) -> LoopStats:
-    """Generate every sequence to its end; results are left in each ``Sequence_``.
+    """Generate every sequence to its end; results (or a typed error) are left in each ``Sequence_``.
 
     ``first_logits``: the prompt's last logits, shared by all sequences (best-of-n over one prompt), or
     one array per sequence id (different prompts decoded into different sequences).
     """
-    stats = LoopStats()
-    n_vocab = model.n_vocab
-    eos = frozenset(model.eos_ids)
-    masks = np.empty((len(seqs), (n_vocab + 31) // 32), dtype=np.int32)
-    logits_of: dict[int, NDArray[np.float32]] = (
-        dict(first_logits) if isinstance(first_logits, Mapping) else {s.seq: first_logits for s in seqs})
+    loop = _Loop(model, seqs, params, options)
     if params.has_penalties:
         for s in seqs:
-            s.counts = np.zeros(n_vocab, dtype=np.int32)
+            s.counts = np.zeros(model.n_vocab, dtype=np.int32)
     start = time.perf_counter()
+    for s in seqs:
+        logits = first_logits[s.seq] if isinstance(first_logits, Mapping) else first_logits
+        _guarded(s, loop.start, logits)
     while True:
-        pending: list[tuple[Sequence_, list[int]]] = []
-        budget = options.max_batch
-        for row, s in enumerate(seqs):
-            if not s.live:
-                continue
-            try:
-                nxt = _next_tokens(s, logits_of[s.seq], masks[row], params, options, eos, n_vocab, stats,
-                                   budget - (len(seqs) - row - 1))
-            except GenerationError as exc:
-                s.error = exc
-                continue
-            if nxt:
-                pending.append((s, nxt))
-                budget -= len(nxt)
-        if not pending:
+        ready = [s for s in seqs if s.live and s.pending]
+        if not ready:
             break
-        groups = [pending] if not options.one_sequence_per_decode else [[p] for p in pending]
+        groups = [[s] for s in ready] if options.one_sequence_per_decode else [ready]
         for group in groups:
-            outs = model.decode([(s.seq, toks, s.pos) for s, toks in group])
-            for (s, toks), out in zip(group, outs, strict=True):
-                s.pos += len(toks)
-                logits_of[s.seq] = out
-    stats.decode_ms = (time.perf_counter() - start) * 1000
+            wait = model.decode_async([(s.seq, s.pending, s.pos) for s in group])
+            for s in group:
+                s.pos += len(s.pending)
+                s.pending = []
+                _guarded(s, loop.prepare)  # overlaps the model step
+            for s, logits in zip(group, wait(), strict=True):
+                _guarded(s, loop.step, logits)
+    loop.stats.decode_ms = (time.perf_counter() - start) * 1000
     for s in seqs:
         if s.error is None and s.finish_reason == "truncated":
             s.error = TruncatedOutput(
                 f"max_tokens={options.max_tokens} ran out before the output was complete",
                 partial_text=model.detokenize(s.tokens), tokens=s.tokens)
-    return stats
+    return loop.stats
 
 
-def _next_tokens(
-    s: Sequence_,
-    logits: NDArray[np.float32],
-    mask: NDArray[np.int32],
-    params: SamplingParams,
-    options: LoopOptions,
-    eos: frozenset[int],
-    n_vocab: int,
-    stats: LoopStats,
-    budget: int,
-) -> list[int]:
-    """Choose the next token(s) of ``s``; marks it finished and returns [] when it ends."""
-    m = s.matcher
-    room = options.max_tokens - len(s.tokens)
-    if m is not None:
-        if m.is_stopped():
-            return _finish_stopped(s, m)
-        if options.fast_forward:
-            forced = m.forced_tokens()
-            if forced:
-                forced = forced[: max(1, min(room, budget))]
-                if m.consume_many(forced) != len(forced):
-                    raise GenerationError(f"grammar engine rejected its own forced tokens: {m.error()}")
-                s.tokens.extend(forced)
-                s.logprobs.extend([0.0] * len(forced))
-                s.model_logprobs.extend([None] * len(forced))
-                s.forced.extend([True] * len(forced))
-                if s.counts is not None:
-                    np.add.at(s.counts, forced, 1)
-                return _after_append(s, m, forced, options)
-        t0 = time.perf_counter()
-        m.fill_mask(mask)
-        ids = np.flatnonzero(np.unpackbits(mask.view(np.uint8), count=n_vocab, bitorder="little"))
-        stats.mask_ms += (time.perf_counter() - t0) * 1000
-        if ids.size == 0:
-            raise GenerationError(f"the grammar allows no next token: {m.error() or 'dead end'}")
-        cand = logits[ids]
-    else:
-        ids = None
-        cand = np.array(logits, dtype=np.float32, copy=True)
-    if not np.all(np.isfinite(cand)):
-        raise GenerationError("the model produced non-finite logits")
-    model_lp: float | None = None
-    if options.model_logprobs:
-        top = float(logits.max())
-        lse = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
-    counts = s.counts[ids] if (s.counts is not None and ids is not None) else s.counts
-    index, logprob = sample_token(cand, s.rng, params, counts)
-    token = int(ids[index]) if ids is not None else index
-    if options.model_logprobs:
-        model_lp = float(logits[token]) - lse
-    if token in eos:
-        if m is None or m.is_accepting():
-            s.finish_reason = "stop"
-            return []
-        raise GenerationError("EOS was sampled before the grammar was complete")
-    if m is not None and not m.consume(token):
-        raise GenerationError(f"the grammar rejected a token from its own mask: {m.error()}")
-    s.tokens.append(token)
-    s.logprobs.append(logprob)
-    s.model_logprobs.append(model_lp)
-    s.forced.append(False)
-    if s.counts is not None:
-        s.counts[token] += 1
-    return _after_append(s, m, [token], options)
+def _guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:
+    """Run one action for ``s``; a typed generation error ends that sequence only."""
+    try:
+        action(s, *args)
+    except GenerationError as exc:
+        s.error = exc
+        s.pending = []
 
 
-def _after_append(s: Sequence_, m: Matcher | None, new: list[int], options: LoopOptions) -> list[int]:
-    if len(s.tokens) < options.max_tokens:
-        return new
-    # Out of room: a grammar that is complete ends cleanly; anything else is truncation, never "valid".
-    if m is None:
-        s.finish_reason = "length"
-    elif m.is_accepting():
-        s.finish_reason = "stop" if m.is_stopped() else "length"
-    else:
-        s.finish_reason = "truncated"
-    return []
-
-
-def _finish_stopped(s: Sequence_, m: Matcher) -> list[int]:
-    err = m.error()
-    if err:
-        raise GenerationError(f"grammar engine error: {err.splitlines()[0]}")
-    s.finish_reason = "stop"
-    return []
-
+def _logsumexp(x: NDArray[np.float32]) -> float:
+    top = float(x.max())
+    return top + float(np.log(np.exp(x - top, dtype=np.float64).sum()))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import numpy as np
 from numpy.typing import NDArray
 
 from ._llama import LlamaContext, LlamaModel
 from .chat import CHATML_TEMPLATE, ChatTemplate, Message, as_messages
 from .engine import run_local
-from .errors import InvalidArgument
+from .errors import BackendError, InvalidArgument
 from .matchers import Backend, Vocab, get_backend
 from .models import default_model_path
 from .request import Request
@@ -25,9 +27,19 @@ class LlamaCpp:
 
     ``n_gpu_layers`` is passed to llama.cpp (0 = CPU; -1 = all layers, needs a GPU build). One context
     serves one request at a time: concurrent ``generate`` calls on the same instance are serialised.
-    ``deterministic=True`` is the batch-invariant mode: every prompt is decoded in the same fixed chunks
-    from an empty cache, and each sequence is decoded alone, never co-batched, so a seed gives the same
-    bytes whether a request runs alone or among others (at a throughput cost for best-of-n).
+    ``deterministic=True`` is the batch-invariant mode: a seed gives the same bytes (text and logprobs)
+    whether a request runs alone, as one of n best-of candidates, or batched with other prompts
+    (``structgen.generate_batch``). What it fixes, and why (measured; see ``structgen.determinism``):
+
+    - one KV stream per sequence (llama.cpp ``kv_unified=false``): with a shared cache, other sequences'
+      cells change where a sequence's cells sit and how long the attention row is (``n_kv``), and llama.cpp
+      picks its attention kernel by that length (on CPU, a split-KV path from 512 cells);
+    - every prompt decoded alone from an empty stream, in fixed ``n_batch`` chunks;
+    - every sequence decoded alone at each step, never co-batched (same tensor shapes as a lone run).
+
+    The cost: ``n_ctx`` is then per sequence and the KV memory is ``n_ctx * n_seq_max`` tokens (default
+    ``n_seq_max`` 8 in this mode, 16 otherwise), and n sequences take n model steps per token instead of
+    one. The thread count is part of the configuration: keep ``n_threads`` fixed to reproduce across runs.
     """
 
     def __init__(
@@ -38,19 +50,25 @@ class LlamaCpp:
         n_ctx: int = 4096,
         n_batch: int = 512,
         n_threads: int | None = None,
-        n_seq_max: int = 16,
+        n_seq_max: int | None = None,
         backend: str = "llguidance",
         chat_template: str | None = None,
         deterministic: bool = False,
     ) -> None:
+        if n_seq_max is None:
+            n_seq_max = 8 if deterministic else 16
         if n_seq_max < 1:
             raise InvalidArgument("n_seq_max must be at least 1")
         self.path = Path(model_path) if model_path is not None else default_model_path()
         self.deterministic = deterministic
         self.n_gpu_layers = n_gpu_layers
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
-        self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
-                                 n_threads=n_threads)
+        if deterministic:
+            self._ctx: LlamaContext = _StreamContext(self._model, n_ctx_seq=n_ctx, n_batch=n_batch,
+                                                     n_seq_max=n_seq_max, n_threads=n_threads)
+        else:
+            self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
+                                     n_threads=n_threads)
         self.lock = threading.RLock()
         self.n_vocab = self._model.n_vocab
         eos_first = (self._model.eos, *(t for t in self._model.eog_ids if t != self._model.eos))
@@ -72,8 +90,13 @@ class LlamaCpp:
 
     @property
     def n_ctx(self) -> int:
-        """Context size in tokens."""
-        return int(self._ctx.n_ctx)
+        """Context size of one sequence in tokens (prompt plus generated)."""
+        return int(llama_cpp.llama_n_ctx_seq(self._ctx.ptr))
+
+    @property
+    def n_threads(self) -> int:
+        """CPU threads llama.cpp uses (part of what a deterministic run depends on)."""
+        return self._ctx.n_threads
 
     @property
     def n_batch(self) -> int:
@@ -129,10 +152,66 @@ class LlamaCpp:
         if copies > self.n_seq_max:
             raise InvalidArgument(f"n={copies} exceeds this model's n_seq_max={self.n_seq_max}")
         for seq in range(1, copies):
-            self._ctx.seq_copy(0, seq, 0, n_prompt)
+            self.share(0, seq, n_prompt)
+
+    # ---- several prompts, KV sharing, scoring (used by structgen.batch and structgen.probs) -----------
+
+    def prefill_many(self, prompts: Sequence[Sequence[int]]) -> dict[int, NDArray[np.float32]]:
+        """Decode prompt i into sequence i from an empty cache; the last logits of each (copies).
+
+        Default mode packs all prompts into shared ``n_batch`` batches, as a server would; deterministic
+        mode decodes each prompt alone in the same chunks as ``prefill``.
+        """
+        if len(prompts) > self.n_seq_max:
+            raise InvalidArgument(f"{len(prompts)} prompts exceed this model's n_seq_max={self.n_seq_max}")
+        self._ctx.clear()
+        first: dict[int, NDArray[np.float32]] = {}
+        if self.deterministic:
+            for seq, tokens in enumerate(prompts):
+                self._ctx.decode_sequence(tokens, 0, seq)
+                first[seq] = self._ctx.logits(-1).copy()
+            return first
+        items = [(tok, i, seq, i == len(tokens) - 1) for seq, tokens in enumerate(prompts)
+                 for i, tok in enumerate(tokens)]
+        for off in range(0, len(items), self.n_batch):
+            chunk = items[off : off + self.n_batch]
+            self._ctx.decode(chunk)
+            for j, (_, _, seq, last) in enumerate(chunk):
+                if last:
+                    first[seq] = self._ctx.logits(j).copy()
+        return first
+
+    def share(self, src: int, dst: int, n_prompt: int) -> None:
+        """Let sequence ``dst`` start from the first ``n_prompt`` positions of ``src`` (no recompute).
+
+        A shared cache only tags the cells; with one stream per sequence (deterministic mode) llama.cpp
+        copies the whole stream, which it can only do in full.
+        """
+        self._ctx.seq_remove(dst, 0, -1)
+        if self.deterministic:
+            self._ctx.seq_copy(src, dst, 0, -1)
+        else:
+            self._ctx.seq_copy(src, dst, 0, n_prompt)
+
+    def drop(self, seq: int, start: int = 0) -> None:
+        """Forget positions ``start``.. of sequence ``seq``."""
+        self._ctx.seq_remove(seq, start, -1)
+
+    def decode_rows(self, items: Sequence[tuple[int, int, int, bool]]) -> NDArray[np.float32]:
+        """Decode ``(token, position, sequence, want_logits)`` items in one batch; the wanted rows' logits
+        (a copy, one row per wanted item, in order)."""
+        self._ctx.decode(items)
+        rows = [i for i, item in enumerate(items) if item[3]]
+        out = np.empty((len(rows), self.n_vocab), dtype=np.float32)
+        for r, i in enumerate(rows):
+            out[r] = self._ctx.logits(i)
+        return out
 
     def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
         """One batched decode of several sequences; the logits of each item's last token."""
+        return self._launch(items)()
+
+    def _launch(self, items: Sequence[tuple[int, Sequence[int], int]]) -> Callable[[], list[NDArray[np.float32]]]:
         batch: list[tuple[int, int, int, bool]] = []
         last_index: list[int] = []
         for seq, tokens, start in items:
@@ -143,7 +222,15 @@ class LlamaCpp:
         if end > self.n_ctx:
             raise InvalidArgument(f"generation reached n_ctx={self.n_ctx} tokens; raise n_ctx or lower max_tokens")
         self._ctx.decode(batch)
-        return [self._ctx.logits(i) for i in last_index]
+        ctx = self._ctx
+        return lambda: [ctx.logits(i) for i in last_index]
+
+    def decode_async(
+        self, items: Sequence[tuple[int, Sequence[int], int]]
+    ) -> Callable[[], list[NDArray[np.float32]]]:
+        """Like ``decode``, but returns as soon as llama.cpp has queued the work (asynchronous on a GPU):
+        the returned function waits for it and gives the logits."""
+        return self._launch(items)
 
     def run(self, request: Request) -> Result[Any]:
         """Serve one request with structgen's decode loop (see ``structgen.engine``)."""
@@ -155,5 +242,42 @@ class LlamaCpp:
         self._model.close()
 
     def __repr__(self) -> str:
-        return f"LlamaCpp({str(self.path)!r}, n_gpu_layers={self.n_gpu_layers}, backend={self.backend.name!r})"
+        return (f"LlamaCpp({str(self.path)!r}, n_gpu_layers={self.n_gpu_layers}, backend={self.backend.name!r}, "
+                f"deterministic={self.deterministic})")
+
+
+class _StreamContext(LlamaContext):
+    """A llama.cpp context with one KV stream of ``n_ctx_seq`` cells per sequence (``kv_unified=false``).
+
+    ``LlamaContext`` always builds one shared cache; this is its set-up with that one flag changed (a
+    ``kv_unified`` argument on ``LlamaContext`` would make this class unnecessary).
+    """
+
+    def __init__(self, model: LlamaModel, *, n_ctx_seq: int, n_batch: int, n_seq_max: int,
+                 n_threads: int | None) -> None:
+        if n_ctx_seq <= 0 or n_batch <= 0 or n_seq_max <= 0:
+            raise InvalidArgument("n_ctx, n_batch and n_seq_max must be positive")
+        self.model = model
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx_seq * n_seq_max
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.kv_unified = False
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not ctx:
+            raise BackendError(f"llama.cpp could not create a context ({n_seq_max} streams of {n_ctx_seq} tokens); "
+                               "out of memory?")
+        self.ptr = ctx
+        self.n_ctx = llama_cpp.llama_n_ctx(ctx)
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.n_threads = threads
+        self.memory = llama_cpp.llama_get_memory(ctx)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
+        self._n_vocab = model.n_vocab
 

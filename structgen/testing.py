@@ -8,7 +8,7 @@ escapes). Everything else — masks, fast-forward, validation — is the product
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,13 @@ class RandomLogitsModel:
     def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
         """Fresh random logits for each item."""
         return [self._logits() for _ in items]
+
+    def decode_async(
+        self, items: Sequence[tuple[int, Sequence[int], int]]
+    ) -> Callable[[], list[NDArray[np.float32]]]:
+        """Random logits are ready at once."""
+        out = self.decode(items)
+        return lambda: out
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Tokens to text with the real vocabulary."""
