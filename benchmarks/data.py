@@ -42,15 +42,20 @@ def dev_split(data_dir: Path = DEFAULT_DATA) -> list[Path]:
     return files
 
 
+def shuffled(files: list[Path], seed: int = SEED) -> list[Path]:
+    """All of ``files`` in a fixed pseudo-random order."""
+    out = list(files)
+    random.Random(seed).shuffle(out)
+    return out
+
+
 def sample(files: list[Path], limit: int | None, seed: int = SEED) -> list[Path]:
     """``limit`` files drawn by a seeded shuffle (all of them, in order, when ``limit`` is None)."""
     if limit is None or limit >= len(files):
         return list(files)
     if limit <= 0:
         raise InvalidArgument(f"--limit must be positive, got {limit}")
-    shuffled = list(files)
-    random.Random(seed).shuffle(shuffled)
-    return shuffled[:limit]
+    return shuffled(files, seed)[:limit]
 
 
 def load(path: Path) -> Case:

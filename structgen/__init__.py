@@ -7,6 +7,8 @@ through a fallback chain. Either way ``generate`` returns a validated value or r
 # llama_cpp first: on some CUDA images numpy loaded before llama.cpp crashes its tokenizer init.
 import llama_cpp  # noqa: F401  # isort: skip
 
+from .agenerate import agenerate
+from .batch import generate_batch
 from .errors import (
     BackendError,
     GenerationError,
@@ -19,9 +21,12 @@ from .errors import (
     TruncatedOutput,
     ValidationFailed,
 )
+from .faultproxy import Fault, FaultProxy
 from .generate import Model, default_model, generate
+from .hosted import OpenAICompatible
 from .local import LlamaCpp
 from .models import default_model_path
+from .probs import OptionProbs, probs
 from .result import Attempt, Result, Timings
 from .sampler import SamplingParams
 from .schema import Choice, Grammar, JsonOptions, Regex, bundled_grammars, compile_schema
@@ -32,6 +37,8 @@ __all__ = [
     "Attempt",
     "BackendError",
     "Choice",
+    "Fault",
+    "FaultProxy",
     "GenerationError",
     "Grammar",
     "GrammarError",
@@ -40,6 +47,8 @@ __all__ = [
     "LlamaCpp",
     "Model",
     "ModelNotFound",
+    "OpenAICompatible",
+    "OptionProbs",
     "ParseError",
     "Regex",
     "Result",
@@ -50,9 +59,12 @@ __all__ = [
     "TruncatedOutput",
     "ValidationFailed",
     "__version__",
+    "agenerate",
     "bundled_grammars",
     "compile_schema",
     "default_model",
     "default_model_path",
     "generate",
+    "generate_batch",
+    "probs",
 ]

@@ -3,6 +3,9 @@
 Strategies: ``constrained`` (one masked sample, resampled if the validator disagrees), ``best_of``
 (n masked samples stepped in one batch from one prompt decode; keep the best average logprob) and
 ``self_consistency`` (n samples; majority over normalised values, ties by average logprob).
+
+A request becomes a ``Job`` (``prepare``); each attempt is fresh ``sequences`` run by ``decode.run`` and
+judged by ``conclude``. ``structgen.batch`` uses the same pieces to run several jobs in one batch.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import decode
 from .chat import Message
-from .errors import GenerationError, TruncatedOutput, ValidationFailed
-from .matchers import Backend, Vocab
+from .errors import GenerationError, InvalidArgument, TruncatedOutput, ValidationFailed
+from .matchers import Backend, MatcherFactory, Vocab
 from .request import Request
 from .result import Attempt, Result, Timings
 from .sampler import SamplingParams
@@ -49,57 +53,110 @@ RETRY_TEMPERATURE = 0.7  # a greedy retry would repeat itself; retries sample at
 
 def run_local(model: LocalModel, request: Request) -> Result[Any]:
     """Serve ``request`` on a local model."""
+    if request.strategy in ("prompt", "repair"):
+        from .strategies import run_local_chain  # the text-model chain, on unconstrained local generation
+
+        return run_local_chain(model, request)
+    return run_attempts(model, prepare(model, request))
+
+
+@dataclass(eq=False)
+class Job:
+    """One request made ready for the decode loop (``structgen.batch`` runs several side by side)."""
+
+    request: Request
+    strategy: str                      # "constrained", "best_of" or "self_consistency"
+    n: int                             # sequences per attempt
+    tokens: list[int]                  # the prompt, schema hint included
+    factory: MatcherFactory | None     # None: free text
+    compile_ms: float
+    t_start: float
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def prepare(model: LocalModel, request: Request) -> Job:
+    """Compile the grammar and tokenise the prompt of ``request``."""
     t_start = time.perf_counter()
     schema = request.schema
-    t0 = time.perf_counter()
     factory = model.backend.compile(schema, model.vocab) if schema.grammar is not None else None
-    compile_ms = (time.perf_counter() - t0) * 1000
-    prompt = _with_hint(request)
-    tokens = model.prompt_tokens(prompt, system=request.system, chat=request.chat)
+    compile_ms = (time.perf_counter() - t_start) * 1000
+    tokens = model.prompt_tokens(_with_hint(request), system=request.system, chat=request.chat)
     strategy = request.strategy if request.strategy in ("best_of", "self_consistency") else "constrained"
     n = request.n if strategy != "constrained" else 1
-    options = decode.LoopOptions(max_tokens=request.max_tokens, fast_forward=request.fast_forward,
-                                 model_logprobs=request.model_logprobs,
-                                 one_sequence_per_decode=model.deterministic, max_batch=model.n_batch)
-    attempts: list[Attempt] = []
+    return Job(request, strategy, n, tokens, factory, compile_ms, t_start)
+
+
+def sampling(job: Job, attempt: int) -> SamplingParams:
+    """The sampling parameters of one attempt (retries sample at least ``RETRY_TEMPERATURE`` warm)."""
+    params = job.request.sampling
+    return _warmer(params) if attempt > 0 and params.temperature < RETRY_TEMPERATURE else params
+
+
+def sequences(job: Job, attempt: int, seq_ids: Sequence[int]) -> list[decode.Sequence_]:
+    """Fresh sequences for one attempt: candidate i lives in llama.cpp sequence ``seq_ids[i]`` and is
+    seeded with ``seed + i`` (plus a per-attempt offset), wherever it runs."""
+    base_seed = job.request.seed + attempt * 1_000_003
+    return [
+        decode.Sequence_(seq=seq, matcher=job.factory.new_matcher() if job.factory else None,
+                         rng=np.random.Generator(np.random.PCG64(base_seed + i)), seed=base_seed + i,
+                         pos=len(job.tokens))
+        for i, seq in enumerate(seq_ids)
+    ]
+
+
+def loop_options(model: LocalModel, request: Request, n_seqs: int) -> decode.LoopOptions:
+    """Loop settings for ``n_seqs`` sequences of requests like ``request``."""
+    # The loop splits max_batch evenly among the sequences for forced tokens. In the batch-invariant mode
+    # each sequence is decoded alone, so each gets what a lone run gets: a full n_batch.
+    max_batch = model.n_batch * n_seqs if model.deterministic else model.n_batch
+    return decode.LoopOptions(max_tokens=request.max_tokens, fast_forward=request.fast_forward,
+                              model_logprobs=request.model_logprobs,
+                              one_sequence_per_decode=model.deterministic, max_batch=max_batch)
+
+
+def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt: int, prompt_ms: float,
+             stats: decode.LoopStats) -> Result[Any] | None:
+    """The selected result of one finished attempt, or None if no candidate was valid.
+
+    Raises the ``TruncatedOutput`` of the first sequence when every sequence ran out of tokens.
+    """
+    candidates = [_candidate(model, job.request, s, job.attempts, job.strategy) for s in seqs]
+    valid = [c for c in candidates if c is not None]
+    if not valid:
+        truncated = [s.error for s in seqs if isinstance(s.error, TruncatedOutput)]
+        if truncated and len(truncated) == len(seqs):
+            raise truncated[0]
+        return None
+    best = choose(valid, job.strategy, job.request.select)
+    best.timings = Timings(compile_ms=job.compile_ms if attempt == 0 else 0.0, prompt_ms=prompt_ms,
+                           decode_ms=stats.decode_ms, mask_ms=stats.mask_ms, prompt_tokens=len(job.tokens),
+                           generated_tokens=sum(len(s.tokens) for s in seqs),
+                           forced_tokens=sum(sum(s.forced) for s in seqs),
+                           total_ms=(time.perf_counter() - job.t_start) * 1000)
+    best.attempts = job.attempts
+    best.candidates = candidates_list(candidates) if job.n > 1 else []
+    best.model = model.name
+    return best
+
+
+def run_attempts(model: LocalModel, job: Job, first_attempt: int = 0) -> Result[Any]:
+    """Run the attempts ``first_attempt``.. of ``job`` on its own until one gives a valid result."""
+    request = job.request
+    options = loop_options(model, request, job.n)
     with model.lock:
-        for attempt in range(request.max_attempts):
-            params = request.sampling
-            if attempt > 0 and params.temperature < RETRY_TEMPERATURE:
-                params = _warmer(params)
-            base_seed = request.seed + attempt * 1_000_003
+        for attempt in range(first_attempt, request.max_attempts):
             t1 = time.perf_counter()
-            first_logits = model.prefill(tokens)
+            first_logits = model.prefill(job.tokens)
             prompt_ms = (time.perf_counter() - t1) * 1000
-            if n > 1:
-                model.fork(len(tokens), n)
-            seqs = [
-                decode.Sequence_(seq=i, matcher=factory.new_matcher() if factory else None,
-                                 rng=np.random.Generator(np.random.PCG64(base_seed + i)), seed=base_seed + i,
-                                 pos=len(tokens))
-                for i in range(n)
-            ]
-            stats = decode.run(model, seqs, first_logits, params, options)
-            candidates = [_candidate(model, request, s, attempts, strategy) for s in seqs]
-            valid = [c for c in candidates if c is not None]
-            timings = Timings(compile_ms=compile_ms, prompt_ms=prompt_ms, decode_ms=stats.decode_ms,
-                              mask_ms=stats.mask_ms, prompt_tokens=len(tokens),
-                              generated_tokens=sum(len(s.tokens) for s in seqs),
-                              forced_tokens=sum(sum(s.forced) for s in seqs))
-            if valid:
-                best = _select(valid, strategy, request)
-                best.timings = timings
-                best.timings.total_ms = (time.perf_counter() - t_start) * 1000
-                best.attempts = attempts
-                best.candidates = candidates_list(candidates) if n > 1 else []
-                best.model = model.name
-                return best
-            compile_ms = 0.0
-            truncated = [s.error for s in seqs if isinstance(s.error, TruncatedOutput)]
-            if truncated and len(truncated) == len(seqs):
-                raise truncated[0]
-    raise ValidationFailed(f"no valid output in {request.max_attempts} attempt(s): {attempts[-1].error}",
-                           attempts=attempts)
+            if job.n > 1:
+                model.fork(len(job.tokens), job.n)
+            seqs = sequences(job, attempt, range(job.n))
+            stats = decode.run(model, seqs, first_logits, sampling(job, attempt), options)
+            result = conclude(model, job, seqs, attempt, prompt_ms, stats)
+            if result is not None:
+                return result
+    last = job.attempts[-1].error if job.attempts else "no attempt ran"
+    raise ValidationFailed(f"no valid output in {request.max_attempts} attempt(s): {last}", attempts=job.attempts)
 
 
 def candidates_list(candidates: list[Result[Any] | None]) -> list[Result[Any]]:
@@ -127,14 +184,19 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
     return result
 
 
-def _select(valid: list[Result[Any]], strategy: str, request: Request) -> Result[Any]:
+def choose(valid: Sequence[Result[Any]], strategy: str, select: str = "logprob") -> Result[Any]:
+    """The candidate a strategy keeps: ``self_consistency`` the most frequent ``normalise``d value (ties
+    to the best average logprob), ``best_of`` the best average logprob (or the first, for
+    ``select="first_valid"``), anything else the first."""
+    if not valid:
+        raise InvalidArgument("no candidate to choose from")
     if strategy == "self_consistency":
         keys = [normalise(r.value) for r in valid]
         counts = Counter(keys)
         top = max(counts.values())
         winners = [r for r, k in zip(valid, keys, strict=True) if counts[k] == top]
         return max(winners, key=lambda r: r.avg_logprob)
-    if strategy == "best_of" and request.select == "logprob":
+    if strategy == "best_of" and select == "logprob":
         return max(valid, key=lambda r: r.avg_logprob)
     return valid[0]
 
@@ -165,15 +227,21 @@ def _warmer(params: SamplingParams) -> SamplingParams:
 
 
 def _with_hint(request: Request) -> Any:
+    return with_hint(request.prompt, request.schema.prompt_hint if request.schema_in_prompt else None,
+                     chat=request.chat)
+
+
+def with_hint(prompt: str | Sequence[Message], hint: str | None, *, chat: bool = True) -> Any:
+    """The prompt with the schema's format hint appended to the last user turn (chat mode only)."""
     # Raw mode sends the prompt exactly as given; the hint is for chat turns.
-    hint = request.schema.prompt_hint if (request.schema_in_prompt and request.chat) else None
-    if not hint:
-        return request.prompt
-    if isinstance(request.prompt, str):
-        return f"{request.prompt}\n\n{hint}"
-    messages = [dict(m) for m in request.prompt]
+    if not hint or not chat:
+        return prompt
+    if isinstance(prompt, str):
+        return f"{prompt}\n\n{hint}"
+    messages = [dict(m) for m in prompt]
     messages[-1]["content"] = f"{messages[-1]['content']}\n\n{hint}"
     return messages
 
 
-__all__ = ["GenerationError", "normalise", "run_local"]
+__all__ = ["GenerationError", "Job", "choose", "conclude", "loop_options", "normalise", "prepare", "run_attempts",
+           "run_local", "sampling", "sequences", "with_hint"]

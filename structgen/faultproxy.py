@@ -30,13 +30,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import InvalidArgument
 
 __all__ = ["Fault", "FaultProxy", "ProxyRecord"]
 
-FaultKind = Literal["delay", "status", "html", "cut", "truncated_json", "empty_choices", "stall", "reset"]
+FaultKind = Literal["delay", "status", "html", "cut", "truncated_json", "empty_choices", "content", "stall", "reset"]
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
                          "proxy-connection", "te", "trailer", "upgrade", "host", "accept-encoding"})
@@ -57,7 +57,7 @@ class Fault:
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
-        """Wait ``seconds``, then forward (skipped if the client has hung up meanwhile)."""
+        """Wait ``seconds``, then forward (dropped as soon as the client hangs up)."""
         return cls("delay", seconds=seconds)
 
     @classmethod
@@ -91,8 +91,15 @@ class Fault:
         return cls("empty_choices")
 
     @classmethod
+    def content(cls, text: str) -> Fault:
+        """Forward, then replace the text of every choice with ``text``: a server that ignores a constraint,
+        or a model that writes garbage, on demand (non-streamed replies)."""
+        return cls("content", body=text.encode())
+
+    @classmethod
     def stall(cls, keep: float = 0.5) -> Fault:
-        """Forward, send ``keep`` of the body, then stop sending and hold the connection open."""
+        """Forward, send ``keep`` of the body, then stop sending and hold the connection open until the client
+        hangs up."""
         return cls("stall", keep=keep)
 
     @classmethod
@@ -110,6 +117,14 @@ class ProxyRecord:
     fault: FaultKind | None
     status_code: int | None
     seconds: float
+    body: bytes = b""                 # the request body as the client sent it
+
+    def json(self) -> Any:
+        """The request body parsed as JSON (None if it is not JSON)."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
 
 
 @dataclass(eq=False)
@@ -204,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "structgen-faultproxy"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the proxy keeps its own ``log``."""
 
     def do_GET(self) -> None:
@@ -233,15 +248,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with self.state.lock:
                 self.state.log.append(ProxyRecord(self.command, self.path, fault.kind if fault else None, status,
-                                                  time.monotonic() - started))
+                                                  time.monotonic() - started, body))
 
     def _serve(self, fault: Fault | None, body: bytes) -> int | None:
         kind = fault.kind if fault else None
-        if fault is None or kind in ("cut", "truncated_json", "empty_choices", "stall"):
+        if fault is None or kind in ("cut", "truncated_json", "empty_choices", "content", "stall"):
             status, headers, payload = self._forward(body)
         elif kind == "delay":
             assert fault is not None
-            if self.state.closing.wait(fault.seconds) or self._client_gone():
+            if not self._hold(fault.seconds):
                 return None
             status, headers, payload = self._forward(body)
             fault = None
@@ -256,13 +271,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, headers, payload)
         elif fault.kind == "empty_choices":
             self._send(status, headers, _empty_choices(payload))
+        elif fault.kind == "content":
+            self._send(status, headers, _replace_content(payload, fault.body.decode()))
         elif fault.kind == "truncated_json":
             self._send(status, headers, payload[: int(len(payload) * fault.keep)])
         else:  # cut / stall: announce the full body, send part of it
             self._send(status, headers, payload, send=int(len(payload) * fault.keep))
             if fault.kind == "stall":
                 self.wfile.flush()
-                self.state.closing.wait()
+                self._hold(None)
             else:
                 self.connection.shutdown(socket.SHUT_RDWR)
         return status
@@ -293,16 +310,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload if send is None else payload[:send])
 
+    def _hold(self, seconds: float | None) -> bool:
+        """Wait ``seconds`` (None: for ever); False as soon as the client hangs up or the proxy closes."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while deadline is None or time.monotonic() < deadline:
+            step = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+            if self.state.closing.wait(step) or self._client_gone():
+                return False
+        return True
+
     def _client_gone(self) -> bool:
         """True when the client has closed its end (readable with nothing to read)."""
-        sock = self.connection
+        sock: socket.socket = self.connection
         readable, _, _ = select.select([sock], [], [], 0)
         if not readable:
             return False
         try:
-            return sock.recv(1, socket.MSG_PEEK) == b""
+            peeked: bytes = sock.recv(1, socket.MSG_PEEK)
         except OSError:
             return True
+        return peeked == b""
 
 
 def _empty_choices(payload: bytes) -> bytes:
@@ -322,3 +349,16 @@ def _empty_choices(payload: bytes) -> bytes:
                 line = b"data: " + json.dumps(event).encode() + (b"\r" if line.endswith(b"\r") else b"")
         lines.append(line)
     return b"\n".join(lines)
+
+
+def _replace_content(payload: bytes, text: str) -> bytes:
+    """A chat completion with every choice's message text replaced (the body unchanged if it is not one)."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return payload
+    for choice in doc.get("choices", []) if isinstance(doc, dict) else []:
+        if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+            choice["message"]["content"] = text
+            choice["logprobs"] = None
+    return json.dumps(doc).encode()

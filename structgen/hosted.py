@@ -37,7 +37,7 @@ from .result import Result
 from .schema import CompiledSchema
 from .strategies import Call, Capabilities, Completion, Constraint, Reply, arun_chain, run_chain
 
-__all__ = ["OpenAICompatible", "to_gbnf"]
+__all__ = ["OpenAICompatible", "llama_accepts", "to_gbnf"]
 
 # The SDK's HTTP layer (httpx2 for openai ≥ 3, httpx before): its errors can surface while a body is read.
 _http: Any = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
@@ -53,8 +53,10 @@ class OpenAICompatible:
     ``base_url``: e.g. ``http://127.0.0.1:8080/v1``. ``api_key``: None for local servers. ``timeout``:
     seconds any request may wait to connect or between bytes of a reply. ``max_retries``: extra tries for a
     retryable failure, with backoff from ``backoff`` seconds doubling up to ``max_backoff``. ``concurrency``:
-    most requests in flight for best-of-n / self-consistency. ``logprobs``: ask for token logprobs (best-of
-    selection uses them). ``stream``: read replies as server-sent events (a stream that stops is detected).
+    most requests in flight for best-of-n / self-consistency. ``logprobs``: ask for token logprobs — None
+    (default) only where the chain selects by them (best-of, self-consistency), since some servers pay
+    dearly for them (llama-cpp-python's server: ~4x slower per token); True always; False never.
+    ``stream``: read replies as server-sent events (a stream that stops before its end is detected).
     """
 
     def __init__(
@@ -69,7 +71,7 @@ class OpenAICompatible:
         max_backoff: float = 8.0,
         max_retry_after: float = 30.0,
         concurrency: int = 4,
-        logprobs: bool = True,
+        logprobs: bool | None = None,
         stream: bool = False,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -87,7 +89,8 @@ class OpenAICompatible:
         self.max_retry_after = max_retry_after
         self.concurrency = concurrency
         self.stream = stream
-        self.caps = Capabilities(logprobs=None if logprobs else False)
+        self.logprobs = logprobs
+        self.caps = Capabilities()
         self._api_key = api_key or _NO_KEY
         self._client: openai.OpenAI | None = None
         self._aclient: openai.AsyncOpenAI | None = None
@@ -152,11 +155,12 @@ class OpenAICompatible:
 
     def _once(self, call: Call) -> Reply:
         client = self._sync_client()
+        params = self._params(call)
         try:
             if self.stream:
-                with client.chat.completions.create(**self._params(call), stream=True) as events:
-                    return _from_stream(iter(events))
-            return _from_completion(client.chat.completions.create(**self._params(call)))
+                with client.chat.completions.create(**params, stream=True) as events:
+                    return self._learn(params, _from_stream(iter(events)))
+            return self._learn(params, _from_completion(client.chat.completions.create(**params)))
         except BackendError:
             raise
         except Exception as exc:
@@ -164,16 +168,23 @@ class OpenAICompatible:
 
     async def _aonce(self, call: Call) -> Reply:
         client = self._async_client()
+        params = self._params(call)
         try:
             if self.stream:
-                events = await client.chat.completions.create(**self._params(call), stream=True)
+                events = await client.chat.completions.create(**params, stream=True)
                 async with events:
-                    return _from_stream(await _collect(events))
-            return _from_completion(await client.chat.completions.create(**self._params(call)))
+                    return self._learn(params, _from_stream(await _collect(events)))
+            return self._learn(params, _from_completion(await client.chat.completions.create(**params)))
         except BackendError:
             raise
         except Exception as exc:
             raise self._normalise(exc, call) from exc
+
+    def _learn(self, params: dict[str, Any], reply: Reply) -> Reply:
+        """Remember whether the endpoint returns the logprobs it was asked for."""
+        if params.get("logprobs"):
+            self.caps.logprobs = all(c.logprobs is not None or not c.text for c in reply.completions)
+        return reply
 
     def _params(self, call: Call) -> dict[str, Any]:
         s = call.sampling
@@ -195,7 +206,7 @@ class OpenAICompatible:
             extra["min_p"] = s.min_p
         if s.repetition_penalty != 1.0:
             extra["repeat_penalty"] = s.repetition_penalty
-        if self.caps.logprobs is not False:
+        if self.logprobs or (self.logprobs is None and call.want_logprobs and self.caps.logprobs is not False):
             params["logprobs"] = True
             params["top_logprobs"] = 0
         if call.constraint is not None:
@@ -242,7 +253,7 @@ class OpenAICompatible:
             if retry_after > self.max_retry_after:
                 return None
             return retry_after
-        return min(self.max_backoff, self.backoff * 2**attempt) * self._jitter.uniform(0.5, 1.0)
+        return float(min(self.max_backoff, self.backoff * 2**attempt) * self._jitter.uniform(0.5, 1.0))
 
     # ---- clients -----------------------------------------------------------------------------------
 
@@ -372,14 +383,31 @@ def to_gbnf(schema: CompiledSchema) -> str | None:
     flags and llguidance-only Lark syntax are not translated)."""
     try:
         if schema.kind == "choice" and isinstance(schema.source, tuple):
-            return "root ::= " + " | ".join(_gbnf_literal(o) for o in schema.source) + "\n"
-        if schema.kind == "regex" and schema.regex is not None:
-            return f"root ::= {_regex_to_gbnf(schema.regex)}\n"
-        if schema.kind == "grammar" and isinstance(schema.source, str):
-            return _lark_to_gbnf(schema.source)
+            gbnf = "root ::= " + " | ".join(_gbnf_literal(o) for o in schema.source) + "\n"
+        elif schema.kind == "regex" and schema.regex is not None:
+            gbnf = f"root ::= {_regex_to_gbnf(schema.regex)}\n"
+        elif schema.kind == "grammar" and isinstance(schema.source, str):
+            gbnf = _lark_to_gbnf(schema.source)
+        else:
+            return None
     except _Untranslatable:
         return None
-    return None
+    # llama-cpp-python's server crashes on a grammar llama.cpp cannot parse: never send one.
+    return gbnf if llama_accepts(gbnf) else None
+
+
+def llama_accepts(gbnf: str) -> bool:
+    """Whether llama.cpp's own GBNF parser accepts ``gbnf`` (parsed locally; no model or vocabulary needed)."""
+    import llama_cpp
+
+    from ._llama import _init_backend
+
+    _init_backend()  # routes llama.cpp's log (parse errors included) away from stderr
+    sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode("utf-8"), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True
 
 
 class _Untranslatable(Exception):
@@ -486,15 +514,32 @@ def _char_class(items: list[tuple[Any, Any]]) -> str:
     return f"[{'^' if negate else ''}{body}]"
 
 
+def _without_left_recursion(name: str, alternatives: list[list[str]]) -> str:
+    """A rule body with direct left recursion turned into repetition (llama.cpp rejects left recursion):
+    ``R ::= a | b | R x | R y`` becomes ``R ::= (a | b) (x | y)*`` — the same language."""
+    def seq(symbols: list[str]) -> str:
+        return " ".join(symbols) or '""'
+
+    recursive = [alt[1:] for alt in alternatives if alt and alt[0] == name]
+    base = [alt for alt in alternatives if not alt or alt[0] != name]
+    if not recursive:
+        return " | ".join(seq(alt) for alt in base)
+    if not base:
+        raise _Untranslatable(f"rule {name} never ends")
+    return f"({' | '.join(seq(a) for a in base)}) ({' | '.join(seq(a) for a in recursive)})*"
+
+
 def _lark_to_gbnf(source: str) -> str:
     """GBNF from a Lark grammar via the ``lark`` package's own parse (rules in BNF, terminals as regexes).
-    ``%ignore`` has no GBNF form: ignored text is simply never generated (a subset of the language)."""
+    ``%ignore`` has no GBNF form (GBNF has no lexer), so such grammars are not translated."""
     import lark
 
     try:
         parser = lark.Lark(source, start="start", parser="earley", lexer="dynamic")
     except Exception as exc:  # llguidance-only syntax, or not Lark at all
         raise _Untranslatable(str(exc)) from exc
+    if parser.ignore_tokens:
+        raise _Untranslatable("%ignore")
     names: dict[str, str] = {}
 
     def ref(symbol_name: str) -> str:
@@ -502,18 +547,17 @@ def _lark_to_gbnf(source: str) -> str:
             names[symbol_name] = f"s{len(names)}"
         return names[symbol_name]
 
-    rules: dict[str, list[str]] = {}
+    alternatives: dict[str, list[list[str]]] = {}
     for rule in parser.rules:
-        body = " ".join(ref(s.name) for s in rule.expansion) or '""'
-        rules.setdefault(ref(rule.origin.name), []).append(body)
+        alternatives.setdefault(ref(rule.origin.name), []).append([ref(sym.name) for sym in rule.expansion])
+    rules = {name: _without_left_recursion(name, alts) for name, alts in alternatives.items()}
     for term in parser.terminals:
         pattern = term.pattern
         if pattern.flags:
             raise _Untranslatable(f"terminal {term.name} has flags")
-        expr = _gbnf_literal(pattern.value) if pattern.type == "str" else f"({_regex_to_gbnf(pattern.value)})"
-        rules.setdefault(ref(term.name), []).append(expr)
+        rules[ref(term.name)] = _gbnf_literal(pattern.value) if pattern.type == "str" else _regex_to_gbnf(pattern.value)
     if "start" not in names:
         raise _Untranslatable("no start rule")
     lines = [f"root ::= {names['start']}"]
-    lines += [f"{name} ::= {' | '.join(alts)}" for name, alts in rules.items()]
+    lines += [f"{name} ::= {body}" for name, body in rules.items()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,466 @@
+"""``structgen bench strategies``: valid-output rate, latency and tokens per strategy × task.
+
+Strategies go through the public API only: ``structgen.generate(prompt, schema, model=..., strategy=...)``.
+Locally (a ``LlamaCpp``): ``prompt``, ``repair``, ``best_of`` (n=4), ``self_consistency`` (n=5) and
+``constrained``; hosted (``OpenAICompatible`` on ``--base-url``, or on a ``python -m llama_cpp.server``
+started on 127.0.0.1 with ``--serve``): the same minus ``constrained``, plus ``server``.
+
+Tasks:
+- ``json``: JSON extraction over ``JSON_SCHEMAS`` schemas of the MaskBench dev split (see ``data``): a
+  fixed seeded sample of files whose schema structgen compiles and that have a valid instance of at most
+  ``MAX_INSTANCE_CHARS`` characters; the prompt describes that instance in plain text and asks for JSON;
+- ``classification``: ``prompts.CLASSIFICATIONS`` with a ``Choice`` of labels (also reports accuracy);
+- ``regex``: ``tasks/regex.jsonl`` under the bundled ``python_regex`` grammar, prompted as the
+  ``structgen regex`` app does; valid = ``re.compile`` accepts it (also reports verified = every positive
+  fully matches, no negative does);
+- ``sql``: ``tasks/sql.jsonl`` over the bundled shop database under its schema-aware SELECT grammar;
+  valid = the read-only checker (``EXPLAIN`` on a ``mode=ro`` connection) accepts it.
+
+An item is valid when ``generate`` returns and the task's own check accepts the value; a typed error
+(truncated, no valid attempt, server failure) is an invalid item, never a dropped one. Single-sample
+strategies decode greedily; best_of / self_consistency sample at ``MULTI_SAMPLE_TEMPERATURE``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import data as mb
+from ._report import machine, machine_line, markdown_table, pyplot, versions
+from .prompts import CLASSIFICATIONS
+
+LOCAL_STRATEGIES = ("prompt", "repair", "best_of", "self_consistency", "constrained")
+HOSTED_STRATEGIES = ("prompt", "repair", "best_of", "self_consistency", "server")
+TASKS = ("json", "classification", "regex", "sql")
+SAMPLES = {"best_of": 4, "self_consistency": 5}
+MULTI_SAMPLE_TEMPERATURE = 0.7
+JSON_SCHEMAS = 50
+MAX_INSTANCE_CHARS = 300
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run."""
+
+    model_path: str | None = None
+    base_url: str | None = None
+    serve: bool = False
+    tasks_dir: Path | None = None
+    data_dir: Path | None = None
+    limit: int | None = None
+    max_tokens: int = 256
+    n_gpu_layers: int = 0
+    strategies: list[str] | None = None
+    tasks: list[str] | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input of a task: the prompt, the schema, and how to judge the returned value."""
+
+    prompt: Any
+    schema: Any
+    check: Callable[[Any], bool]                       # is the value valid for the task?
+    correct: Callable[[Any], bool] | None = None       # does it match the gold answer (where there is one)?
+
+
+@dataclass
+class Task:
+    """A named list of items, or the reason it could not be built."""
+
+    name: str
+    items: list[Item] = field(default_factory=list)
+    skipped: str | None = None
+
+
+# ---- tasks ------------------------------------------------------------------------------------------
+
+def _describe(value: Any, prefix: str = "") -> list[str]:
+    """A JSON value as plain "path: value" lines (the text the model extracts from)."""
+    if isinstance(value, dict):
+        lines = [line for k, v in value.items() for line in _describe(v, f"{prefix}.{k}" if prefix else str(k))]
+        return lines or [f"{prefix or 'value'}: (empty)"]
+    if isinstance(value, list):
+        if all(not isinstance(v, dict | list) for v in value):
+            return [f"{prefix or 'values'}: {', '.join(_scalar(v) for v in value) or '(none)'}"]
+        return [line for i, v in enumerate(value) for line in _describe(v, f"{prefix or 'item'} {i + 1}")]
+    return [f"{prefix or 'value'}: {_scalar(value)}"]
+
+
+def _scalar(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def json_task(data_dir: Path, count: int) -> Task:
+    """``count`` extraction items from the MaskBench dev split (fixed seeded order)."""
+    import structgen
+
+    items: list[Item] = []
+    for path in mb.shuffled(mb.dev_split(data_dir)):
+        case = mb.load(path)
+        instance = next((d for d, valid in case.tests if valid and len(mb.serialise(d)) <= MAX_INSTANCE_CHARS),
+                        None)
+        if instance is None or not isinstance(case.schema, dict):
+            continue
+        try:
+            compiled = structgen.compile_schema(case.schema)
+        except structgen.StructgenError:
+            continue
+        text = "\n".join(_describe(instance))
+        prompt = f"Extract the data from the text below as JSON.\n\nText:\n{text}"
+        items.append(Item(prompt, case.schema, check=_json_check(compiled)))
+        if len(items) == count:
+            break
+    return Task("json", items)
+
+
+def _json_check(compiled: Any) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            compiled.validate(json.dumps(value, ensure_ascii=False))
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    return check
+
+
+def classification_task() -> Task:
+    """The labelled texts, each under a ``Choice`` of its labels."""
+    import structgen
+
+    items = [Item(c.prompt(), structgen.Choice(c.labels), check=lambda v, labels=c.labels: v in labels,
+                  correct=lambda v, gold=c.gold: v == gold) for c in CLASSIFICATIONS]
+    return Task("classification", items)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def regex_task(tasks_dir: Path) -> Task:
+    """``regex.jsonl``: description → a Python regex under the bundled grammar."""
+    path = tasks_dir / "regex.jsonl"
+    if not path.is_file():
+        return Task("regex", skipped=f"{path} not found")
+    try:
+        import structgen
+        from structgen.apps.regex import regex_messages, verify_regex
+    except ImportError as exc:
+        return Task("regex", skipped=f"the regex app is not available: {exc}")
+    grammar = structgen.Grammar.bundled("python_regex")
+
+    def compiles(value: Any) -> bool:
+        try:
+            re.compile(value)
+        except (re.error, TypeError):
+            return False
+        return True
+
+    items = []
+    for row in _read_jsonl(path):
+        pos, neg = list(row.get("positives", ())), list(row.get("negatives", ()))
+        items.append(Item(regex_messages(row["description"], pos, neg), grammar, check=compiles,
+                          correct=lambda v, p=pos, n=neg: compiles(v) and verify_regex(v, p, n).verified))
+    return Task("regex", items)
+
+
+def sql_task(tasks_dir: Path) -> Task:
+    """``sql.jsonl``: question → one SELECT over the shop database, under its schema-aware grammar."""
+    path = tasks_dir / "sql.jsonl"
+    if not path.is_file():
+        return Task("sql", skipped=f"{path} not found")
+    try:
+        import structgen
+        from structgen.apps import sqlite_db
+    except ImportError as exc:
+        return Task("sql", skipped=f"the SQL app is not available: {exc}")
+    try:
+        conn = sqlite_db.open_readonly(sqlite_db.shop_db_path())
+        db = sqlite_db.read_schema(conn)
+        grammar = structgen.Grammar(sqlite_db.schema_grammar(db), name="sqlite_select(shop)")
+    except (structgen.StructgenError, AttributeError) as exc:
+        return Task("sql", skipped=f"the shop database cannot be used: {exc}")
+
+    def check(value: Any) -> bool:
+        try:
+            sqlite_db.check_select(value, conn)
+        except structgen.StructgenError:
+            return False
+        return True
+
+    items = [Item(f"Database schema:\n{db.to_prompt()}\n\nWrite one SQLite SELECT statement that answers: "
+                  f"{row['question']}\nReply with the SQL only.", grammar, check=check) for row in _read_jsonl(path)]
+    return Task("sql", items)
+
+
+def build_tasks(options: Options) -> list[Task]:
+    """The requested tasks, each cut to ``options.limit`` items."""
+    names = options.tasks or list(TASKS)
+    unknown = [t for t in names if t not in TASKS]
+    if unknown:
+        from structgen.errors import InvalidArgument
+
+        raise InvalidArgument(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+    tasks_dir = options.tasks_dir or TASKS_DIR
+    built = {
+        "json": lambda: json_task(options.data_dir or mb.DEFAULT_DATA, options.limit or JSON_SCHEMAS),
+        "classification": classification_task,
+        "regex": lambda: regex_task(tasks_dir),
+        "sql": lambda: sql_task(tasks_dir),
+    }
+    tasks = [built[name]() for name in names]
+    if options.limit:
+        for t in tasks:
+            t.items = t.items[: options.limit]
+    return tasks
+
+
+# ---- models -----------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def llama_server(model_path: str, *, n_ctx: int = 4096, n_gpu_layers: int = 0,
+                 startup_timeout: float = 180.0) -> Iterator[str]:
+    """Run ``python -m llama_cpp.server`` on 127.0.0.1 (a free port) for the block; yields its /v1 URL."""
+    from structgen.errors import BackendError
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port",
+           str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read()[-2000:] if proc.stderr else ""
+                raise BackendError(f"llama_cpp.server exited with code {proc.returncode}: {err}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise BackendError(f"llama_cpp.server did not answer on {url} within {startup_timeout:g} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _hosted_model(base_url: str) -> Any:
+    import structgen
+
+    cls = getattr(structgen, "OpenAICompatible", None)
+    if cls is None:
+        from structgen.errors import InvalidArgument
+
+        raise InvalidArgument("this structgen has no OpenAICompatible (the hosted chain); run without --base-url")
+    return cls(base_url=base_url, model="local", timeout=120.0)
+
+
+# ---- running ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Row:
+    strategy: str
+    task: str
+    n: int = 0
+    valid: int = 0
+    correct: int = 0
+    judged: int = 0          # items with a gold answer
+    latency_ms: float = 0.0
+    tokens: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    served_by: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy, "task": self.task, "n": self.n, "valid": self.valid,
+            "valid_rate": round(self.valid / self.n, 4) if self.n else None,
+            "mean_latency_ms": round(self.latency_ms / self.n, 1) if self.n else None,
+            "mean_tokens": round(self.tokens / self.n, 1) if self.n else None,
+            "accuracy": round(self.correct / self.judged, 4) if self.judged else None,
+            "errors": dict(self.errors), "served_by": dict(self.served_by),
+        }
+
+
+def _tokens_of(result_or_error: Any) -> int:
+    timings = getattr(result_or_error, "timings", None)
+    if timings is not None and timings.generated_tokens:
+        return int(timings.generated_tokens)
+    attempts = getattr(result_or_error, "attempts", None) or []
+    counted = sum(int(getattr(a, "tokens", 0) or 0) for a in attempts)
+    return counted or len(getattr(result_or_error, "tokens", []) or [])
+
+
+def _one(model: Any, item: Item, strategy: str, index: int, options: Options, row: _Row) -> None:
+    import structgen
+
+    n = SAMPLES.get(strategy, 1)
+    temperature = MULTI_SAMPLE_TEMPERATURE if n > 1 else 0.0
+    row.n += 1
+    t0 = time.perf_counter()
+    try:
+        r = structgen.generate(item.prompt, item.schema, model=model, strategy=strategy, n=n,
+                               temperature=temperature, seed=options.seed + index, max_tokens=options.max_tokens)
+    except structgen.StructgenError as exc:
+        row.latency_ms += (time.perf_counter() - t0) * 1000
+        row.errors[type(exc).__name__] += 1
+        row.tokens += _tokens_of(exc)
+        if item.correct is not None:
+            row.judged += 1
+        return
+    row.latency_ms += (time.perf_counter() - t0) * 1000
+    row.tokens += _tokens_of(r)
+    row.served_by[r.strategy] += 1
+    value = r.value.model_dump(mode="json") if hasattr(r.value, "model_dump") else r.value
+    if item.check(value):
+        row.valid += 1
+    else:
+        row.errors["task check failed"] += 1
+    if item.correct is not None:
+        row.judged += 1
+        row.correct += int(bool(item.correct(value)))
+
+
+def run(options: Options, on_item: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Every strategy on every task item; returns the report."""
+    from structgen.errors import InvalidArgument
+    from structgen.models import default_model_path
+
+    hosted = options.base_url is not None or options.serve
+    allowed = HOSTED_STRATEGIES if hosted else LOCAL_STRATEGIES
+    strategies = options.strategies or list(allowed)
+    bad = [s for s in strategies if s not in allowed]
+    if bad:
+        raise InvalidArgument(f"strategy(ies) {bad} not available {'hosted' if hosted else 'locally'}; "
+                              f"choose from {list(allowed)}")
+    tasks = build_tasks(options)
+    model_path = str(options.model_path or default_model_path())
+    started = time.perf_counter()
+    with _model(options, model_path) as (model, where):
+        rows = _run_all(model, tasks, strategies, options, on_item)
+    return {
+        "bench": "strategies",
+        "mode": "hosted" if hosted else "local",
+        "endpoint": where,
+        "model": model_path,
+        "max_tokens": options.max_tokens,
+        "sampling": {"single": "greedy", "best_of/self_consistency": f"temperature {MULTI_SAMPLE_TEMPERATURE}",
+                     "n": SAMPLES, "seed": options.seed},
+        "tasks": {t.name: {"items": len(t.items), "skipped": t.skipped} for t in tasks},
+        "json_task": f"{JSON_SCHEMAS} schemas of the MaskBench dev split (seeded order, structgen compiles them, a "
+                     f"valid instance of ≤ {MAX_INSTANCE_CHARS} chars)",
+        "elapsed_s": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        "versions": versions(),
+        "rows": rows,
+    }
+
+
+@contextmanager
+def _model(options: Options, model_path: str) -> Iterator[tuple[Any, str]]:
+    if options.serve:
+        with llama_server(model_path, n_gpu_layers=options.n_gpu_layers) as url:
+            yield _hosted_model(url), url
+    elif options.base_url is not None:
+        yield _hosted_model(options.base_url), options.base_url
+    else:
+        import structgen
+
+        model = structgen.LlamaCpp(model_path, n_gpu_layers=options.n_gpu_layers, n_ctx=4096)
+        try:
+            yield model, "local"
+        finally:
+            model.close()
+
+
+def _run_all(model: Any, tasks: list[Task], strategies: list[str], options: Options,
+             on_item: Callable[[int, int, str], None] | None) -> list[dict[str, Any]]:
+    total = sum(len(t.items) for t in tasks) * len(strategies)
+    done = 0
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        for strategy in strategies:
+            row = _Row(strategy, task.name)
+            for i, item in enumerate(task.items):
+                _one(model, item, strategy, i, options, row)
+                done += 1
+                if on_item is not None:
+                    on_item(done, total, f"{strategy} × {task.name}")
+            if task.items:
+                rows.append(row.to_dict())
+    return rows
+
+
+# ---- output -----------------------------------------------------------------------------------------
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: one row per strategy × task."""
+    headers = ["strategy", "task", "n", "valid", "valid rate", "mean latency ms", "mean tokens", "accuracy",
+               "errors"]
+    rows = [[r["strategy"], r["task"], r["n"], r["valid"], f"{100 * r['valid_rate']:.1f}%", r["mean_latency_ms"],
+             r["mean_tokens"], f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else None,
+             ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items())) or "–"]
+            for r in report["rows"]]
+    skipped = [f"{name}: {t['skipped']}" for name, t in report["tasks"].items() if t["skipped"]]
+    lines = [
+        f"Strategies ({report['mode']}: {report['endpoint']}), {Path(report['model']).name}, "
+        f"max_tokens={report['max_tokens']}",
+        f"Machine: {machine_line(report['machine'])}",
+        "",
+        markdown_table(headers, rows),
+    ]
+    if skipped:
+        lines += ["", "Skipped tasks: " + "; ".join(skipped)]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Grouped bars: valid rate per strategy (bars) per task (groups)."""
+    plt = pyplot()
+    tasks = list(dict.fromkeys(r["task"] for r in report["rows"]))
+    strategies = list(dict.fromkeys(r["strategy"] for r in report["rows"]))
+    rate = {(r["strategy"], r["task"]): r["valid_rate"] or 0.0 for r in report["rows"]}
+    width = 0.8 / max(1, len(strategies))
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(tasks)), 4))
+    for k, s in enumerate(strategies):
+        xs = [i + (k - (len(strategies) - 1) / 2) * width for i in range(len(tasks))]
+        ax.bar(xs, [100 * rate.get((s, t), 0.0) for t in tasks], width, label=s)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("valid outputs (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(f"{report['mode']} — {Path(report['model']).name} — {machine_line(report['machine'])}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

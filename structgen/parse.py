@@ -1,0 +1,1626 @@
+"""Defensive parsing of JSON and YAML replies from hosted models that cannot be constrained.
+
+The pipeline is ``extract_payload`` (strip markdown code fences and chatter), then a strict parse of the
+payload (``json.loads`` / ruamel.yaml's safe loader), then, with ``repair=True``, syntax repair.
+
+JSON repair does the structural part itself (a truncated tail gets its open string closed, a dangling
+key or separator dropped and its open brackets closed in the right order; NaN/Infinity become null) and
+hands the lexical heavy lifting (single quotes, unquoted keys, trailing commas, comments, Python
+literals, missing commas ...) to the well-kept ``json_repair`` library.  json_repair turns anything
+into *some* value (prose becomes ``""``, ``{ garbage }`` becomes a list holding a string, ``-Infinity``
+becomes ``"Infinity"``), so its output is checked: a reply with no JSON-looking payload, a repair that
+changes the top-level container or drops most of the input, and any failure inside the library raise
+``ParseError``; every accepted repair is listed in ``Parsed.repairs``.
+
+YAML is loaded with ``YAML(typ="safe", pure=True)`` only (no ``!!python/...`` object construction) and
+converted to plain JSON-compatible Python.  ``coerce_to_schema`` nudges a parsed value toward a JSON
+Schema without ever validating it (validation happens elsewhere).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote
+
+import json_repair
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import ConstructorError
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import InvalidArgument, ParseError
+
+__all__ = ["Parsed", "coerce_to_schema", "extract_payload", "parse_json", "parse_structured", "parse_yaml"]
+
+Format = Literal["json", "yaml"]
+FormatOrAuto = Literal["json", "yaml", "auto"]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed reply: the value, how it was read, and what had to be done to read it."""
+
+    value: Any
+    format: Format
+    repaired: bool
+    repairs: tuple[str, ...]
+    source: str
+
+
+# ---------------------------------------------------------------------------------------------------
+# internal failures and error locations
+
+
+class _Failure(Exception):
+    """A parse step failed; ``pos`` indexes the payload (None when unknown), ``kind`` says how."""
+
+    def __init__(self, message: str, pos: int | None = None, *, kind: str = "syntax") -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """The part of a reply that gets parsed, where it starts, and what was stripped around it."""
+
+    text: str
+    offset: int
+    notes: tuple[str, ...]
+    kind: Format
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of ``index`` in ``text``."""
+    index = max(0, min(index, len(text)))
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _error(reply: str, payload: _Payload, failure: _Failure, what: str) -> ParseError:
+    """A ParseError for ``failure``, located in the whole reply."""
+    line = column = None
+    if failure.pos is not None:
+        line, column = _line_col(reply, payload.offset + failure.pos)
+    return ParseError(f"{what}: {failure.message}", text=reply, line=line, column=column)
+
+
+_MARKUP = re.compile(r"\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<\?xml\s)", re.I)
+
+
+def _reject_unusable(reply: str) -> None:
+    """Refuse replies that cannot hold a payload: empty, or an HTML/XML page (an error page)."""
+    if not reply.strip():
+        raise ParseError("empty reply", text=reply)
+    if _MARKUP.match(reply):
+        raise ParseError("reply is an HTML/XML document (an error page?), not JSON or YAML", text=reply)
+
+
+def _check_format(fmt: str) -> None:
+    """Refuse an unknown ``format`` argument."""
+    if fmt not in ("json", "yaml", "auto"):
+        raise InvalidArgument(f"format must be 'json', 'yaml' or 'auto', not {fmt!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# a forgiving lexer for JSON-ish text
+
+
+@dataclass(frozen=True)
+class _Tok:
+    """One token: open, close, comma, colon, str, word, comment or other; ``closed`` for str/comment."""
+
+    kind: str
+    start: int
+    end: int
+    closed: bool = True
+
+
+_WORD = re.compile(r"(?:[^\s{}\[\],:\"'#/]|/(?![/*]))+")
+_PUNCT = {"{": "open", "[": "open", "}": "close", "]": "close", ",": "comma", ":": "colon"}
+_STRING_CONTEXT = ("", "open", "comma", "colon")
+
+
+def _string_token(text: str, pos: int) -> _Tok:
+    """The quoted string starting at ``pos`` (backslash escapes respected); unclosed runs to the end."""
+    quote, i, n = text[pos], pos + 1, len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == quote:
+            return _Tok("str", pos, i + 1)
+        else:
+            i += 1
+    return _Tok("str", pos, n, closed=False)
+
+
+def _comment_token(text: str, pos: int) -> _Tok | None:
+    """A ``//``, ``#`` or ``/* */`` comment starting at ``pos``, if one does."""
+    if text.startswith("/*", pos):
+        end = text.find("*/", pos + 2)
+        return _Tok("comment", pos, len(text), closed=False) if end < 0 else _Tok("comment", pos, end + 2)
+    if text.startswith("//", pos) or text[pos] == "#":
+        end = text.find("\n", pos)
+        return _Tok("comment", pos, len(text) if end < 0 else end)
+    return None
+
+
+def _next_token(text: str, pos: int, prev: str) -> _Tok:
+    """The token at ``pos``; a single quote opens a string only where a value or key may start."""
+    ch = text[pos]
+    if ch in _PUNCT:
+        return _Tok(_PUNCT[ch], pos, pos + 1)
+    if ch == '"' or (ch == "'" and prev in _STRING_CONTEXT):
+        return _string_token(text, pos)
+    comment = _comment_token(text, pos)
+    if comment is not None:
+        return comment
+    match = _WORD.match(text, pos)
+    return _Tok("word", pos, match.end()) if match else _Tok("other", pos, pos + 1)
+
+
+def _tokens(text: str, pos: int = 0) -> Iterator[_Tok]:
+    """Tokens of ``text`` from ``pos`` on."""
+    prev, n = "", len(text)
+    while pos < n:
+        if text[pos].isspace():
+            pos += 1
+            continue
+        tok = _next_token(text, pos, prev)
+        if tok.kind != "comment":
+            prev = tok.kind
+        yield tok
+        pos = tok.end
+
+
+_CONTINUATION = re.compile(r"\s*[,:]")
+
+
+def _continues(text: str, pos: int) -> bool:
+    """Whether JSON goes on after ``pos`` (the next significant character is a comma or colon)."""
+    return _CONTINUATION.match(text, pos) is not None
+
+
+def _close_bracket(stack: list[str], closer: str, continues: bool) -> str:
+    """Apply a closing bracket to ``stack``: 'ok', 'mismatched' (implicitly closed others) or 'stray'.
+
+    A closer that does not match the innermost open bracket closes it anyway when JSON goes on after it
+    (``{"a": [1}, "b": 2}``: a ``]`` was left out); otherwise it closes down to its own opener.
+    """
+    want = "{" if closer == "}" else "["
+    if stack and stack[-1] == want:
+        stack.pop()
+        return "ok"
+    if not stack or (want not in stack and not continues):
+        return "stray"
+    if continues:
+        stack.pop()
+        return "mismatched"
+    while stack.pop() != want:
+        pass
+    return "mismatched"
+
+
+def _match_span(text: str, start: int) -> tuple[int, bool]:
+    """End of the bracketed value opening at ``start`` and whether it is complete (else: to the end)."""
+    stack: list[str] = []
+    for tok in _tokens(text, start):
+        if tok.kind == "open":
+            stack.append(text[tok.start])
+        elif tok.kind == "close":
+            _close_bracket(stack, text[tok.start], _continues(text, tok.end))
+            if not stack:
+                return tok.end, True
+    return len(text), False
+
+
+# ---------------------------------------------------------------------------------------------------
+# analysis of a JSON-ish payload: what is wrong with it
+
+
+_PY_LITERALS = frozenset({"True", "False", "None"})
+_JSON_LITERALS = frozenset({"true", "false", "null"})
+_NON_FINITE = frozenset({"NaN", "nan", "Infinity", "-Infinity", "+Infinity", "inf", "-inf", "+inf"})
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_LOOSE_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?0[xX][0-9a-fA-F]+")
+
+
+@dataclass
+class _Analysis:
+    """Tokens of a payload, which sit in key position, brackets left open, issue counts, max nesting."""
+
+    tokens: list[_Tok]
+    keys: set[int]
+    stack: list[str]
+    issues: Counter[str]
+    depth: int
+
+
+class _Analyser:
+    """One pass over the tokens of a JSON-ish payload, tracking containers and counting problems."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = list(_tokens(text))
+        self.keys: set[int] = set()
+        self.brackets: list[str] = []  # open brackets, innermost last
+        self.states: list[str] = []  # per open bracket: "key" or "value" (what comes next)
+        self.issues: Counter[str] = Counter()
+        self.prev: _Tok | None = None
+        self.depth = 0
+
+    def run(self) -> _Analysis:
+        """Analyse every token."""
+        for index, tok in enumerate(self.tokens):
+            if tok.kind == "comment":
+                self.issues["comment"] += 1
+                continue
+            self._step(index, tok)
+            self.prev = tok
+        return _Analysis(self.tokens, self.keys, self.brackets, self.issues, self.depth)
+
+    def _step(self, index: int, tok: _Tok) -> None:
+        in_object = bool(self.brackets) and self.brackets[-1] == "{"
+        if tok.kind == "open":
+            self._separator(tok)
+            char = self.text[tok.start]
+            self.brackets.append(char)
+            self.states.append("key" if char == "{" else "value")
+            self.depth = max(self.depth, len(self.brackets))
+        elif tok.kind == "close":
+            self._close(tok)
+        elif tok.kind in ("colon", "comma"):
+            if in_object:
+                self.states[-1] = "value" if tok.kind == "colon" else "key"
+        else:
+            self._value(index, tok, in_object and self.states[-1] == "key")
+
+    def _separator(self, tok: _Tok) -> None:
+        if self.brackets and self.prev is not None and self.prev.kind in ("str", "word", "close"):
+            self.issues["missing_separator"] += 1
+
+    def _close(self, tok: _Tok) -> None:
+        if self.prev is not None and self.prev.kind == "comma":
+            self.issues["trailing_comma"] += 1
+        outcome = _close_bracket(self.brackets, self.text[tok.start], _continues(self.text, tok.end))
+        if outcome != "ok":
+            self.issues[outcome] += 1
+        del self.states[len(self.brackets) :]
+
+    def _value(self, index: int, tok: _Tok, is_key: bool) -> None:
+        self._separator(tok)
+        if is_key:
+            self.keys.add(index)
+        if tok.kind == "str":
+            self._string_issues(tok)
+        elif tok.kind == "word":
+            self._word_issues(self.text[tok.start : tok.end], is_key)
+        else:
+            self.issues["stray"] += 1
+
+    def _string_issues(self, tok: _Tok) -> None:
+        if self.text[tok.start] == "'":
+            self.issues["single_quote"] += 1
+        if any(ord(ch) < 0x20 for ch in self.text[tok.start : tok.end]):
+            self.issues["control_char"] += 1
+
+    def _word_issues(self, word: str, is_key: bool) -> None:
+        if is_key:
+            self.issues["unquoted_key"] += 1
+        elif word in _PY_LITERALS:
+            self.issues["python_literal"] += 1
+        elif word in _NON_FINITE:
+            self.issues["non_finite"] += 1
+        elif word in _JSON_LITERALS or _JSON_NUMBER.fullmatch(word):
+            return
+        elif _LOOSE_NUMBER.fullmatch(word):
+            self.issues["number_format"] += 1
+        else:
+            self.issues["bare_word"] += 1
+
+
+def _analyse(text: str) -> _Analysis:
+    """Analyse a JSON-ish payload."""
+    return _Analyser(text).run()
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+_ISSUE_NOTES: tuple[tuple[str, str, str], ...] = (
+    ("comment", "removed {}", "comment"),
+    ("trailing_comma", "removed {}", "trailing comma"),
+    ("single_quote", "converted {} to double quotes", "single-quoted string"),
+    ("unquoted_key", "quoted {}", "unquoted key"),
+    ("python_literal", "converted {} (True/False/None) to JSON", "Python literal"),
+    ("number_format", "normalised {}", "non-JSON number"),
+    ("bare_word", "quoted {}", "bare word"),
+    ("missing_separator", "inserted {} (comma or colon)", "missing separator"),
+    ("control_char", "escaped raw control characters in {}", "string"),
+    ("mismatched", "closed {} left open before a mismatched closer", "bracket"),
+    ("stray", "removed {}", "stray closing bracket or character"),
+)
+
+
+def _issue_notes(issues: Counter[str]) -> list[str]:
+    """Human-readable notes for the counted issues (non-finite numbers are noted where replaced)."""
+    return [template.format(_plural(issues[key], noun)) for key, template, noun in _ISSUE_NOTES if issues[key]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# payload extraction: fences, chatter, bracket spans
+
+
+@dataclass(frozen=True)
+class _Fence:
+    """A markdown code fence: its language, body bounds, outer bounds, and whether it was closed."""
+
+    lang: str
+    body_start: int
+    body_end: int
+    outer_start: int
+    outer_end: int
+    closed: bool
+
+
+_FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*?)[ \t]*\r?$", re.M)
+_JSON_LANGS = frozenset({"json", "json5", "jsonc", "jsonl", "javascript", "js"})
+_YAML_LANGS = frozenset({"yaml", "yml"})
+
+
+def _fences(text: str) -> list[_Fence]:
+    """Every code fence in ``text``; an unclosed fence runs to the end."""
+    found: list[_Fence] = []
+    pos = 0
+    while (match := _FENCE_OPEN.search(text, pos)) is not None:
+        fence = match.group("fence")
+        lang = (match.group("info").split() or [""])[0].lower()
+        body_start = min(match.end() + 1, len(text))
+        closing = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*\r?$", re.M)
+        close = closing.search(text, body_start)
+        if close is None:
+            found.append(_Fence(lang, body_start, len(text), match.start(), len(text), closed=False))
+            break
+        found.append(_Fence(lang, body_start, close.start(), match.start(), close.end(), closed=True))
+        pos = close.end()
+    return found
+
+
+def _pick_fence(text: str, fmt: FormatOrAuto) -> _Fence | None:
+    """The fence holding the payload: one labelled for ``fmt``, else an unlabelled one, else the first."""
+    fences = _fences(text)
+    wanted = _JSON_LANGS if fmt == "json" else _YAML_LANGS if fmt == "yaml" else frozenset()
+    for accept in (lambda f: f.lang in wanted, lambda f: f.lang == "", lambda f: True):
+        for fence in fences:
+            if accept(fence):
+                return fence
+    return None
+
+
+@dataclass(frozen=True)
+class _Region:
+    """Where to look for the payload (a fence body or the whole reply) and what was stripped to get it."""
+
+    start: int
+    end: int
+    notes: tuple[str, ...]
+    outer_chatter: bool
+    fenced: bool
+
+
+def _region(text: str, fmt: FormatOrAuto) -> tuple[_Region, str]:
+    """The region to search, and the fence's language ('' when unfenced or unlabelled)."""
+    fence = _pick_fence(text, fmt)
+    if fence is None:
+        return _Region(0, len(text), (), False, False), ""
+    note = "stripped code fence" if fence.closed else "stripped unclosed code fence"
+    outside = text[: fence.outer_start] + text[fence.outer_end :]
+    return _Region(fence.body_start, fence.body_end, (note,), bool(outside.strip()), True), fence.lang
+
+
+def _payload(text: str, region: _Region, start: int, end: int, kind: Format) -> _Payload:
+    """The payload ``text[start:end]``, noting chatter stripped around it."""
+    inner = text[region.start : start] + text[end : region.end]
+    notes = region.notes
+    if region.outer_chatter or inner.strip():
+        notes += ("stripped surrounding text",)
+    return _Payload(text[start:end], start, notes, kind)
+
+
+def _strip_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """``start``/``end`` moved past surrounding whitespace."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _is_strict_json(candidate: str) -> bool:
+    """Whether ``candidate`` is valid JSON as it stands."""
+    try:
+        json.loads(candidate)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _plausible(text: str, start: int, end: int) -> bool:
+    """Whether the bracket at ``start`` opens JSON rather than prose such as ``[see below]``."""
+    toks = [tok for tok in _tokens(text[:end], start + 1) if tok.kind != "comment"][:2]
+    if not toks:
+        return True
+    first, word = toks[0], text[toks[0].start : toks[0].end]
+    if first.kind in ("str", "close") or (first.kind == "open" and text[start] == "["):
+        return True
+    if first.kind != "word":
+        return False
+    if text[start] == "{":
+        return len(toks) > 1 and toks[1].kind == "colon"
+    return _is_scalar_word(word)
+
+
+def _is_scalar_word(word: str) -> bool:
+    """Whether a bare word reads as a JSON/Python scalar (number, literal, NaN ...)."""
+    return (
+        word in _JSON_LITERALS or word in _PY_LITERALS or word in _NON_FINITE or bool(_LOOSE_NUMBER.fullmatch(word))
+    )
+
+
+_MAX_CANDIDATES = 256
+_OPENER = re.compile(r"[{\[]")
+
+
+def _first_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The first JSON-looking bracketed span in ``text[start:end]`` (to ``end`` when truncated)."""
+    region = text[:end]
+    pos = start
+    for _ in range(_MAX_CANDIDATES):
+        match = _OPENER.search(region, pos)
+        if match is None:
+            return None
+        span_end, _complete = _match_span(region, match.start())
+        if _plausible(region, match.start(), span_end):
+            return match.start(), span_end
+        pos = match.start() + 1
+    return None
+
+
+def _json_payload(text: str, region: _Region, span: tuple[int, int] | None = None) -> _Payload:
+    """The JSON payload in ``region``: all of it if valid, else its first JSON-looking span, else all."""
+    start, end = _strip_bounds(text, region.start, region.end)
+    if _is_strict_json(text[start:end]):
+        return _payload(text, region, start, end, "json")
+    span = span or _first_span(text, start, end)
+    if span is not None:
+        start, end = _strip_bounds(text, *span)
+    return _payload(text, region, start, end, "json")
+
+
+# --- YAML bodies and chatter lines
+
+_CHATTER_WORDS = re.compile(
+    r"\b(?:here|here's|below|following|sure|certainly|yaml|json|output|answer|response|result)\b", re.I
+)
+_LABEL_WORDS = frozenset({"Answer", "Output", "Result", "Response", "Reply", "Here", "Sure", "Final"})
+
+
+def _is_chatter_label(label: str) -> bool:
+    """Whether ``label`` (text before a colon) is chatter such as "Here is the JSON" or "Answer".
+
+    Short labels count only when capitalised like prose ("Answer", not the YAML key "answer") or when
+    they name the format ("JSON", "yaml output").
+    """
+    words = label.split()
+    if len(words) >= 3:
+        return _CHATTER_WORDS.search(label) is not None
+    if re.search(r"json|yaml", label, re.I):
+        return True
+    return bool(words) and words[0] in _LABEL_WORDS
+_YAML_LINE = re.compile(r"""^\s*(?:[-?:](?:\s|$)|[{\[]|(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"][^#]*?):(?:\s|$))""")
+
+
+def _is_chatter(line: str, next_line: str | None = None) -> bool:
+    """Whether a line at column 0 reads as prose around a YAML document rather than YAML."""
+    stripped = line.strip()
+    if not stripped or line[0].isspace() or not stripped[0].isalpha():
+        return False
+    if ": " in stripped or " #" in stripped:
+        return False
+    words = stripped.split()
+    if stripped.endswith(":"):
+        nested = next_line is not None and next_line[:1].isspace()
+        return _is_chatter_label(stripped[:-1]) and (len(words) >= 3 or not nested)
+    return stripped[-1] in ".!?" or len(words) >= 3
+
+
+def _is_yaml_line(line: str) -> bool:
+    """Whether a line shows YAML structure (a key, a list item, a flow collection) and is not chatter."""
+    return bool(_YAML_LINE.match(line)) and not _is_chatter(line)
+
+
+def _line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) of each line of ``text[start:end]`` (split on newlines only, not on U+2028 etc.)."""
+    spans, pos = [], start
+    while pos <= end:
+        stop = text.find("\n", pos, end)
+        stop = end if stop < 0 else stop
+        spans.append((pos, stop))
+        pos = stop + 1
+    return spans
+
+
+def _document_lines(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Lines from a ``---`` that only prose precedes, up to a ``...`` end marker."""
+    body = [text[s:e].rstrip() for s, e in lines]
+    for i, line in enumerate(body):
+        if line == "---" or line.startswith("--- "):
+            if not any(_is_yaml_line(prev) for prev in body[:i]):
+                lines, body = lines[i:], body[i:]
+            break
+    for i, line in enumerate(body):
+        if line == "...":
+            return lines[: i + 1]
+    return lines
+
+
+def _strip_chatter(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Drop prose lines before and after the YAML document (only while YAML structure remains)."""
+    lines = _trim_blank(text, lines)
+    while len(lines) > 1:
+        first, follow = text[slice(*lines[0])], text[slice(*lines[1])]
+        if not _is_chatter(first, follow) or not _has_structure(text, lines[1:]):
+            break
+        lines = _trim_blank(text, lines[1:])
+    while len(lines) > 1 and _is_chatter(text[slice(*lines[-1])]) and _has_structure(text, lines[:-1]):
+        lines = _trim_blank(text, lines[:-1])
+    return lines
+
+
+def _has_structure(text: str, lines: list[tuple[int, int]]) -> bool:
+    return any(_is_yaml_line(text[s:e]) for s, e in lines)
+
+
+def _trim_blank(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``lines`` without blank lines at either end."""
+    begin, end = 0, len(lines)
+    while begin < end and not text[slice(*lines[begin])].strip():
+        begin += 1
+    while end > begin and not text[slice(*lines[end - 1])].strip():
+        end -= 1
+    return lines[begin:end]
+
+
+def _yaml_payload(text: str, region: _Region) -> _Payload:
+    """The YAML document in ``region``: a fenced body as is, an unfenced one without chatter."""
+    lines = _line_spans(text, region.start, region.end)
+    if not region.fenced:
+        lines = _strip_chatter(text, _document_lines(text, lines))
+    lines = _trim_blank(text, lines)
+    if not lines:
+        return _payload(text, region, region.start, region.start, "yaml")
+    end = lines[-1][1]
+    while end > lines[0][0] and text[end - 1].isspace():
+        end -= 1
+    return _payload(text, region, lines[0][0], end, "yaml")
+
+
+# --- auto: JSON or YAML?
+
+_QUOTED_KEY_LINE = re.compile(r"""\s*(?:-\s+)*(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*')\s*:(?:\s|$)""")
+_LIST_ITEM = re.compile(r"\s*-(?:\s|$)")
+_PLAIN_KEY = r"""(?:[^\s\-?:,\[\]{}#&*!|>'"%@`]|[-?:](?=\S))(?:[^:\n]|:(?=\S))*?"""
+_YAML_PREFIX = re.compile(
+    rf"""\s*(?P<dash>(?:-\s+)*)(?:(?P<key>"[^"]*"|'[^']*'|{_PLAIN_KEY})\s*:\s+)?(?P<props>(?:[!&]\S*\s+)*)"""
+)
+
+
+def _yaml_around(text: str, start: int, span_start: int) -> bool:
+    """Whether the JSON-looking span at ``span_start`` sits inside a YAML document (``key: [1, 2]``)."""
+    line_start = text.rfind("\n", start, span_start) + 1 or start
+    prefix = text[max(line_start, start) : span_start]
+    line_end = text.find("\n", span_start)
+    if _QUOTED_KEY_LINE.match(text, line_start, line_end if line_end >= 0 else len(text)):
+        return True
+    if _LIST_ITEM.match(prefix):
+        return True
+    match = _YAML_PREFIX.fullmatch(prefix)
+    if match is not None and match.group("props"):
+        return True
+    key = match.group("key") if match is not None else None
+    if key is not None and not _is_chatter_label(key) and len(key.split()) < 3:
+        return True
+    return any(_is_yaml_line(line) for line in text[start:line_start].split("\n"))
+
+
+def _auto_payload(text: str) -> _Payload:
+    """The payload for ``format="auto"``, with the format it most likely is."""
+    start, end = _strip_bounds(text, 0, len(text))
+    if _is_strict_json(text[start:end]):
+        return _Payload(text[start:end], start, (), "json")
+    region, lang = _region(text, "auto")
+    if lang in _JSON_LANGS:
+        return _json_payload(text, region)
+    if lang in _YAML_LANGS:
+        return _yaml_payload(text, region)
+    body_start, body_end = _strip_bounds(text, region.start, region.end)
+    span = _first_span(text, body_start, body_end)
+    if span is not None and not _yaml_around(text, body_start, span[0]):
+        return _json_payload(text, region, span)
+    return _yaml_payload(text, region)
+
+
+def _extract(text: str, fmt: FormatOrAuto) -> _Payload:
+    """The payload of ``text`` for ``fmt``."""
+    if fmt == "json":
+        start, end = _strip_bounds(text, 0, len(text))
+        if _is_strict_json(text[start:end]):
+            return _Payload(text[start:end], start, (), "json")
+        return _json_payload(text, _region(text, "json")[0])
+    if fmt == "yaml":
+        return _yaml_payload(text, _region(text, "yaml")[0])
+    return _auto_payload(text)
+
+
+def extract_payload(text: str, format: FormatOrAuto = "auto") -> str:
+    """Strip markdown code fences (```json ... ```, ```yaml, ~~~) and chatter ("Sure! Here is the JSON: ...",
+    trailing explanations); return the first complete JSON object/array (bracket matching that respects
+    strings and escapes) or, for YAML, the fenced block / the document body."""
+    _check_format(format)
+    return _extract(text, format).text
+
+
+# ---------------------------------------------------------------------------------------------------
+# strict loading
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: a key given twice is ambiguous, not silently 'last one wins'."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Failure(f"duplicate key {key!r}", kind="duplicate")
+        result[key] = value
+    return result
+
+
+def _json_load(payload: str) -> Any:
+    """Strict JSON (NaN/Infinity pass here and are dealt with by ``_finite``)."""
+    try:
+        return json.loads(payload, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as exc:
+        raise _Failure(exc.msg, exc.pos) from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an integer over Python's digit limit
+        raise _Failure(str(exc) or type(exc).__name__) from exc
+
+
+def _yaml_index(payload: str, line: int, column: int) -> int:
+    """Index in ``payload`` of a 0-based line/column."""
+    pos = 0
+    for _ in range(line):
+        nxt = payload.find("\n", pos)
+        if nxt < 0:
+            return len(payload)
+        pos = nxt + 1
+    return min(pos + column, len(payload))
+
+
+def _yaml_failure(payload: str, exc: MarkedYAMLError) -> _Failure:
+    """A _Failure for a ruamel error, located at its problem mark."""
+    mark = exc.problem_mark or exc.context_mark
+    pos = None if mark is None else _yaml_index(payload, mark.line, mark.column)
+    message = " ".join(str(part) for part in (exc.context, exc.problem) if part) or str(exc).split("\n")[0]
+    kind = "syntax"
+    if isinstance(exc, ConstructorError):
+        kind = "unsafe"
+    elif "duplicate" in type(exc).__name__.lower():
+        kind = "duplicate"
+    return _Failure(message, pos, kind=kind)
+
+
+def _yaml_load(payload: str) -> Any:
+    """ruamel.yaml safe, pure-Python load; every failure becomes a _Failure."""
+    try:
+        return YAML(typ="safe", pure=True).load(payload)
+    except MarkedYAMLError as exc:
+        raise _yaml_failure(payload, exc) from exc
+    except Exception as exc:  # ruamel raises assorted errors (ValueError for 2024-13-45, ...): none escape
+        raise _Failure(f"{type(exc).__name__}: {exc}", kind="value") from exc
+
+
+_MAX_NODES = 200_000
+_MAX_NESTING = 400
+_BRACKET = re.compile(r"[\[{]")
+
+
+def _check_yaml_nesting(payload: str) -> None:
+    """Refuse deeply nested flow collections up front (the pure-Python parser is slow, then recurses out)."""
+    if len(_BRACKET.findall(payload)) > _MAX_NESTING and _analyse(payload).depth > _MAX_NESTING:
+        raise _Failure(f"nested deeper than {_MAX_NESTING} levels", kind="value")
+
+
+class _Plain:
+    """Converts what the YAML safe loader built into plain JSON-compatible Python."""
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.active: set[int] = set()
+
+    def convert(self, value: Any) -> Any:
+        """``value`` as dict/list/str/int/float/bool/None (floats may still be non-finite)."""
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            raise _Failure("YAML aliases expand to too large a value", kind="unsafe")
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, _dt.date | _dt.time):
+            return value.isoformat()
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode("ascii")
+        if isinstance(value, Mapping | list | tuple | set | frozenset):
+            return self._container(value)
+        raise _Failure(f"unsupported YAML value of type {type(value).__name__}", kind="unsafe")
+
+    def _container(self, value: Any) -> Any:
+        if id(value) in self.active:
+            raise _Failure("recursive YAML alias", kind="unsafe")
+        self.active.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return self._mapping(value)
+            items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+            return [self.convert(item) for item in items]
+        finally:
+            self.active.discard(id(value))
+
+    def _mapping(self, value: Mapping[Any, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            name = self._key(key)
+            if name in result:
+                raise _Failure(f"YAML keys collide as JSON strings: {name!r}", kind="duplicate")
+            result[name] = self.convert(item)
+        return result
+
+    def _key(self, key: Any) -> str:
+        """A mapping key as JSON would write it (``1`` -> ``"1"``, ``true`` -> ``"true"``)."""
+        if isinstance(key, str):
+            return key
+        if key is None or isinstance(key, bool | int | float):
+            return key if isinstance(key, str) else json.dumps(key)
+        if isinstance(key, _dt.date | _dt.time):
+            return key.isoformat()
+        return json.dumps(self.convert(key), allow_nan=True)
+
+
+def _yaml_value(payload: str) -> Any:
+    """Strict YAML load converted to plain Python."""
+    _check_yaml_nesting(payload)
+    return _Plain().convert(_yaml_load(payload))
+
+
+def _yaml_is_empty(payload: str) -> bool:
+    """Whether a YAML payload holds nothing but blank lines, comments and document markers."""
+    for line in payload.split("\n"):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and stripped not in ("---", "..."):
+            return False
+    return True
+
+
+def _finite(value: Any) -> tuple[Any, int]:
+    """``value`` with NaN/Infinity replaced by None, and how many were replaced."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, 1
+    if isinstance(value, dict):
+        pairs = [(key, _finite(item)) for key, item in value.items()]
+        return {key: item for key, (item, _) in pairs}, sum(n for _, (_, n) in pairs)
+    if isinstance(value, list):
+        items = [_finite(item) for item in value]
+        return [item for item, _ in items], sum(n for _, n in items)
+    return value, 0
+
+
+def _finish(reply: str, payload: _Payload, value: Any, fmt: Format, notes: list[str], repair: bool) -> Parsed:
+    """The Parsed result, after dealing with non-finite numbers (refused unless repairing)."""
+    value, replaced = _finite(value)
+    if replaced:
+        if not repair:
+            message = f"{_plural(replaced, 'non-finite number')} (NaN/Infinity): not JSON-compatible"
+            raise ParseError(message, text=reply)
+        notes = [*notes, f"replaced {_plural(replaced, 'non-finite number')} (NaN/Infinity) with null"]
+    return Parsed(value, fmt, bool(notes), payload.notes + tuple(notes), payload.text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON repair
+
+
+def _close_string(token_text: str) -> str:
+    """An unclosed string token closed, without a half-written escape at its end."""
+    match = re.search(r"(\\+)(u[0-9a-fA-F]{0,3})?$", token_text)
+    if match and len(match.group(1)) % 2 == 1:
+        token_text = token_text[: match.end(1) - 1]
+    return token_text + token_text[0]
+
+
+_LITERAL_PREFIXES = (("true", "true"), ("false", "false"), ("null", "null"), ("True", "true"), ("False", "false"),
+                     ("None", "null"))
+
+
+def _complete_word(word: str) -> str | None:
+    """A word cut off by truncation completed (``tru`` -> ``true``, ``12.`` -> ``12``); None to drop it."""
+    if word in _JSON_LITERALS or word in _PY_LITERALS or _JSON_NUMBER.fullmatch(word):
+        return word
+    literals = {full for prefix, full in _LITERAL_PREFIXES if prefix.startswith(word)}
+    if len(literals) == 1:
+        return literals.pop()
+    number = _JSON_NUMBER.match(word)
+    if number is not None and re.fullmatch(r"\.?(?:[eE][+-]?)?", word[number.end() :]):
+        return number.group()
+    return None if word in ("-", "+") else word
+
+
+def _dangling(tok: _Tok, index: int, an: _Analysis) -> bool:
+    """Whether a trailing token is left dangling by truncation (separator, key, comment, junk)."""
+    return tok.kind in ("comma", "colon", "comment", "other") or index in an.keys
+
+
+def _trim_tail(payload: str, an: _Analysis) -> tuple[str, list[str]]:
+    """The payload cut back to its last complete value, with the last open string closed."""
+    notes: list[str] = []
+    cut, tail, index, dropped = len(payload), "", len(an.tokens) - 1, 0
+    while index >= 0:
+        tok = an.tokens[index]
+        if _dangling(tok, index, an):
+            cut, index, dropped = tok.start, index - 1, dropped + 1
+            continue
+        if tok.kind == "str" and not tok.closed:
+            cut, tail = tok.start, _close_string(payload[tok.start :])
+            notes.append("closed an open string (truncated tail)")
+        elif tok.kind == "word" and dropped == 0:
+            word = payload[tok.start : tok.end]
+            fixed = _complete_word(word)
+            if fixed is None:
+                cut, index, dropped = tok.start, index - 1, dropped + 1
+                continue
+            if fixed != word:
+                cut, tail = tok.start, fixed
+                notes.append(f"completed truncated {word!r} as {fixed} (truncated tail)")
+        break
+    if dropped:
+        notes.insert(0, "dropped an incomplete trailing item (truncated tail)")
+    return payload[:cut] + tail, notes
+
+
+def _complete_truncated(payload: str, an: _Analysis) -> tuple[str, list[str]]:
+    """Close a truncated payload: open string, dangling key/separator, then open brackets in order."""
+    text, notes = _trim_tail(payload, an)
+    closers = "".join("}" if opener == "{" else "]" for opener in reversed(an.stack))
+    if closers:
+        notes.append(f"closed {_plural(len(closers), 'open bracket')} (truncated tail)")
+    return text + closers, notes
+
+
+def _is_truncated(an: _Analysis) -> bool:
+    """Whether the payload stops inside a container, a string or a block comment."""
+    last = an.tokens[-1] if an.tokens else None
+    return bool(an.stack) or (last is not None and last.kind in ("str", "comment") and not last.closed)
+
+
+def _replace_words(text: str, an: _Analysis, words: frozenset[str], replacement: str) -> str:
+    """``text`` with every bare-word token in ``words`` replaced (tokens come from ``an``)."""
+    pieces, pos = [], 0
+    for tok in an.tokens:
+        if tok.kind == "word" and text[tok.start : tok.end] in words:
+            pieces += [text[pos : tok.start], replacement]
+            pos = tok.end
+    return "".join(pieces) + text[pos:]
+
+
+def _has_json_shape(an: _Analysis, text: str) -> bool:
+    """Whether the payload starts like a JSON value at all (JSON-looking bracket, quote, number, literal)."""
+    first = next((tok for tok in an.tokens if tok.kind != "comment"), None)
+    if first is None:
+        return False
+    if first.kind == "open":
+        return _plausible(text, first.start, len(text))
+    return first.kind == "str" or (first.kind == "word" and _is_scalar_word(text[first.start : first.end]))
+
+
+def _call_json_repair(text: str) -> Any:
+    """json_repair on ``text``; any failure inside it becomes a _Failure."""
+    try:
+        return json_repair.repair_json(text, return_objects=True, skip_json_loads=True)
+    except Exception as exc:  # the library's own errors, RecursionError ...: never let them escape
+        raise _Failure(f"json_repair failed ({type(exc).__name__}: {exc})", kind="garbage") from exc
+
+
+def _load_repaired(text: str) -> tuple[Any, list[str]]:
+    """Parse pre-repaired text: as strict JSON if it now is, else through json_repair."""
+    try:
+        return _json_load(text), []
+    except _Failure as failure:
+        duplicate = failure.kind == "duplicate"
+    if duplicate:  # the duplicate may have been seen before a syntax error further on
+        try:
+            return json.loads(text), ["kept the last value of a duplicated key"]
+        except ValueError:
+            pass
+    return _call_json_repair(text), []
+
+
+def _alnum(text: str) -> int:
+    return sum(ch.isalnum() for ch in text)
+
+
+def _check_repair(payload: str, an: _Analysis, value: Any) -> None:
+    """Refuse json_repair results that are not a repair of ``payload`` but a replacement for it."""
+    first = next(tok for tok in an.tokens if tok.kind != "comment")
+    opener = payload[first.start]
+    if first.kind == "open" and not isinstance(value, dict if opener == "{" else list):
+        raise _Failure(f"repair turned a {opener!r} payload into a {type(value).__name__}", kind="garbage")
+    if value == "" and not (first.kind == "str" and first.end - first.start <= 2):
+        raise _Failure("repair found no value in the payload", kind="garbage")
+    kept = "".join(payload[tok.start : tok.end] for tok in an.tokens if tok.kind != "comment")
+    before, after = _alnum(kept), _alnum(json.dumps(value, ensure_ascii=True))
+    if before >= 16 and after < before // 2:
+        raise _Failure(f"repair discarded most of the payload ({after} of {before} characters kept)", kind="garbage")
+
+
+def _count_empty(value: Any) -> int:
+    """How many empty strings (keys and values) ``value`` holds."""
+    if isinstance(value, str):
+        return int(value == "")
+    if isinstance(value, dict):
+        return sum(int(key == "") + _count_empty(item) for key, item in value.items())
+    if isinstance(value, list):
+        return sum(_count_empty(item) for item in value)
+    return 0
+
+
+def _repair_json(payload: str) -> tuple[Any, list[str]]:
+    """Repair a payload that failed strict parsing; raises _Failure where no honest repair exists."""
+    an = _analyse(payload)
+    if not _has_json_shape(an, payload):
+        raise _Failure("no JSON value found", kind="garbage")
+    if an.depth > _MAX_NESTING:
+        raise _Failure(f"nested deeper than {_MAX_NESTING} levels", kind="garbage")
+    text, notes = _prerepair(payload, an)
+    value, more = _load_repaired(text)
+    _check_repair(payload, an, value)
+    invented = _count_empty(value) - sum(1 for t in an.tokens if t.kind == "str" and t.end - t.start == 2)
+    if invented > 0:
+        more.append(f"filled {_plural(invented, 'missing value')} with an empty string")
+    return value, (notes + more) or ["fixed other JSON syntax errors"]
+
+
+def _prerepair(payload: str, an: _Analysis) -> tuple[str, list[str]]:
+    """What is fixed before json_repair: NaN/Infinity, a truncated tail, a single-quoted scalar."""
+    text, notes = payload, []
+    if an.issues["non_finite"]:
+        text = _replace_words(payload, an, _NON_FINITE, "null")
+        notes.append(f"replaced {_plural(an.issues['non_finite'], 'non-finite number')} (NaN/Infinity) with null")
+    if _is_truncated(an):
+        text, more = _complete_truncated(text, _analyse(text))
+        notes += more
+    final = _analyse(text) if text != payload else an
+    if _is_single_quoted_scalar(final, text):
+        text = json.dumps(_unquote_single(text.strip()))
+    return text, _issue_notes(final.issues) + notes
+
+
+def _is_single_quoted_scalar(an: _Analysis, payload: str) -> bool:
+    """Whether the whole payload is one single-quoted string (json_repair turns that into '')."""
+    return len(an.tokens) == 1 and an.tokens[0].kind == "str" and payload[an.tokens[0].start] == "'"
+
+
+def _unquote_single(token_text: str) -> str:
+    """The content of a single-quoted string token (closed or not) with JSON escapes decoded."""
+    body = token_text[1:-1] if len(token_text) > 1 and token_text.endswith("'") else token_text[1:]
+    body = body.replace("\\'", "'").replace('"', '\\"').replace('\\\\"', '\\"')
+    try:
+        decoded = json.loads(f'"{body}"')
+    except ValueError:
+        return body
+    return decoded if isinstance(decoded, str) else body
+
+
+def _parse_json_payload(reply: str, payload: _Payload, repair: bool) -> Parsed:
+    """Strict JSON, else (``repair``) repaired JSON."""
+    try:
+        value = _json_load(payload.text)
+    except _Failure as failure:
+        if not repair:
+            raise _error(reply, payload, failure, "invalid JSON") from failure
+        return _repaired_json(reply, payload, failure)
+    return _finish(reply, payload, value, "json", [], repair)
+
+
+def _repaired_json(reply: str, payload: _Payload, strict: _Failure) -> Parsed:
+    """The repaired parse; a failed repair is reported at the strict parser's error position."""
+    try:
+        value, notes = _repair_json(payload.text)
+    except _Failure as failure:
+        raise _error(reply, payload, strict, f"unparseable JSON ({failure.message})") from failure
+    parsed = _finish(reply, payload, value, "json", notes, repair=True)
+    return Parsed(parsed.value, "json", True, parsed.repairs, parsed.source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# YAML parse and repair
+
+
+def _parse_yaml_payload(reply: str, payload: _Payload, repair: bool) -> Parsed:
+    """Strict YAML, else (``repair``, syntax errors only) repaired YAML."""
+    if _yaml_is_empty(payload.text):
+        raise ParseError("no YAML document found in the reply", text=reply)
+    try:
+        value = _yaml_value(payload.text)
+    except _Failure as failure:
+        if not repair or failure.kind != "syntax":
+            raise _error(reply, payload, failure, "invalid YAML") from failure
+        return _repaired_yaml(reply, payload, failure)
+    return _finish(reply, payload, value, "yaml", [], repair)
+
+
+def _yaml_candidates(payload: str, failure: _Failure) -> Iterator[tuple[str, list[str]]]:
+    """Repaired variants of a YAML payload: tabs in indentation, then without a truncated last line."""
+    text, notes = payload, []
+    if re.search(r"^ *\t", payload, re.M):
+        text = re.sub(r"^[ \t]+", lambda m: m.group().replace("\t", "  "), payload, flags=re.M)
+        notes = ["replaced tab indentation with spaces"]
+        yield text, notes
+    lines = text.rstrip().split("\n")
+    fail_line = payload.count("\n", 0, failure.pos) if failure.pos is not None else -1
+    if len(lines) > 1 and fail_line >= len(lines) - 1:
+        shorter = "\n".join(lines[:-1])
+        if not _yaml_is_empty(shorter):
+            yield shorter, [*notes, "dropped the incomplete last line (truncated tail)"]
+
+
+def _repaired_yaml(reply: str, payload: _Payload, failure: _Failure) -> Parsed:
+    """The first YAML repair candidate that loads; otherwise the strict error."""
+    for text, notes in _yaml_candidates(payload.text, failure):
+        try:
+            value = _yaml_value(text)
+        except _Failure:
+            continue
+        return _finish(reply, payload, value, "yaml", notes, repair=True)
+    raise _error(reply, payload, failure, "invalid YAML") from failure
+
+
+# ---------------------------------------------------------------------------------------------------
+# auto
+
+
+def _misread_by_yaml(payload: str) -> bool:
+    """Whether YAML would silently misread this JSON-ish payload (``//`` comments, None, NaN, Infinity)."""
+    an = _analyse(payload)
+    for index, tok in enumerate(an.tokens):
+        word = payload[tok.start : tok.end]
+        if tok.kind == "comment" and word.startswith("/"):
+            return True
+        if tok.kind == "word" and index not in an.keys and (word in _NON_FINITE or word == "None"):
+            return True
+    return False
+
+
+_PROSE_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def _is_prose(text: str) -> bool:
+    """Whether ``text`` reads as a sentence (three or more words of letters)."""
+    return len(_PROSE_WORD.findall(text)) >= 3
+
+
+_NULL_TEXT = re.compile(r"\b(?:null|Null|NULL)\b|~")
+
+
+def _acceptable_yaml(value: Any, payload: str) -> bool:
+    """In auto mode, YAML must give structure: not prose read as a plain string or as one prose key.
+
+    Refused: a plain string, and a single-key mapping whose key is a sentence and whose value is a
+    sentence too (``I cannot help with that: it is against policy.``) or an implicit null
+    (``{ this is not json }``).
+    """
+    if isinstance(value, dict):
+        if len(value) != 1:
+            return True
+        key, item = next(iter(value.items()))
+        if not _is_prose(key):
+            return True
+        if item is None:
+            return _NULL_TEXT.search(payload) is not None
+        return not (isinstance(item, str) and (_is_prose(item) or item[-1:] in ".!?"))
+    return isinstance(value, list | bool | int | float)
+
+
+def _try_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed | None:
+    """The strict YAML reading of a JSON-looking ``payload`` if acceptable; unsafe tags raise."""
+    try:
+        value = _yaml_value(payload.text)
+    except _Failure as failure:
+        if failure.kind == "unsafe":
+            raise _error(reply, payload, failure, "invalid YAML") from failure
+        return None
+    if not _acceptable_yaml(value, payload.text):
+        return None
+    return _finish(reply, payload, value, "yaml", [], repair)
+
+
+def _auto_json(reply: str, payload: _Payload, repair: bool) -> Parsed:
+    """A JSON-looking payload: strict JSON, then YAML (where it reads JSON the same), then repair."""
+    try:
+        return _finish(reply, payload, _json_load(payload.text), "json", [], repair)
+    except _Failure as failure:
+        strict = failure
+    if not _misread_by_yaml(payload.text):
+        parsed = _try_yaml(reply, payload, repair)
+        if parsed is not None:
+            return parsed
+    if not repair:
+        raise _error(reply, payload, strict, "invalid JSON") from strict
+    return _repaired_json(reply, payload, strict)
+
+
+def _auto_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed:
+    """A YAML-looking payload: strict JSON (a bare scalar), strict YAML, then YAML and JSON repair.
+
+    YAML errors other than syntax errors (unsafe tags, duplicate keys, bad dates) are final.
+    """
+    if _is_strict_json(payload.text):
+        return _parse_json_payload(reply, payload, repair)
+    failure = None
+    if not _yaml_is_empty(payload.text):
+        try:
+            value = _yaml_value(payload.text)
+        except _Failure as exc:
+            failure = exc
+        else:
+            if _acceptable_yaml(value, payload.text):
+                return _finish(reply, payload, value, "yaml", [], repair)
+    if failure is not None and (failure.kind != "syntax" or not repair):
+        raise _error(reply, payload, failure, "invalid YAML") from failure
+    repaired = _auto_repair(reply, payload, failure) if repair else None
+    if repaired is not None:
+        return repaired
+    if failure is not None:
+        raise _error(reply, payload, failure, "invalid YAML") from failure
+    raise ParseError("no JSON or YAML structure found in the reply", text=reply)
+
+
+def _auto_repair(reply: str, payload: _Payload, failure: _Failure | None) -> Parsed | None:
+    """Auto-mode repair: the YAML repairs, then JSON repair where the payload has no bracketed span."""
+    if failure is not None:
+        for text, notes in _yaml_candidates(payload.text, failure):
+            try:
+                value = _yaml_value(text)
+            except _Failure:
+                continue
+            if _acceptable_yaml(value, text):
+                return _finish(reply, payload, value, "yaml", notes, repair=True)
+    if _first_span(payload.text, 0, len(payload.text)) is not None:
+        return None
+    if not _has_json_shape(_analyse(payload.text), payload.text):
+        return None
+    return _parse_json_payload(reply, payload, repair=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# public parse functions
+
+
+def _guard_depth(reply: str, error: RecursionError) -> ParseError:
+    return ParseError("reply is nested too deeply to parse", text=reply)
+
+
+def parse_json(text: str, *, repair: bool = True) -> Parsed:
+    """Parse a model reply as JSON: fences/chatter stripped, then strict, then (``repair``) repaired."""
+    _reject_unusable(text)
+    try:
+        return _parse_json_payload(text, _extract(text, "json"), repair)
+    except RecursionError as exc:
+        raise _guard_depth(text, exc) from exc
+
+
+def parse_yaml(text: str, *, repair: bool = True) -> Parsed:
+    """Parse a model reply as YAML (safe loader only); a bare scalar document is returned as is."""
+    _reject_unusable(text)
+    try:
+        return _parse_yaml_payload(text, _extract(text, "yaml"), repair)
+    except RecursionError as exc:
+        raise _guard_depth(text, exc) from exc
+
+
+def parse_structured(text: str, *, format: FormatOrAuto = "auto", repair: bool = True) -> Parsed:
+    """auto: try strict JSON on the extracted payload, then YAML, then JSON repair.
+
+    In auto mode YAML must yield structure (a mapping, a sequence or a non-string scalar): prose that
+    YAML would read as a plain string is refused with ParseError.
+    """
+    _check_format(format)
+    if format == "json":
+        return parse_json(text, repair=repair)
+    if format == "yaml":
+        return parse_yaml(text, repair=repair)
+    _reject_unusable(text)
+    try:
+        payload = _extract(text, "auto")
+        if payload.kind == "json":
+            return _auto_json(text, payload, repair)
+        return _auto_yaml(text, payload, repair)
+    except RecursionError as exc:
+        raise _guard_depth(text, exc) from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# schema-guided coercion
+
+_NO = object()
+_TRUE_WORDS = frozenset({"true", "yes", "y", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "n", "off", "0"})
+_NULL_WORDS = frozenset({"null", "none", "nil", ""})
+_INT_TEXT = re.compile(r"[+-]?\d+(?:\.0*)?")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_MAX_DEPTH = 64
+
+
+def _is_type(value: Any, name: str) -> bool:
+    """JSON Schema's notion of ``value`` being of type ``name`` (1.0 is an integer, True is not)."""
+    if name == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and math.isfinite(value) and value.is_integer()
+        )
+    checks: dict[str, Any] = {
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "string": lambda v: isinstance(v, str),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+    }
+    check = checks.get(name)
+    return bool(check(value)) if check is not None else True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: type-aware for booleans, 1 == 1.0, recursive for containers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _types(schema: Mapping[str, Any]) -> list[str]:
+    """The JSON types a schema allows, inferred from keywords when ``type`` is absent."""
+    declared = schema.get("type")
+    types = [declared] if isinstance(declared, str) else [t for t in declared or () if isinstance(t, str)]
+    if not types:
+        if any(k in schema for k in ("properties", "required", "additionalProperties", "patternProperties")):
+            types = ["object"]
+        elif any(k in schema for k in ("items", "prefixItems")):
+            types = ["array"]
+    if schema.get("nullable") is True and types and "null" not in types:
+        types.append("null")
+    return types
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        try:
+            return int(value.strip().split(".")[0])
+        except ValueError:  # more digits than Python converts
+            return _NO
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return _NO
+
+
+def _to_number(value: Any) -> Any:
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        integer = _to_int(value)
+        number = integer if integer is not _NO else float(value)
+        return number if math.isfinite(number) else _NO
+    return _NO
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return True if word in _TRUE_WORDS else False if word in _FALSE_WORDS else _NO
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    return _NO
+
+
+def _to_string(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return json.dumps(value) if isinstance(value, float) and math.isfinite(value) else str(value)
+    return _NO
+
+
+def _to_null(value: Any) -> Any:
+    return None if isinstance(value, str) and value.strip().lower() in _NULL_WORDS else _NO
+
+
+def _embedded_json(value: Any, kind: type) -> Any:
+    """A JSON document written as a string where a container is expected (``'{"a": 1}'``)."""
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            loaded = json.loads(value)
+        except (ValueError, RecursionError):
+            return _NO
+        return loaded if isinstance(loaded, kind) else _NO
+    return _NO
+
+
+def _to_array(value: Any) -> Any:
+    embedded = _embedded_json(value, list)
+    if embedded is not _NO:
+        return embedded
+    if isinstance(value, tuple):
+        return list(value)
+    return _NO if value is None or isinstance(value, list) else [value]
+
+
+def _to_object(value: Any) -> Any:
+    embedded = _embedded_json(value, dict)
+    if embedded is not _NO:
+        return embedded
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        return value[0]
+    return _NO
+
+
+_CONVERTERS: dict[str, Any] = {
+    "integer": _to_int,
+    "number": _to_number,
+    "boolean": _to_bool,
+    "string": _to_string,
+    "null": _to_null,
+    "array": _to_array,
+    "object": _to_object,
+}
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name of a plain value."""
+    for name in ("boolean", "null", "integer", "number", "string", "array", "object"):
+        if _is_type(value, name):
+            return name
+    return ""
+
+
+def _normalise_name(name: Any) -> str:
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+class _Coercer:
+    """Schema-guided coercion with $ref resolution against the root schema."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+
+    def lookup(self, ref: Any) -> Any:
+        """The schema a local ``$ref`` (``#``, ``#/$defs/X``, ``#/definitions/X`` ...) points at."""
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return None
+        node: Any = self.root
+        for part in (p for p in ref[1:].split("/") if p):
+            part = unquote(part).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, Mapping):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+
+    def resolve(self, schema: Any) -> Any:
+        """``schema`` with ``$ref`` followed (sibling keywords kept); unresolvable refs stay as they are."""
+        for _ in range(_MAX_DEPTH):
+            if not isinstance(schema, Mapping) or "$ref" not in schema:
+                return schema
+            target = self.lookup(schema["$ref"])
+            if not isinstance(target, Mapping):
+                return schema
+            schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return schema
+
+    # --- fitting: a type-level check, used to pick union branches and to leave good values alone
+
+    def fits(self, value: Any, schema: Any, depth: int = 0) -> bool:
+        """Whether ``value`` matches ``schema`` at the level of types, enums and required keys."""
+        schema = self.resolve(schema)
+        if schema is False:
+            return False
+        if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+            return True
+        if not all(self.fits(value, sub, depth + 1) for sub in schema.get("allOf") or ()):
+            return False
+        branches = list(schema.get("anyOf") or ()) + list(schema.get("oneOf") or ())
+        if branches and not any(self.fits(value, sub, depth + 1) for sub in branches):
+            return False
+        return self._fits_keywords(value, schema, depth)
+
+    def _fits_keywords(self, value: Any, schema: Mapping[str, Any], depth: int) -> bool:
+        if "const" in schema and not _same(value, schema["const"]):
+            return False
+        enum = schema.get("enum")
+        if isinstance(enum, list) and not any(_same(value, member) for member in enum):
+            return False
+        types = _types(schema)
+        if types and not any(_is_type(value, t) for t in types):
+            return False
+        if isinstance(value, dict):
+            return self._fits_object(value, schema, depth)
+        if isinstance(value, list):
+            return all(self.fits(item, self._item_schema(schema, i), depth + 1) for i, item in enumerate(value))
+        return True
+
+    def _fits_object(self, value: dict[str, Any], schema: Mapping[str, Any], depth: int) -> bool:
+        required = schema.get("required")
+        if isinstance(required, list) and any(name not in value for name in required):
+            return False
+        if schema.get("additionalProperties") is False and any(
+            self._property_schema(schema, k) is None for k in value
+        ):
+            return False
+        return all(self.fits(v, self._property_schema(schema, k), depth + 1) for k, v in value.items())
+
+    # --- sub-schemas
+
+    def _property_schema(self, schema: Mapping[str, Any], key: str) -> Any:
+        """The schema for property ``key``: properties, then patternProperties, then additionalProperties."""
+        properties = schema.get("properties")
+        if isinstance(properties, Mapping) and key in properties:
+            return properties[key]
+        patterns = schema.get("patternProperties")
+        for pattern, sub in (patterns.items() if isinstance(patterns, Mapping) else ()):
+            try:
+                if re.search(pattern, key):
+                    return sub
+            except (re.error, TypeError):
+                continue
+        additional = schema.get("additionalProperties")
+        return additional if isinstance(additional, Mapping) else None if additional is False else {}
+
+    def _item_schema(self, schema: Mapping[str, Any], index: int) -> Any:
+        """The schema for array position ``index`` (prefixItems / tuple-form items, then items)."""
+        prefix = schema.get("prefixItems")
+        items = schema.get("items")
+        if not isinstance(prefix, list) and isinstance(items, list):
+            prefix, items = items, schema.get("additionalItems")
+        if isinstance(prefix, list) and index < len(prefix):
+            return prefix[index]
+        return items if isinstance(items, Mapping | bool) else {}
+
+    def nullable(self, schema: Any, depth: int = 0) -> bool:
+        """Whether ``schema`` admits null."""
+        schema = self.resolve(schema)
+        if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+            return False
+        if "null" in _types(schema) or ("const" in schema and schema["const"] is None):
+            return True
+        if isinstance(schema.get("enum"), list) and None in schema["enum"]:
+            return True
+        branches = list(schema.get("anyOf") or ()) + list(schema.get("oneOf") or ())
+        return any(self.nullable(sub, depth + 1) for sub in branches)
+
+    # --- coercion
+
+    def coerce(self, value: Any, schema: Any, depth: int = 0) -> Any:
+        """``value`` nudged toward ``schema``."""
+        schema = self.resolve(schema)
+        if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+            return value
+        for sub in schema.get("allOf") or ():
+            value = self.coerce(value, sub, depth + 1)
+        branches = list(schema.get("anyOf") or ()) + list(schema.get("oneOf") or ())
+        if branches:
+            value = self._coerce_union(value, branches, depth)
+        value = self._unwrap_title(value, schema)
+        value = self._coerce_type(value, schema, depth)
+        return self._snap(value, schema)
+
+    def _coerce_union(self, value: Any, branches: Sequence[Any], depth: int) -> Any:
+        """Unchanged if some branch fits already, else the first branch that coerces cleanly."""
+        if any(self.fits(value, branch, depth + 1) for branch in branches):
+            return value
+        for branch in branches:
+            coerced = self.coerce(value, branch, depth + 1)
+            if self.fits(coerced, branch, depth + 1):
+                return coerced
+        return value
+
+    def _unwrap_title(self, value: Any, schema: Mapping[str, Any]) -> Any:
+        """``{"Person": {...}}`` -> ``{...}`` when the schema (titled Person) wants an object."""
+        title = schema.get("title")
+        if not isinstance(value, dict) or len(value) != 1 or not isinstance(title, str) or not title.strip():
+            return value
+        if "object" not in _types(schema):
+            return value
+        (key, inner), = value.items()
+        properties = schema.get("properties")
+        declared = isinstance(properties, Mapping) and key in properties
+        if isinstance(inner, dict) and not declared and _normalise_name(key) == _normalise_name(title):
+            return inner
+        return value
+
+    def _coerce_type(self, value: Any, schema: Mapping[str, Any], depth: int) -> Any:
+        types = _types(schema)
+        if not types:
+            return self._children(value, schema, depth)
+        matched = next((t for t in types if _is_type(value, t)), None)
+        if matched == "integer" and isinstance(value, float):
+            return int(value)  # 42.0 is a JSON Schema integer; give Python an int
+        if matched is not None:
+            return self._children(value, schema, depth)
+        for name in types:
+            converted = _CONVERTERS.get(name, lambda v: _NO)(value)
+            if converted is not _NO:
+                return self._children(converted, schema, depth)
+        return value
+
+    def _children(self, value: Any, schema: Mapping[str, Any], depth: int) -> Any:
+        if isinstance(value, dict):
+            return self._object(value, schema, depth)
+        if isinstance(value, list):
+            return [self.coerce(item, self._item_schema(schema, i), depth + 1) for i, item in enumerate(value)]
+        return value
+
+    def _object(self, value: dict[str, Any], schema: Mapping[str, Any], depth: int) -> dict[str, Any]:
+        result = {}
+        for key, item in value.items():
+            sub = self._property_schema(schema, key)
+            result[key] = item if sub is None else self.coerce(item, sub, depth + 1)
+        properties = schema.get("properties")
+        required = schema.get("required")
+        if isinstance(properties, Mapping) and isinstance(required, list):
+            for name in required:
+                if isinstance(name, str) and name not in result and self.nullable(properties.get(name)):
+                    result[name] = None
+        return result
+
+    def _snap(self, value: Any, schema: Mapping[str, Any]) -> Any:
+        """Snap onto an enum/const member: same value after type conversion, or same text ignoring case."""
+        members = [schema["const"]] if "const" in schema else schema.get("enum")
+        if not isinstance(members, list) or any(_same(value, m) for m in members):
+            return value
+        for member in members:
+            if isinstance(member, str) and isinstance(value, str) and member.casefold() == value.strip().casefold():
+                return member
+            converted = _CONVERTERS.get(_json_type(member), lambda v: _NO)(value)
+            if converted is not _NO and _same(converted, member):
+                return member
+        return value
+
+
+def coerce_to_schema(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Best-effort, schema-guided coercion of a parsed value toward a JSON Schema (dict): "42" -> 42 for
+    integer, "3.5" -> 3.5 for number, "true"/"yes" -> True for boolean, a scalar -> [scalar] where an array
+    is expected, {"k": v} unwrapping when the model wrapped the object in a single extra key equal to the
+    schema title, None for missing nullable... Follows $ref into $defs/definitions, properties, items,
+    anyOf/oneOf (first branch that coerces cleanly). Never raises; returns the value unchanged where
+    unsure. Validation happens elsewhere (it decides validity, not this function)."""
+    if not isinstance(schema, Mapping):
+        return value
+    try:
+        return _Coercer(schema).coerce(value, schema)
+    except Exception:  # documented contract: never raises (odd schemas, RecursionError ...)
+        return value

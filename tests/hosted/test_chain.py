@@ -1,0 +1,220 @@
+"""The fallback chain against the real llama_cpp.server: every strategy, JSON and YAML, refusals, re-asks.
+
+Where a test needs a particular reply (a broken one, YAML the small model will not write), the fault proxy
+rewrites the real server's reply text; everything else is the real model's output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+
+import pytest
+from pydantic import BaseModel
+
+import structgen
+from structgen import Choice, Fault, FaultProxy, OpenAICompatible, Regex, ValidationFailed
+from structgen.engine import normalise
+
+
+class City(BaseModel):
+    city: str
+    country: str
+
+
+PARIS = "Paris is the capital of France. Extract the city and its country."
+SKY = "Is the sky blue? Answer yes or no."
+YES_NO = Choice(["yes", "no"])
+
+
+def _messages(proxy: FaultProxy, i: int) -> list[dict[str, str]]:
+    return list(proxy.log[i].json()["messages"])
+
+
+# ---- strategies on the real server ----------------------------------------------------------------
+
+def test_prompt_returns_a_validated_value_and_reports_usage(hosted: OpenAICompatible) -> None:
+    r = structgen.generate(PARIS, schema=City, model=hosted, strategy="prompt", max_tokens=32, seed=1)
+    assert isinstance(r.value, City) and r.value.city == "Paris"
+    assert r.strategy == "prompt" and r.model == "local"
+    assert City.model_validate_json(r.text) == r.value          # the returned text is the validated text
+    assert len(r.attempts) == 1 and r.attempts[0].error is None and r.attempts[0].text.strip()
+    assert r.timings.prompt_tokens > 10 and r.timings.generated_tokens == r.attempts[0].tokens > 0
+
+
+def test_auto_drops_a_refused_json_schema_to_repair_and_remembers(hosted: OpenAICompatible) -> None:
+    # llama-cpp-python's server rejects response_format type "json_schema" (an HTTP 500 naming the field).
+    r = structgen.generate(PARIS, schema=City, model=hosted, max_tokens=32, seed=1)
+    assert r.strategy == "repair" and isinstance(r.value, City)
+    refused = r.attempts[0]
+    assert refused.strategy == "server" and refused.error is not None and refused.error.startswith("refused")
+    assert "response_format" in refused.error
+    assert hosted.caps.json_schema is False
+    again = structgen.generate(PARIS, schema=City, model=hosted, max_tokens=32, seed=1)
+    assert [a.strategy for a in again.attempts] == ["repair"]  # no second refused request
+
+
+@pytest.mark.parametrize(("schema", "prompt", "check"), [
+    (YES_NO, SKY, lambda v: v in ("yes", "no")),
+    (Regex(r"[0-9]{5}"), "Give a US zip code.", lambda v: re.fullmatch(r"[0-9]{5}", v) is not None),
+    (structgen.Grammar('start: WORD ("," WORD)*\nWORD: /[a-z]{1,8}/\n'), "List three colours.",
+     lambda v: re.fullmatch(r"[a-z]{1,8}(,[a-z]{1,8})*", v) is not None),
+], ids=["choice", "regex", "lark"])
+def test_server_side_grammar(hosted: OpenAICompatible, schema: object, prompt: str, check: object) -> None:
+    r = structgen.generate(prompt, schema=schema, model=hosted, strategy="server", max_tokens=12, seed=1)  # type: ignore[arg-type]
+    assert r.strategy == "server" and [a.strategy for a in r.attempts] == ["server"]
+    assert check(r.value)  # type: ignore[operator]
+    assert hosted.caps.grammar is True
+
+
+def test_best_of_keeps_the_best_average_logprob(hosted: OpenAICompatible) -> None:
+    r = structgen.generate(SKY, schema=YES_NO, model=hosted, strategy="best_of", n=3, max_tokens=4, seed=1,
+                           temperature=1.0)
+    assert r.strategy == "best_of" and r.value in ("yes", "no")
+    assert r.candidates and r.logprobs
+    assert r.avg_logprob == max(c.avg_logprob for c in r.candidates)
+    assert hosted.caps.n is False  # this server answers one choice per request whatever n says
+    assert sum(a.strategy == "best_of" for a in r.attempts) >= 3
+
+
+def test_best_of_without_logprobs_takes_the_first_valid(llama_server: str) -> None:
+    model = OpenAICompatible(base_url=f"{llama_server}/v1", logprobs=False)
+    r = structgen.generate(SKY, schema=YES_NO, model=model, strategy="best_of", n=2, max_tokens=4, seed=1,
+                           temperature=1.0)
+    assert r.logprobs == [] and all(a.avg_logprob is None for a in r.attempts)
+    assert r.value == r.candidates[0].value
+    model.close()
+
+
+def test_self_consistency_returns_the_majority(hosted: OpenAICompatible) -> None:
+    r = structgen.generate(SKY, schema=YES_NO, model=hosted, strategy="self_consistency", n=3, max_tokens=4,
+                           seed=2, temperature=1.0)
+    assert r.strategy == "self_consistency"
+    votes = [normalise(c.value) for c in r.candidates]
+    assert votes.count(normalise(r.value)) == max(votes.count(v) for v in votes)
+
+
+def test_yaml_is_asked_for_and_parsed(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content("city: Paris\ncountry: France\n"))
+    r = structgen.generate(PARIS, schema=City, model=via_proxy, strategy="repair", format="yaml", max_tokens=2)
+    assert r.value == City(city="Paris", country="France")
+    assert json.loads(r.text) == {"city": "Paris", "country": "France"}
+    assert "YAML" in _messages(proxy, 0)[-1]["content"]
+
+
+def test_yaml_from_the_real_model(hosted: OpenAICompatible) -> None:
+    # The 135M model answers prose when asked for YAML; prose is a YAML string, so a string schema holds it.
+    r = structgen.generate("Name the capital of France.", schema={"type": "string"}, model=hosted,
+                           strategy="repair", format="yaml", max_tokens=12)
+    assert isinstance(r.value, str) and r.value
+    assert json.loads(r.text) == r.value
+
+
+# ---- the chain's rules, on chosen replies -----------------------------------------------------------
+
+def test_repair_re_asks_with_field_paths(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content('{"city": "Paris"}'), Fault.content('{"city": "Paris", "country": "France"}'))
+    r = structgen.generate(PARIS, schema=City, model=via_proxy, strategy="repair", max_tokens=2)
+    assert r.value == City(city="Paris", country="France")
+    assert [a.error is None for a in r.attempts] == [False, True]
+    second = _messages(proxy, 1)
+    assert second[-2] == {"role": "assistant", "content": '{"city": "Paris"}'}
+    assert "/country" in second[-1]["content"] and "Field required" in second[-1]["content"]
+
+
+def test_prompt_is_strict_where_repair_is_defensive(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    broken = 'Sure!\n```json\n{"city": "Paris", "country": "France",}\n```'
+    proxy.inject(Fault.content(broken), Fault.content(broken))
+    with pytest.raises(ValidationFailed) as info:
+        structgen.generate(PARIS, schema=City, model=via_proxy, strategy="prompt", max_tokens=2)
+    assert len(info.value.attempts) == 1 and info.value.attempts[0].text == broken
+    r = structgen.generate(PARIS, schema=City, model=via_proxy, strategy="repair", max_tokens=2)
+    assert r.value == City(city="Paris", country="France") and r.attempts[0].repaired
+
+
+def test_a_truncated_reply_is_repaired_and_flagged(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content('{"city": "Paris", "country": "Fra'))
+    r = structgen.generate(PARIS, schema=City, model=via_proxy, strategy="repair", max_tokens=2)
+    assert r.value == City(city="Paris", country="Fra")
+    assert r.attempts[0].repaired
+
+
+def test_values_are_coerced_to_the_schema(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content("{'n': '42', 'ok': 'yes'}"))
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}},
+              "required": ["n", "ok"]}
+    r = structgen.generate("Give n and ok.", schema=schema, model=via_proxy, strategy="repair", max_tokens=2)
+    assert r.value == {"n": 42, "ok": True} and r.text == '{"n":42,"ok":true}'
+
+
+def test_a_4xx_on_the_constraint_drops_to_the_next_strategy(proxy: FaultProxy,
+                                                            via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.status(422))
+    r = structgen.generate(SKY, schema=YES_NO, model=via_proxy, strategy="server", max_tokens=4, seed=1)
+    assert r.strategy == "repair"
+    assert r.attempts[0].strategy == "server" and "HTTP 422" in (r.attempts[0].error or "")
+    assert "grammar" in proxy.log[0].json() and "grammar" not in proxy.log[1].json()
+    assert via_proxy.caps.grammar is False
+
+
+def test_server_output_that_does_not_validate_drops_to_repair(proxy: FaultProxy,
+                                                              via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content("maybe"), Fault.content("yes"))
+    r = structgen.generate(SKY, schema=YES_NO, model=via_proxy, strategy="server", max_tokens=2)
+    assert r.strategy == "repair" and r.value == "yes"
+    assert r.attempts[0].strategy == "server" and "'maybe' is not one of" in (r.attempts[0].error or "")
+    assert via_proxy.caps.grammar is True  # accepted, just not obeyed: tried again next time
+
+
+def test_garbage_never_becomes_a_value(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.always(Fault.content("<html><body>Service temporarily unavailable</body></html>"))
+    with pytest.raises(ValidationFailed) as info:
+        structgen.generate(PARIS, schema=City, model=via_proxy, strategy="repair", max_tokens=2, max_attempts=2)
+    assert len(info.value.attempts) == 2 and all(a.error for a in info.value.attempts)
+    assert len(proxy.log) == 2
+
+
+def test_local_only_strategies_and_raw_mode_are_refused(hosted: OpenAICompatible) -> None:
+    with pytest.raises(structgen.InvalidArgument):
+        structgen.generate(SKY, schema=YES_NO, model=hosted, strategy="constrained")
+    with pytest.raises(structgen.InvalidArgument):
+        structgen.generate(SKY, schema=YES_NO, model=hosted, chat=False)
+
+
+# ---- async -----------------------------------------------------------------------------------------
+
+def test_agenerate_takes_the_same_arguments_as_generate() -> None:
+    assert inspect.signature(structgen.agenerate).parameters.keys() == \
+        inspect.signature(structgen.generate).parameters.keys()
+
+
+def test_agenerate_runs_requests_concurrently(hosted: OpenAICompatible) -> None:
+    async def both() -> list[structgen.Result[object]]:
+        try:
+            return list(await asyncio.gather(
+                structgen.agenerate(SKY, schema=YES_NO, model=hosted, strategy="server", max_tokens=4),
+                structgen.agenerate("Give a US zip code.", schema=Regex(r"[0-9]{5}"), model=hosted,
+                                    strategy="server", max_tokens=8),
+            ))
+        finally:
+            await hosted.aclose()
+
+    yes_no, zip_code = asyncio.run(both())
+    assert yes_no.value in ("yes", "no") and re.fullmatch(r"[0-9]{5}", zip_code.value)
+
+
+def test_agenerate_on_a_local_model(local_model: structgen.LlamaCpp) -> None:
+    r = asyncio.run(structgen.agenerate(SKY, schema=YES_NO, model=local_model, max_tokens=4))
+    assert r.value in ("yes", "no") and r.strategy == "constrained"
+
+
+# ---- local models through the same chain -------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["prompt", "repair"])
+def test_local_models_run_the_chain_on_free_text(local_model: structgen.LlamaCpp, strategy: str) -> None:
+    r = structgen.generate(PARIS, schema=City, model=local_model, strategy=strategy, max_tokens=24, seed=1)
+    assert r.strategy == strategy and isinstance(r.value, City)
+    assert r.tokens and len(r.tokens) == len(r.logprobs) == r.attempts[-1].tokens
+    assert r.timings.prompt_tokens > 10
