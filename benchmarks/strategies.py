@@ -8,7 +8,8 @@ started on 127.0.0.1 with ``--serve``): the same minus ``constrained``, plus ``s
 Tasks:
 - ``json``: JSON extraction over ``JSON_SCHEMAS`` schemas of the MaskBench dev split (see ``data``): a
   fixed seeded sample of files whose schema structgen compiles and that have a valid instance of at most
-  ``MAX_INSTANCE_CHARS`` characters; the prompt describes that instance in plain text and asks for JSON;
+  ``MAX_INSTANCE_CHARS`` characters; the prompt describes that instance in plain text and asks for JSON
+  (accuracy: the value equals the instance);
 - ``classification``: ``prompts.CLASSIFICATIONS`` with a ``Choice`` of labels (also reports accuracy);
 - ``regex``: ``tasks/regex.jsonl`` under the bundled ``python_regex`` grammar, prompted as the
   ``structgen regex`` app does; valid = ``re.compile`` accepts it (also reports verified = every positive
@@ -64,6 +65,7 @@ class Options:
     limit: int | None = None
     max_tokens: int = 256
     n_gpu_layers: int = 0
+    n_threads: int | None = None
     strategies: list[str] | None = None
     tasks: list[str] | None = None
     seed: int = 0
@@ -75,8 +77,9 @@ class Item:
 
     prompt: Any
     schema: Any
-    check: Callable[[Any], bool]                       # is the value valid for the task?
+    check: Callable[[Any], str | None]                 # why the value is not valid for the task (None: valid)
     correct: Callable[[Any], bool] | None = None       # does it match the gold answer (where there is one)?
+    reference: Any = None                              # the gold value, where the task has one
 
 
 @dataclass
@@ -123,19 +126,20 @@ def json_task(data_dir: Path, count: int) -> Task:
             continue
         text = "\n".join(_describe(instance))
         prompt = f"Extract the data from the text below as JSON.\n\nText:\n{text}"
-        items.append(Item(prompt, case.schema, check=_json_check(compiled)))
+        items.append(Item(prompt, case.schema, check=_json_check(compiled),
+                          correct=lambda v, gold=instance: v == gold, reference=instance))
         if len(items) == count:
             break
     return Task("json", items)
 
 
-def _json_check(compiled: Any) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
+def _json_check(compiled: Any) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
         try:
             compiled.validate(json.dumps(value, ensure_ascii=False))
-        except (ValueError, TypeError):
-            return False
-        return True
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+        return None
 
     return check
 
@@ -144,7 +148,8 @@ def classification_task() -> Task:
     """The labelled texts, each under a ``Choice`` of its labels."""
     import structgen
 
-    items = [Item(c.prompt(), structgen.Choice(c.labels), check=lambda v, labels=c.labels: v in labels,
+    items = [Item(c.prompt(), structgen.Choice(c.labels),
+                  check=lambda v, labels=c.labels: None if v in labels else f"{v!r} is not a label",
                   correct=lambda v, gold=c.gold: v == gold) for c in CLASSIFICATIONS]
     return Task("classification", items)
 
@@ -165,18 +170,18 @@ def regex_task(tasks_dir: Path) -> Task:
         return Task("regex", skipped=f"the regex app is not available: {exc}")
     grammar = structgen.Grammar.bundled("python_regex")
 
-    def compiles(value: Any) -> bool:
+    def compiles(value: Any) -> str | None:
         try:
             re.compile(value)
-        except (re.error, TypeError):
-            return False
-        return True
+        except (re.error, TypeError) as exc:
+            return f"re.compile: {exc}"
+        return None
 
     items = []
     for row in _read_jsonl(path):
         pos, neg = list(row.get("positives", ())), list(row.get("negatives", ()))
         items.append(Item(regex_messages(row["description"], pos, neg), grammar, check=compiles,
-                          correct=lambda v, p=pos, n=neg: compiles(v) and verify_regex(v, p, n).verified))
+                          correct=lambda v, p=pos, n=neg: compiles(v) is None and verify_regex(v, p, n).verified))
     return Task("regex", items)
 
 
@@ -197,12 +202,12 @@ def sql_task(tasks_dir: Path) -> Task:
     except (structgen.StructgenError, AttributeError) as exc:
         return Task("sql", skipped=f"the shop database cannot be used: {exc}")
 
-    def check(value: Any) -> bool:
+    def check(value: Any) -> str | None:
         try:
             sqlite_db.check_select(value, conn)
-        except structgen.StructgenError:
-            return False
-        return True
+        except structgen.StructgenError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     items = [Item(f"Database schema:\n{db.to_prompt()}\n\nWrite one SQLite SELECT statement that answers: "
                   f"{row['question']}\nReply with the SQL only.", grammar, check=check) for row in _read_jsonl(path)]
@@ -240,7 +245,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llama_server(model_path: str, *, n_ctx: int = 4096, n_gpu_layers: int = 0,
+def llama_server(model_path: str, *, n_ctx: int = 4096, n_gpu_layers: int = 0, n_threads: int | None = None,
                  startup_timeout: float = 180.0) -> Iterator[str]:
     """Run ``python -m llama_cpp.server`` on 127.0.0.1 (a free port) for the block; yields its /v1 URL."""
     from structgen.errors import BackendError
@@ -248,6 +253,8 @@ def llama_server(model_path: str, *, n_ctx: int = 4096, n_gpu_layers: int = 0,
     port = _free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port",
            str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+    if n_threads:
+        cmd += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -273,6 +280,8 @@ def llama_server(model_path: str, *, n_ctx: int = 4096, n_gpu_layers: int = 0,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def _hosted_model(base_url: str) -> Any:
@@ -300,6 +309,12 @@ class _Row:
     tokens: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     served_by: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)     # the first few failures, for diagnosis
+
+    def failed(self, kind: str, message: str) -> None:
+        self.errors[kind] += 1
+        if len(self.examples) < 3:
+            self.examples.append(f"{kind}: {message.strip().splitlines()[0][:200] if message.strip() else ''}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -308,7 +323,7 @@ class _Row:
             "mean_latency_ms": round(self.latency_ms / self.n, 1) if self.n else None,
             "mean_tokens": round(self.tokens / self.n, 1) if self.n else None,
             "accuracy": round(self.correct / self.judged, 4) if self.judged else None,
-            "errors": dict(self.errors), "served_by": dict(self.served_by),
+            "errors": dict(self.errors), "served_by": dict(self.served_by), "error_examples": self.examples,
         }
 
 
@@ -333,7 +348,7 @@ def _one(model: Any, item: Item, strategy: str, index: int, options: Options, ro
                                temperature=temperature, seed=options.seed + index, max_tokens=options.max_tokens)
     except structgen.StructgenError as exc:
         row.latency_ms += (time.perf_counter() - t0) * 1000
-        row.errors[type(exc).__name__] += 1
+        row.failed(type(exc).__name__, str(exc))
         row.tokens += _tokens_of(exc)
         if item.correct is not None:
             row.judged += 1
@@ -342,10 +357,11 @@ def _one(model: Any, item: Item, strategy: str, index: int, options: Options, ro
     row.tokens += _tokens_of(r)
     row.served_by[r.strategy] += 1
     value = r.value.model_dump(mode="json") if hasattr(r.value, "model_dump") else r.value
-    if item.check(value):
+    why = item.check(value)
+    if why is None:
         row.valid += 1
     else:
-        row.errors["task check failed"] += 1
+        row.failed("task check failed", f"{why} ({str(value)[:80]!r})")
     if item.correct is not None:
         row.judged += 1
         row.correct += int(bool(item.correct(value)))
@@ -389,14 +405,15 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
 @contextmanager
 def _model(options: Options, model_path: str) -> Iterator[tuple[Any, str]]:
     if options.serve:
-        with llama_server(model_path, n_gpu_layers=options.n_gpu_layers) as url:
+        with llama_server(model_path, n_gpu_layers=options.n_gpu_layers, n_threads=options.n_threads) as url:
             yield _hosted_model(url), url
     elif options.base_url is not None:
         yield _hosted_model(options.base_url), options.base_url
     else:
         import structgen
 
-        model = structgen.LlamaCpp(model_path, n_gpu_layers=options.n_gpu_layers, n_ctx=4096)
+        model = structgen.LlamaCpp(model_path, n_gpu_layers=options.n_gpu_layers, n_ctx=4096,
+                                   n_threads=options.n_threads or None)
         try:
             yield model, "local"
         finally:

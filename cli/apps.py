@@ -12,11 +12,21 @@ from typing import Annotated, Any
 
 import typer
 
-from .main import GpuOpt, JsonOut, ModelOpt, SeedOpt, load_model
-
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="GGUF path (default: bundled SmolLM2-135M).")]
+GpuOpt = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--n-threads", help="llama.cpp CPU threads (default: all cores).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed (default: random).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 NOpt = Annotated[int, typer.Option("--n", help="Candidates sampled in one batch (1 = greedy).")]
 TempOpt = Annotated[float | None, typer.Option("--temperature", "-t",
                                                help="Sampling temperature for --n > 1 (default 0.7).")]
+
+
+def load_model(model: str | None, n_gpu_layers: int = 0, n_threads: int | None = None) -> Any:
+    """A ``LlamaCpp`` for ``--model`` (default: the bundled model)."""
+    from structgen import LlamaCpp
+
+    return LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
 
 
 def _echo_json(obj: dict[str, Any]) -> None:
@@ -32,6 +42,7 @@ def regex(
     n: NOpt = 4,
     model: ModelOpt = None,
     n_gpu_layers: GpuOpt = 0,
+    n_threads: ThreadsOpt = None,
     seed: SeedOpt = None,
     temperature: TempOpt = None,
     as_json: JsonOut = False,
@@ -40,8 +51,11 @@ def regex(
     from rich.console import Console
 
     from structgen.apps import RegexNotVerified, text_to_regex
+    from structgen.errors import InvalidArgument
 
-    m = load_model(model, n_gpu_layers)
+    if not description.strip():
+        raise InvalidArgument("the description is empty")  # before loading a model
+    m = load_model(model, n_gpu_layers, n_threads)
     try:
         result = text_to_regex(description, example or (), counter or (), n=n, model=m, seed=seed,
                                temperature=temperature)
@@ -87,6 +101,7 @@ def sql(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before --execute stops a query.")] = 5.0,
     model: ModelOpt = None,
     n_gpu_layers: GpuOpt = 0,
+    n_threads: ThreadsOpt = None,
     seed: SeedOpt = None,
     temperature: TempOpt = None,
     as_json: JsonOut = False,
@@ -106,7 +121,7 @@ def sql(
     else:
         if question is None or not question.strip():
             raise InvalidArgument("the question is empty")
-        m = load_model(model, n_gpu_layers)
+        m = load_model(model, n_gpu_layers, n_threads)
         try:
             result = text_to_sql(question, path, n=n, execute=execute, model=m, seed=seed, temperature=temperature,
                                  max_rows=max_rows, timeout_s=timeout)

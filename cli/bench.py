@@ -105,6 +105,7 @@ def strategies(
     task_names: Annotated[str | None, typer.Option("--task", help="Comma-separated subset of tasks.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
     n_gpu_layers: GpuLayers = 0,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -113,7 +114,7 @@ def strategies(
     from structgen_benchmarks._report import progress
 
     options = st.Options(model_path=model, base_url=base_url, serve=serve, tasks_dir=tasks, data_dir=data,
-                         limit=limit, max_tokens=max_tokens, n_gpu_layers=n_gpu_layers,
+                         limit=limit, max_tokens=max_tokens, n_gpu_layers=n_gpu_layers, n_threads=threads or None,
                          strategies=[s.strip() for s in only.split(",") if s.strip()] if only else None,
                          tasks=[t.strip() for t in task_names.split(",") if t.strip()] if task_names else None)
     with progress() as bar:

@@ -136,10 +136,11 @@ def probs(
     if as_json:
         typer.echo(json.dumps(r.to_dict(), ensure_ascii=False))
         return
-    width = max(len(o) for o in r)
+    rest = "(outside)" if r.method == "model" else "(unexplored)"
+    width = max(len(rest), *(len(repr(o)) for o in r))
     for option, p in sorted(r.items(), key=lambda kv: -kv[1]):
-        typer.echo(f"{option:<{width}}  {p:.6f}  (log P = {r.logprobs[option]:.4f})")
-    typer.echo(f"{'(outside)' if r.method == 'model' else '(unexplored)':<{width}}  {r.outside:.6f}")
+        typer.echo(f"{option!r:<{width}}  {p:.6f}  (log P = {r.logprobs[option]:.4f})")
+    typer.echo(f"{rest:<{width}}  {r.outside:.6f}")
 
 
 def _write(path: Path, text: str) -> None:

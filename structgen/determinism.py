@@ -9,8 +9,10 @@ Per mode the report counts distinct texts, distinct values (``engine.normalise``
 logprob vectors (two vectors are the same when they have the same length and differ by at most
 ``tolerance`` everywhere; exact-bytes counts are given too), the first token position where any run
 departs from the first run, and the probability of the answer's first sampled token in every run (the
-coin-flip experiment: how many distinct values P(heads) takes). For a choice-like schema the exact
-option probabilities (``structgen.probs``) are reported as the reference for sampled frequencies.
+coin-flip experiment: how many distinct values P(heads) takes; locally the probability under the grammar
+mask, from a hosted endpoint whatever its logprobs report: llama.cpp's server gives the model's, before its
+grammar). For a choice-like schema the exact option probabilities (``structgen.probs``) are reported as
+the reference for sampled frequencies.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from .batch import generate_batch
 from .engine import normalise
-from .errors import InvalidArgument, SchemaError, StructgenError
+from .errors import InvalidArgument, StructgenError
 from .generate import generate
 from .result import Result
 from .schema import SchemaLike, compile_schema
@@ -107,9 +109,11 @@ class DeterminismReport:
                          f"{m.distinct_logprob_vectors} ({m.distinct_logprob_vectors_exact}) | {div} | "
                          f"{m.distinct_p_first_token} | {lo:.6f} – {hi:.6f} | {m.tokens_per_second:.1f} |")
         if self.reference:
-            ref = ", ".join(f"{k}: {v:.4f}" for k, v in self.reference["probs"].items())
-            lines += ["", f"exact reference ({self.reference['kind']}): {ref}; "
-                          f"outside the options: {self.reference['outside']:.4f}"]
+            sampler = ", ".join(f"{k}: {v:.4f}" for k, v in self.reference["sampler"].items())
+            whole = ", ".join(f"{k}: {v:.4f}" for k, v in self.reference["model"].items())
+            lines += ["", f"exact P(constrained generation returns option) at this temperature: {sampler}",
+                      f"exact P(option is the model's whole answer), normalised: {whole}; "
+                      f"outside the options: {self.reference['model_outside']:.4f}"]
         return "\n".join(lines)
 
 
@@ -123,6 +127,8 @@ def run_experiment(
     temperature: float = 0.0,
     seed: int = 42,
     max_tokens: int = 64,
+    chat: bool = True,
+    system: str | None = None,
     tolerance: float = 1e-6,
     hosted: Any = None,
     others: Sequence[str] = OTHER_PROMPTS,
@@ -132,7 +138,8 @@ def run_experiment(
     """Repeat ``generate(prompt, schema, seed=seed, temperature=temperature)`` ``runs`` times per mode.
 
     ``models``: label → local ``LlamaCpp``; each runs every batch size in ``batch_sizes`` (1 = ``alone``,
-    k = ``batched-k``, the mode name suffixed with `` (label)`` unless the label is ``default``).
+    k = ``batched-k``, the mode name suffixed with `` (label)`` unless the label is ``default``). ``chat``
+    and ``system`` go to every ``generate`` call (neighbours included).
     ``hosted``: an ``OpenAICompatible`` (logprobs on) for the ``hosted`` mode. ``reference``: compute the
     exact option probabilities for a choice-like schema on the first local model. ``progress`` is called
     with (mode, run, runs) after every run.
@@ -146,7 +153,7 @@ def run_experiment(
     if any(b > 1 for b in batch_sizes) and not others:
         raise InvalidArgument("batched modes need other prompts to batch with")
     compile_schema(schema)  # a bad schema fails here, once
-    kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    kwargs: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "chat": chat, "system": system}
     modes: dict[str, ModeStats] = {}
     for label, model in (models or {}).items():
         suffix = "" if label == "default" else f" ({label})"
@@ -160,7 +167,8 @@ def run_experiment(
             prompt, schema, model=hosted, seed=seed, **kwargs)))
         modes["hosted"] = summarise("hosted", results, tolerance, wall, tokens)
     first_local = next(iter((models or {}).values()), None)
-    ref = _reference(prompt, schema, first_local) if reference and first_local is not None else None
+    ref = _reference(prompt, schema, first_local, chat=chat, system=system, temperature=temperature) \
+        if reference and first_local is not None else None
     model_name = str(getattr(first_local, "name", None) or getattr(hosted, "name", ""))
     threads = getattr(first_local, "n_threads", None)
     return DeterminismReport(prompt=prompt, schema=_describe(schema), temperature=temperature, seed=seed,
@@ -175,7 +183,7 @@ def summarise(mode: str, results: Sequence[Result[Any] | StructgenError], tolera
     vectors = [tuple(r.logprobs) for r in ok]
     p_first = [_p_first_token(r) for r in ok]
     values = [normalise(r.value) for r in ok]
-    tokens = generated_tokens if generated_tokens is not None else sum(len(r.tokens) for r in ok)
+    tokens = generated_tokens if generated_tokens is not None else sum(len(r.tokens) or len(r.logprobs) for r in ok)
     return ModeStats(
         mode=mode, runs=len(results), errors=len(errors),
         distinct_texts=len({r.text for r in ok}),
@@ -223,7 +231,7 @@ def _repeat(mode: str, runs: int, progress: Callable[[str, int, int], None] | No
 
 
 def _one(result: Result[Any]) -> tuple[Result[Any], int]:
-    return result, len(result.tokens)
+    return result, len(result.tokens) or len(result.logprobs)  # hosted replies may carry no token ids
 
 
 def _local_run(model: Any, prompt: str, schema: SchemaLike, seed: int, size: int, run: int, *,
@@ -253,45 +261,50 @@ def _p_first_token(r: Result[Any]) -> float:
 
 
 def _first_divergence(results: Sequence[Result[Any]], tolerance: float, *, logprobs: bool) -> int | None:
-    """The first position where some run's token (or logprob, beyond ``tolerance``) differs from run 0's."""
+    """The first position where some run's token (or, with ``logprobs``, its logprob beyond ``tolerance``)
+    differs from run 0's; a run that ends earlier differs where it ends. Hosted replies may carry logprobs but
+    no token ids: their texts are compared instead (a difference is reported at position 0)."""
     if len(results) < 2:
         return None
     ref = results[0]
     first: int | None = None
     for r in results[1:]:
-        n = min(len(ref.tokens), len(r.tokens)) if ref.tokens and r.tokens else 0
-        at: int | None = None
-        for i in range(n):
-            if ref.tokens[i] != r.tokens[i] or (
-                    logprobs and i < min(len(ref.logprobs), len(r.logprobs))
-                    and abs(ref.logprobs[i] - r.logprobs[i]) > tolerance):
-                at = i
-                break
-        if at is None and (len(ref.tokens) != len(r.tokens) or ref.text != r.text):
-            at = n
+        at = _differ(ref.tokens, r.tokens, 0.0)
+        if logprobs:
+            lp_at = _differ(ref.logprobs, r.logprobs, tolerance)
+            at = lp_at if at is None or (lp_at is not None and lp_at < at) else at
+        if at is None and ref.text != r.text:
+            at = 0 if not (ref.tokens and r.tokens) else min(len(ref.tokens), len(r.tokens))
         if at is not None:
             first = at if first is None else min(first, at)
     return first
 
 
-def _reference(prompt: str, schema: SchemaLike, model: Any) -> dict[str, Any] | None:
-    """Exact probabilities of a choice-like schema's strings (None for other schemas)."""
+def _differ(a: Sequence[float], b: Sequence[float], tolerance: float) -> int | None:
+    """First index where two sequences differ by more than ``tolerance`` (or one of them has ended)."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if abs(x - y) > tolerance:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def _reference(prompt: str, schema: SchemaLike, model: Any, *, chat: bool, system: str | None,
+               temperature: float) -> dict[str, Any] | None:
+    """Exact probabilities of a choice-like schema's strings (None for other schemas or on error): how
+    often constrained sampling returns each (``method="sampler"``) and the model's own view (``model``)."""
     from .probs import probs
 
     compiled = compile_schema(schema)
     if compiled.grammar is None or compiled.kind == "json":
         return None
     try:
-        # A grammar-constrained sampler draws each option about as often as the model starts its answer
-        # with it (renormalised over the options); the end of the answer does not enter the draw.
-        r = probs(prompt, schema, model=model, complete=False)
-        kind = "P(answer begins with option), normalised over the options"
-    except InvalidArgument:  # options that are prefixes of one another: score them as whole answers
-        r = probs(prompt, schema, model=model)
-        kind = "P(option is the whole answer), normalised over the options"
-    except SchemaError:
+        sampler = probs(prompt, schema, model=model, method="sampler", temperature=temperature, chat=chat,
+                        system=system, min_prob=1e-9)
+        whole = probs(prompt, schema, model=model, chat=chat, system=system)
+    except StructgenError:
         return None
-    return {"kind": kind, "probs": dict(r), "outside": r.outside, "logprobs": r.logprobs}
+    return {"sampler": dict(sampler), "sampler_unexplored": sampler.outside, "model": dict(whole),
+            "model_outside": whole.outside, "model_logprobs": whole.logprobs}
 
 
 def _describe(schema: SchemaLike) -> str:

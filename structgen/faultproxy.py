@@ -116,7 +116,7 @@ class ProxyRecord:
     path: str
     fault: FaultKind | None
     status_code: int | None
-    seconds: float
+    seconds: float                    # until the reply began (until the end where none was sent)
     body: bytes = b""                 # the request body as the client sent it
 
     def json(self) -> Any:
@@ -235,38 +235,48 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.state  # type: ignore[attr-defined, no-any-return]
 
     def _handle(self) -> None:
-        started = time.monotonic()
+        self._started = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        fault = self.state.next_fault()
-        status: int | None = None
+        self._body = self.rfile.read(length) if length else b""
+        self._fault = self.state.next_fault()
+        self._logged = False
         try:
-            status = self._serve(fault, body)
+            self._serve(self._fault, self._body)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the client gave up first: exactly what several faults provoke
         finally:
             self.close_connection = True
-            with self.state.lock:
-                self.state.log.append(ProxyRecord(self.command, self.path, fault.kind if fault else None, status,
-                                                  time.monotonic() - started, body))
+            self._log(None)
 
-    def _serve(self, fault: Fault | None, body: bytes) -> int | None:
+    def _log(self, status: int | None) -> None:
+        """Record this exchange once — before the client sees any byte of the reply, so a client that has
+        its answer always finds the record in ``log``."""
+        if self._logged:
+            return
+        self._logged = True
+        fault = self._fault
+        with self.state.lock:
+            self.state.log.append(ProxyRecord(self.command, self.path, fault.kind if fault else None, status,
+                                              time.monotonic() - self._started, self._body))
+
+    def _serve(self, fault: Fault | None, body: bytes) -> None:
         kind = fault.kind if fault else None
         if fault is None or kind in ("cut", "truncated_json", "empty_choices", "content", "stall"):
             status, headers, payload = self._forward(body)
         elif kind == "delay":
             assert fault is not None
             if not self._hold(fault.seconds):
-                return None
+                return
             status, headers, payload = self._forward(body)
             fault = None
         elif kind == "reset":
+            self._log(None)
             self.connection.shutdown(socket.SHUT_RDWR)
-            return None
+            return
         else:  # status, html: answered here, never forwarded
             assert fault is not None
             self._send(fault.status_code, list(fault.headers), fault.body)
-            return fault.status_code
+            return
         if fault is None:
             self._send(status, headers, payload)
         elif fault.kind == "empty_choices":
@@ -282,7 +292,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hold(None)
             else:
                 self.connection.shutdown(socket.SHUT_RDWR)
-        return status
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         up = self.state.upstream
@@ -302,6 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()
 
     def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes, send: int | None = None) -> None:
+        self._log(status)
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import importlib
 import importlib.util
 import json
@@ -26,10 +27,8 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
-
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from .errors import BackendError, InvalidArgument
 from .request import Request
@@ -37,11 +36,27 @@ from .result import Result
 from .schema import CompiledSchema
 from .strategies import Call, Capabilities, Completion, Constraint, Reply, arun_chain, run_chain
 
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletionChunk
+
 __all__ = ["OpenAICompatible", "llama_accepts", "to_gbnf"]
 
-# The SDK's HTTP layer (httpx2 for openai ≥ 3, httpx before): its errors can surface while a body is read.
-_http: Any = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (_http.HTTPError, _http.StreamError, OSError)
+
+@functools.cache
+def _sdk() -> ModuleType:
+    """The ``openai`` package, imported on first use: it doubles ``import structgen``'s time otherwise."""
+    import openai
+
+    return openai
+
+
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the SDK's HTTP layer (httpx2 for openai ≥ 3, httpx before), which can surface mid-body."""
+    http: Any = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
+    return (http.HTTPError, http.StreamError, OSError)
+
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _CONSTRAINT_WORDS = ("response_format", "json_schema", "grammar")
 _NO_KEY = "sk-no-key"  # local servers ignore the key, the SDK insists on one
@@ -219,7 +234,9 @@ class OpenAICompatible:
         return params
 
     def _normalise(self, exc: Exception, call: Call) -> BackendError:
-        """Any failure of one request as a ``BackendError`` with the right ``retryable``."""
+        """A failure of one request as a ``BackendError`` with the right ``retryable`` (anything that is not
+        the SDK's or the transport's — a bug — is re-raised as it is)."""
+        openai = _sdk()
         where = f"{self.base_url} ({self.model})"
         if isinstance(exc, openai.APITimeoutError):
             return BackendError(f"{where}: no reply within timeout={self.timeout}s", retryable=True)
@@ -236,7 +253,7 @@ class OpenAICompatible:
             return BackendError(f"{where}: HTTP {code}: {message}", retryable=retryable, status_code=code)
         if isinstance(exc, openai.APIResponseValidationError | ValueError):
             return BackendError(f"{where}: the reply is not a chat completion: {exc}", retryable=True)
-        if isinstance(exc, _TRANSPORT_ERRORS):
+        if isinstance(exc, _transport_errors()):
             return BackendError(f"{where}: transport failed: {type(exc).__name__}: {exc}", retryable=True)
         if isinstance(exc, openai.OpenAIError):
             return BackendError(f"{where}: {type(exc).__name__}: {exc}", retryable=False)
@@ -248,7 +265,7 @@ class OpenAICompatible:
             return None
         cause = exc.__cause__
         retry_after = (_retry_after(cause.response.headers.get("retry-after"))
-                       if isinstance(cause, openai.APIStatusError) else None)
+                       if isinstance(cause, _sdk().APIStatusError) else None)
         if retry_after is not None:
             if retry_after > self.max_retry_after:
                 return None
@@ -260,7 +277,7 @@ class OpenAICompatible:
     def _sync_client(self) -> openai.OpenAI:
         with self._lock:
             if self._client is None:
-                self._client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout,
+                self._client = _sdk().OpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout,
                                              max_retries=0)
             return self._client
 
@@ -269,7 +286,7 @@ class OpenAICompatible:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._aclient is None or getattr(self, "_aclient_loop", None) is not loop:
-                self._aclient = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                self._aclient = _sdk().AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
                                                    timeout=self.timeout, max_retries=0)
                 self._aclient_loop = loop
             return self._aclient
@@ -323,6 +340,8 @@ def _retry_after(value: str | None) -> float | None:
 # ---- replies -----------------------------------------------------------------------------------------
 
 def _from_completion(resp: Any) -> Reply:
+    from openai.types.chat import ChatCompletion
+
     if not isinstance(resp, ChatCompletion):
         raise BackendError(f"the reply is not a chat completion: {str(resp)[:200]!r}", retryable=True)
     if not resp.choices:
@@ -346,6 +365,8 @@ async def _collect(events: AsyncIterator[ChatCompletionChunk]) -> Iterator[ChatC
 
 def _from_stream(events: Iterator[ChatCompletionChunk]) -> Reply:
     """Assemble streamed chunks; a stream without choices, or one that ends before a finish reason, fails."""
+    from openai.types.chat import ChatCompletionChunk
+
     texts: dict[int, list[str]] = {}
     logprobs: dict[int, list[float]] = {}
     finish: dict[int, str] = {}

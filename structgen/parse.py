@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 import json_repair
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import ConstructorError
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import InvalidArgument, ParseError
@@ -209,8 +209,8 @@ def _close_bracket(stack: list[str], closer: str, continues: bool) -> str:
     return "mismatched"
 
 
-def _match_span(text: str, start: int) -> tuple[int, bool]:
-    """End of the bracketed value opening at ``start`` and whether it is complete (else: to the end)."""
+def _match_span(text: str, start: int) -> int:
+    """End of the bracketed value opening at ``start`` (the end of ``text`` when it never closes)."""
     stack: list[str] = []
     for tok in _tokens(text, start):
         if tok.kind == "open":
@@ -218,8 +218,8 @@ def _match_span(text: str, start: int) -> tuple[int, bool]:
         elif tok.kind == "close":
             _close_bracket(stack, text[tok.start], _continues(text, tok.end))
             if not stack:
-                return tok.end, True
-    return len(text), False
+                return tok.end
+    return len(text)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -471,9 +471,7 @@ def _plausible(text: str, start: int, end: int) -> bool:
 
 def _is_scalar_word(word: str) -> bool:
     """Whether a bare word reads as a JSON/Python scalar (number, literal, NaN ...)."""
-    return (
-        word in _JSON_LITERALS or word in _PY_LITERALS or word in _NON_FINITE or bool(_LOOSE_NUMBER.fullmatch(word))
-    )
+    return word in _JSON_LITERALS or word in _PY_LITERALS or word in _NON_FINITE or bool(_LOOSE_NUMBER.fullmatch(word))
 
 
 _MAX_CANDIDATES = 256
@@ -488,7 +486,7 @@ def _first_span(text: str, start: int, end: int) -> tuple[int, int] | None:
         match = _OPENER.search(region, pos)
         if match is None:
             return None
-        span_end, _complete = _match_span(region, match.start())
+        span_end = _match_span(region, match.start())
         if _plausible(region, match.start(), span_end):
             return match.start(), span_end
         pos = match.start() + 1
@@ -526,6 +524,8 @@ def _is_chatter_label(label: str) -> bool:
     if re.search(r"json|yaml", label, re.I):
         return True
     return bool(words) and words[0] in _LABEL_WORDS
+
+
 _YAML_LINE = re.compile(r"""^\s*(?:[-?:](?:\s|$)|[{\[]|(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"][^#]*?):(?:\s|$))""")
 
 
@@ -617,10 +617,10 @@ def _yaml_payload(text: str, region: _Region) -> _Payload:
 # --- auto: JSON or YAML?
 
 _QUOTED_KEY_LINE = re.compile(r"""\s*(?:-\s+)*(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*')\s*:(?:\s|$)""")
-_LIST_ITEM = re.compile(r"\s*-(?:\s|$)")
+_LIST_ITEM = re.compile(r"\s*[-?:](?:\s|$)")  # list item, explicit key or value
 _PLAIN_KEY = r"""(?:[^\s\-?:,\[\]{}#&*!|>'"%@`]|[-?:](?=\S))(?:[^:\n]|:(?=\S))*?"""
 _YAML_PREFIX = re.compile(
-    rf"""\s*(?P<dash>(?:-\s+)*)(?:(?P<key>"[^"]*"|'[^']*'|{_PLAIN_KEY})\s*:\s+)?(?P<props>(?:[!&]\S*\s+)*)"""
+    rf"""\s*(?:-\s+)*(?:(?P<key>"[^"]*"|'[^']*'|{_PLAIN_KEY})\s*:\s+)?(?P<props>(?:[!&]\S*\s+)*)"""
 )
 
 
@@ -719,11 +719,13 @@ def _yaml_failure(payload: str, exc: MarkedYAMLError) -> _Failure:
     mark = exc.problem_mark or exc.context_mark
     pos = None if mark is None else _yaml_index(payload, mark.line, mark.column)
     message = " ".join(str(part) for part in (exc.context, exc.problem) if part) or str(exc).split("\n")[0]
-    kind = "syntax"
-    if isinstance(exc, ConstructorError):
-        kind = "unsafe"
-    elif "duplicate" in type(exc).__name__.lower():
-        kind = "duplicate"
+    kind = (
+        "unsafe"
+        if isinstance(exc, ConstructorError)
+        else "duplicate"
+        if isinstance(exc, DuplicateKeyError)
+        else "syntax"
+    )
     return _Failure(message, pos, kind=kind)
 
 
@@ -796,7 +798,7 @@ class _Plain:
         if isinstance(key, str):
             return key
         if key is None or isinstance(key, bool | int | float):
-            return key if isinstance(key, str) else json.dumps(key)
+            return json.dumps(key)
         if isinstance(key, _dt.date | _dt.time):
             return key.isoformat()
         return json.dumps(self.convert(key), allow_nan=True)
@@ -853,8 +855,14 @@ def _close_string(token_text: str) -> str:
     return token_text + token_text[0]
 
 
-_LITERAL_PREFIXES = (("true", "true"), ("false", "false"), ("null", "null"), ("True", "true"), ("False", "false"),
-                     ("None", "null"))
+_LITERAL_PREFIXES = (
+    ("true", "true"),
+    ("false", "false"),
+    ("null", "null"),
+    ("True", "true"),
+    ("False", "false"),
+    ("None", "null"),
+)
 
 
 def _complete_word(word: str) -> str | None:
@@ -1052,8 +1060,7 @@ def _repaired_json(reply: str, payload: _Payload, strict: _Failure) -> Parsed:
         value, notes = _repair_json(payload.text)
     except _Failure as failure:
         raise _error(reply, payload, strict, f"unparseable JSON ({failure.message})") from failure
-    parsed = _finish(reply, payload, value, "json", notes, repair=True)
-    return Parsed(parsed.value, "json", True, parsed.repairs, parsed.source)
+    return _finish(reply, payload, value, "json", notes, repair=True)  # notes are never empty here
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1088,15 +1095,24 @@ def _yaml_candidates(payload: str, failure: _Failure) -> Iterator[tuple[str, lis
             yield shorter, [*notes, "dropped the incomplete last line (truncated tail)"]
 
 
-def _repaired_yaml(reply: str, payload: _Payload, failure: _Failure) -> Parsed:
-    """The first YAML repair candidate that loads; otherwise the strict error."""
-    for text, notes in _yaml_candidates(payload.text, failure):
+def _first_yaml_repair(payload: str, failure: _Failure, auto: bool) -> tuple[Any, list[str]] | None:
+    """The value and notes of the first YAML repair candidate that loads (and, in auto mode, is acceptable)."""
+    for text, notes in _yaml_candidates(payload, failure):
         try:
             value = _yaml_value(text)
         except _Failure:
             continue
-        return _finish(reply, payload, value, "yaml", notes, repair=True)
-    raise _error(reply, payload, failure, "invalid YAML") from failure
+        if not auto or _acceptable_yaml(value, text):
+            return value, notes
+    return None
+
+
+def _repaired_yaml(reply: str, payload: _Payload, failure: _Failure) -> Parsed:
+    """The first YAML repair candidate that loads; otherwise the strict error."""
+    repaired = _first_yaml_repair(payload.text, failure, auto=False)
+    if repaired is None:
+        raise _error(reply, payload, failure, "invalid YAML") from failure
+    return _finish(reply, payload, repaired[0], "yaml", repaired[1], repair=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1201,14 +1217,9 @@ def _auto_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed:
 
 def _auto_repair(reply: str, payload: _Payload, failure: _Failure | None) -> Parsed | None:
     """Auto-mode repair: the YAML repairs, then JSON repair where the payload has no bracketed span."""
-    if failure is not None:
-        for text, notes in _yaml_candidates(payload.text, failure):
-            try:
-                value = _yaml_value(text)
-            except _Failure:
-                continue
-            if _acceptable_yaml(value, text):
-                return _finish(reply, payload, value, "yaml", notes, repair=True)
+    repaired = _first_yaml_repair(payload.text, failure, auto=True) if failure is not None else None
+    if repaired is not None:
+        return _finish(reply, payload, repaired[0], "yaml", repaired[1], repair=True)
     if _first_span(payload.text, 0, len(payload.text)) is not None:
         return None
     if not _has_json_shape(_analyse(payload.text), payload.text):
@@ -1220,7 +1231,8 @@ def _auto_repair(reply: str, payload: _Payload, failure: _Failure | None) -> Par
 # public parse functions
 
 
-def _guard_depth(reply: str, error: RecursionError) -> ParseError:
+def _too_deep(reply: str) -> ParseError:
+    """The error for a reply that exhausted Python's recursion limit somewhere on the way."""
     return ParseError("reply is nested too deeply to parse", text=reply)
 
 
@@ -1230,7 +1242,7 @@ def parse_json(text: str, *, repair: bool = True) -> Parsed:
     try:
         return _parse_json_payload(text, _extract(text, "json"), repair)
     except RecursionError as exc:
-        raise _guard_depth(text, exc) from exc
+        raise _too_deep(text) from exc
 
 
 def parse_yaml(text: str, *, repair: bool = True) -> Parsed:
@@ -1239,7 +1251,7 @@ def parse_yaml(text: str, *, repair: bool = True) -> Parsed:
     try:
         return _parse_yaml_payload(text, _extract(text, "yaml"), repair)
     except RecursionError as exc:
-        raise _guard_depth(text, exc) from exc
+        raise _too_deep(text) from exc
 
 
 def parse_structured(text: str, *, format: FormatOrAuto = "auto", repair: bool = True) -> Parsed:
@@ -1260,7 +1272,7 @@ def parse_structured(text: str, *, format: FormatOrAuto = "auto", repair: bool =
             return _auto_json(text, payload, repair)
         return _auto_yaml(text, payload, repair)
     except RecursionError as exc:
-        raise _guard_depth(text, exc) from exc
+        raise _too_deep(text) from exc
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1436,10 +1448,12 @@ class _Coercer:
         for _ in range(_MAX_DEPTH):
             if not isinstance(schema, Mapping) or "$ref" not in schema:
                 return schema
-            target = self.lookup(schema["$ref"])
+            ref = schema["$ref"]
+            target = self.lookup(ref)
             if not isinstance(target, Mapping):
                 return schema
-            schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+            implicit = {"title": ref.rsplit("/", 1)[-1]} if "/" in ref else {}  # #/$defs/Person -> Person
+            schema = {**implicit, **target, **{k: v for k, v in schema.items() if k != "$ref"}}
         return schema
 
     # --- fitting: a type-level check, used to pick union branches and to leave good values alone
@@ -1477,9 +1491,7 @@ class _Coercer:
         required = schema.get("required")
         if isinstance(required, list) and any(name not in value for name in required):
             return False
-        if schema.get("additionalProperties") is False and any(
-            self._property_schema(schema, k) is None for k in value
-        ):
+        if schema.get("additionalProperties") is False and any(self._property_schema(schema, k) is None for k in value):
             return False
         return all(self.fits(v, self._property_schema(schema, k), depth + 1) for k, v in value.items())
 
@@ -1491,7 +1503,7 @@ class _Coercer:
         if isinstance(properties, Mapping) and key in properties:
             return properties[key]
         patterns = schema.get("patternProperties")
-        for pattern, sub in (patterns.items() if isinstance(patterns, Mapping) else ()):
+        for pattern, sub in patterns.items() if isinstance(patterns, Mapping) else ():
             try:
                 if re.search(pattern, key):
                     return sub
@@ -1555,7 +1567,7 @@ class _Coercer:
             return value
         if "object" not in _types(schema):
             return value
-        (key, inner), = value.items()
+        ((key, inner),) = value.items()
         properties = schema.get("properties")
         declared = isinstance(properties, Mapping) and key in properties
         if isinstance(inner, dict) and not declared and _normalise_name(key) == _normalise_name(title):

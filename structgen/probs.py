@@ -154,7 +154,7 @@ def probs(
 
     ``method="model"``: the model's probability of each option; ``complete`` scores the end of the answer
     too (default; False: the answer's tokens begin with the option's, and the options must be
-    prefix-free). ``method="sampler"``: the probability that ``generate(prompt, schema,
+    prefix-free as token sequences). ``method="sampler"``: the probability that ``generate(prompt, schema,
     temperature=temperature)`` returns each option (fast-forward on, as by default); paths less likely
     than ``min_prob`` are not explored and their mass is reported as ``outside``.
 
@@ -263,10 +263,11 @@ def _as_schema(options: Sequence[str] | SchemaLike) -> CompiledSchema:
 
 
 def _check_prefix_free(option_ids: Mapping[str, tuple[int, ...]]) -> None:
-    texts = sorted(option_ids)
-    for a, b in itertools.pairwise(texts):
-        if b.startswith(a):
-            raise InvalidArgument(f"with complete=False the options must be prefix-free: {a!r} starts {b!r}")
+    """Without the end of the answer, an option whose tokens begin another's would count that one's mass too."""
+    ordered = sorted(option_ids.items(), key=lambda kv: kv[1])
+    for (a, ta), (b, tb) in itertools.pairwise(ordered):
+        if tb[: len(ta)] == ta:
+            raise InvalidArgument(f"with complete=False no option's tokens may begin another's: {a!r} begins {b!r}")
 
 
 def _logsumexp(values: Sequence[float]) -> float:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .engine import LocalModel
 
 __all__ = [
+    "AsyncTextModel",
     "Call",
     "Capabilities",
     "Completion",
@@ -54,7 +55,9 @@ __all__ = [
     "TextModel",
     "arun_chain",
     "chain",
+    "describe_schema",
     "run_chain",
+    "run_local_chain",
 ]
 
 CHAIN_STRATEGIES = ("auto", "server", "prompt", "repair", "best_of", "self_consistency")

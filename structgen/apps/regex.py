@@ -277,7 +277,7 @@ def text_to_regex(
     *,
     temperature: float | None = None,
     seed: int | None = None,
-    max_tokens: int = 64,
+    max_tokens: int = 96,
     rounds: int = 3,
     constrained: bool = True,
     timeout_s: float = 5.0,
@@ -311,7 +311,7 @@ def text_to_regex(
     candidates: list[RegexCandidate] = []
     for k in range(rounds):
         samples = sample_texts(messages, schema, model=model, n=n, temperature=temp, seed=base_seed,
-                               max_tokens=max_tokens if constrained else max_tokens * 2, round_index=k)
+                               max_tokens=max_tokens, round_index=k)
         candidates.extend(_verify_samples(samples, ex, co, timeout_s, constrained, seen=candidates))
         if any(c.compiles for c in candidates):
             break

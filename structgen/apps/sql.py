@@ -23,6 +23,7 @@ from ..request import resolve_seed
 from ..schema import Grammar
 from . import sqlite_db
 from ._sampling import Sample, sample_texts
+from ._scoped_sql import scoped_grammar
 
 __all__ = [
     "SqlCandidate",
@@ -63,10 +64,12 @@ class SqlCandidate:
     avg_logprob: float | None
     explain_ok: bool
     error: str | None = None
+    grammar: str = "schema"   # "schema" (full grammar), "scoped" (the fallback) or "none" (prompt-only)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view."""
-        return {"sql": self.sql, "avg_logprob": self.avg_logprob, "explain_ok": self.explain_ok, "error": self.error}
+        return {"sql": self.sql, "avg_logprob": self.avg_logprob, "explain_ok": self.explain_ok, "error": self.error,
+                "grammar": self.grammar}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +151,7 @@ def _request(question: str, schema_text: str) -> str:
 # ---- extraction (prompt-only baseline) -------------------------------------------------------------
 
 _FENCE = re.compile(r"```[^\n`]*\n?(.*?)(?:```|\Z)", re.S)
-_SQL_START = re.compile(r"\b(SELECT|WITH)\b", re.I)
+_SQL_START = re.compile(r"\bSELECT\b|\bWITH\s+(RECURSIVE\s+)?[\w\"]+\s*(\([^)]*\)\s*)?AS\s*\(", re.I)
 
 
 def extract_sql(reply: str) -> str:
@@ -244,11 +247,26 @@ def verify_sql(sql: str, db: str | os.PathLike[str], *, execute: bool = False, m
 
 # ---- the app --------------------------------------------------------------------------------------
 
+SCOPED_MAX_TOKENS = 640
+"""Token budget of the fallback round: above the longest string the bounded scoped grammar accepts."""
+
+
 def _schema_grammar(schema: sqlite_db.DbSchema) -> Grammar:
     try:
         return Grammar(sqlite_db.schema_grammar(schema), name="sqlite_select.lark (schema-aware)")
     except (OSError, UnicodeDecodeError) as exc:
         raise GrammarError(f"cannot read the bundled grammar: {exc}", file="sqlite_select.lark") from exc
+
+
+def _plan(schema: sqlite_db.DbSchema, constrained: bool, rounds: int, max_tokens: int) -> list[
+        tuple[Grammar | None, str, int]]:
+    """(grammar, its label, token budget) per round: the full grammar ``rounds`` times, then the scoped
+    fallback once; prompt-only: free text ``rounds`` times."""
+    if not constrained:
+        return [(None, "none", max_tokens)] * rounds
+    full = _schema_grammar(schema)
+    scoped = Grammar(scoped_grammar(schema), name="scoped SELECT grammar")
+    return [*[(full, "schema", max_tokens)] * rounds, (scoped, "scoped", max(max_tokens, SCOPED_MAX_TOKENS))]
 
 
 def text_to_sql(
@@ -260,8 +278,8 @@ def text_to_sql(
     *,
     temperature: float | None = None,
     seed: int | None = None,
-    max_tokens: int = 256,
-    rounds: int = 3,
+    max_tokens: int = 192,
+    rounds: int = 2,
     constrained: bool = True,
     max_rows: int = 1000,
     timeout_s: float = 5.0,
@@ -270,8 +288,10 @@ def text_to_sql(
 
     ``n`` candidates are sampled in one batch (``n == 1``: greedy; otherwise ``temperature``, default 0.7,
     seeded by ``seed``) under the schema-aware grammar; each must pass ``check_select`` (EXPLAIN on the
-    read-only connection). The passing one with the best average logprob is returned; if none passes, up
-    to ``rounds`` rounds are drawn, then :class:`SqlNotVerified` is raised with every candidate.
+    read-only connection). The passing one with the best average logprob is returned. If none passes, up
+    to ``rounds`` rounds are drawn, then one round under a narrower grammar whose every query compiles
+    (each column belongs to a table in FROM; see ``_scoped_sql``). :class:`SqlNotVerified`, with every
+    candidate, is raised only if even that yields nothing.
     ``execute=True`` runs it (at most ``max_rows`` rows, stopped after ``timeout_s`` seconds).
     ``constrained=False`` is the prompt-only baseline: free text, the query extracted from the reply.
 
@@ -287,13 +307,12 @@ def text_to_sql(
     base_seed = resolve_seed(seed)
     conn, schema = _open(db)
     try:
-        grammar = _schema_grammar(schema) if constrained else None
         messages = sql_messages(question, schema.to_prompt())
         candidates: list[SqlCandidate] = []
-        for k in range(rounds):
+        for k, (grammar, label, budget) in enumerate(_plan(schema, constrained, rounds, max_tokens)):
             samples = sample_texts(messages, grammar, model=model, n=n, temperature=temp, seed=base_seed,
-                                   max_tokens=max_tokens, round_index=k)
-            candidates.extend(_check_samples(samples, conn, constrained, seen=candidates))
+                                   max_tokens=budget, round_index=k)
+            candidates.extend(_check_samples(samples, conn, label, seen=candidates))
             if any(c.explain_ok for c in candidates):
                 break
         candidates.sort(key=lambda c: c.avg_logprob if c.avg_logprob is not None else -math.inf, reverse=True)
@@ -309,24 +328,25 @@ def text_to_sql(
         conn.close()
 
 
-def _check_samples(samples: Sequence[Sample], conn: sqlite3.Connection, constrained: bool,
+def _check_samples(samples: Sequence[Sample], conn: sqlite3.Connection, grammar: str,
                    seen: Sequence[SqlCandidate]) -> list[SqlCandidate]:
-    """Check each new query once (a duplicate keeps the better logprob); unfinished samples are reported."""
+    """Check each new query once (a duplicate keeps the better logprob); unfinished samples are reported.
+    ``grammar`` labels the round ("none": prompt-only, so the query is extracted from the reply)."""
     known = {c.sql for c in seen}
     out: dict[str, SqlCandidate] = {}
     failed: list[SqlCandidate] = []
     for s in samples:
-        text = s.text if constrained else extract_sql(s.text)
-        if s.error is not None and constrained:
-            failed.append(SqlCandidate(text, None, False, f"generation failed: {s.error}"))
+        text = extract_sql(s.text) if grammar == "none" else s.text
+        if s.error is not None and grammar != "none":
+            failed.append(SqlCandidate(text, None, False, f"generation failed: {s.error}", grammar))
             continue
         if not text:
-            failed.append(SqlCandidate("", s.avg_logprob, False, "no SQL in the reply"))
+            failed.append(SqlCandidate("", s.avg_logprob, False, "no SQL in the reply", grammar))
             continue
         sql, error = _check(text, conn)
         if sql in known or (sql in out and s.rank <= _rank(out[sql].avg_logprob)):
             continue
-        out[sql] = SqlCandidate(sql, s.avg_logprob, error is None, error)
+        out[sql] = SqlCandidate(sql, s.avg_logprob, error is None, error, grammar)
     return [*out.values(), *failed]
 
 

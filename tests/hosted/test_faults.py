@@ -97,12 +97,11 @@ def test_a_stream_cut_between_events_is_detected(proxy: FaultProxy) -> None:
     assert err.retryable and "stopped before" in str(err)
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_a_stalled_reply_times_out(proxy: FaultProxy, stream: bool) -> None:
+def test_a_stream_that_stops_times_out(proxy: FaultProxy) -> None:
     proxy.inject(Fault.stall(0.5))
     timeout = 2.5
     with elapsed() as t:
-        err = _fail(_client(proxy, timeout=timeout, stream=stream))
+        err = _fail(_client(proxy, timeout=timeout, stream=True))
     assert err.retryable
     assert t[0] < timeout * 2 + 5  # reply time + one timeout, never a hang
     assert _settled(proxy, 1) == ["stall"]

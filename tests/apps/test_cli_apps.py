@@ -1,0 +1,132 @@
+"""``structgen regex`` and ``structgen sql`` through the real entry point (``cli.main.main``): output,
+``--json`` fields, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import structgen
+from structgen.testing import RandomLogitsModel
+
+from .conftest import CliRun, digest
+from .test_sql_app import USER_ATTACKS
+
+
+def test_regex_json_output(run_cli: CliRun, app_model: structgen.LlamaCpp) -> None:
+    code, out, err = run_cli("regex", "a word in capital letters", "--n", "2", "--seed", "3", "--json",
+                             model=app_model)
+    assert code == 0, err
+    d = json.loads(out)
+    assert list(d) == ["regex", "compiles", "examples", "counters", "verified", "candidates"]
+    assert d["verified"] is True and d["compiles"] is True
+    re.compile(d["regex"])
+    assert d["candidates"] and all("error" in c and "avg_logprob" in c for c in d["candidates"])
+
+
+def test_regex_failure_shows_every_candidate_and_exits_non_zero(run_cli: CliRun,
+                                                                random_model: RandomLogitsModel) -> None:
+    code, out, err = run_cli("regex", "a greeting", "--example", "hello world", "--counter", "hello there",
+                             "--n", "3", "--seed", "5", model=random_model)
+    assert code == 1
+    assert "no candidate verified" in err and "why it failed" in err
+    assert err.strip().splitlines()[-1].startswith("error: RegexNotVerified: no regex verified among")
+
+    code, out, err = run_cli("regex", "a greeting", "-e", "hello world", "-c", "hello there", "--n", "3",
+                             "--seed", "5", "--json", model=random_model)
+    assert code == 1
+    d = json.loads(out)
+    assert d["verified"] is False and d["candidates"] and all(c["error"] for c in d["candidates"])
+    assert set(d) == {"regex", "compiles", "examples", "counters", "verified", "candidates"}
+
+
+def test_regex_input_errors_are_one_line(run_cli: CliRun, random_model: RandomLogitsModel) -> None:
+    code, out, err = run_cli("regex", "  ", model=random_model)
+    assert code == 2 and out == "" and err.strip() == "error: InvalidArgument: the description is empty"
+    code, out, err = run_cli("regex", "x", "-e", "a", "-c", "a", model=random_model)
+    assert code == 2 and out == "" and "both an example and a counter-example" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sql_given_query_executes_and_prints_a_table(run_cli: CliRun, shop_copy: Path) -> None:
+    query = "SELECT name FROM categories ORDER BY name"
+    code, out, err = run_cli("sql", "--db", str(shop_copy), "--sql", query, "--execute")
+    assert code == 0, err
+    names = [r[0] for r in sqlite3.connect(shop_copy).execute(query)]
+    assert out.splitlines()[0] == query
+    for name in names:
+        assert name in out
+    assert f"{len(names)} row(s)" in out
+
+    code, out, err = run_cli("sql", "--db", str(shop_copy), "--sql", query, "--execute", "--json",
+                             "--max-rows", "2")
+    d = json.loads(out)
+    assert list(d) == ["sql", "explain_ok", "tables", "rows", "candidates"]
+    assert d["rows"] == [{"name": n} for n in names[:2]] and d["tables"] == ["categories"]
+
+    code, out, err = run_cli("sql", "--db", str(shop_copy), "--sql", query, "--json")
+    assert code == 0 and "rows" not in json.loads(out)  # checked, not run
+
+
+@pytest.mark.parametrize("template", USER_ATTACKS[:22], ids=lambda s: repr(s)[:50])
+def test_sql_override_refuses_anything_but_one_select(template: str, run_cli: CliRun, shop_copy: Path,
+                                                      tmp_path: Path) -> None:
+    before = digest(shop_copy)
+    code, out, err = run_cli("sql", "--db", str(shop_copy), "--execute", "--sql",
+                             template.replace("{tmp}", str(tmp_path)))
+    assert code == 2 and out == ""
+    assert err.startswith("error: UnsafeSQL: unsafe SQL: ") and len(err.strip().splitlines()) == 1
+    assert digest(shop_copy) == before
+
+
+def test_sql_database_errors_are_one_line(run_cli: CliRun, tmp_path: Path, random_model: RandomLogitsModel) -> None:
+    not_sqlite = tmp_path / "x.sqlite"
+    not_sqlite.write_text("hello\n" * 200)
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()
+    for path, message in [(tmp_path / "nope.sqlite", "database file not found"),
+                          (not_sqlite, "not an SQLite database"), (empty, "database has no tables")]:
+        code, out, err = run_cli("sql", "How many?", "--db", str(path), model=random_model)
+        assert code == 2 and out == "" and err.startswith("error: DatabaseError: ") and message in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_sql_argument_errors(run_cli: CliRun, shop_copy: Path, random_model: RandomLogitsModel) -> None:
+    code, _, err = run_cli("sql", "--db", str(shop_copy), model=random_model)
+    assert code == 2 and err.strip() == "error: InvalidArgument: the question is empty"
+    code, _, err = run_cli("sql", "How many?", "--sql", "SELECT 1", "--db", str(shop_copy))
+    assert code == 2 and "either a question or --sql" in err
+
+
+def test_sql_generates_with_the_fallback_and_default_db(run_cli: CliRun, random_model: RandomLogitsModel) -> None:
+    # No --db: the bundled shop.sqlite. Random logits: the answer comes from the scoped fallback grammar.
+    code, out, err = run_cli("sql", "How many customers are there?", "--n", "2", "--seed", "1", "--execute",
+                             "--json", model=random_model)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["explain_ok"] is True and isinstance(d["rows"], list) and d["tables"]
+    assert any(c["explain_ok"] and c["sql"] == d["sql"] for c in d["candidates"])
+
+
+def test_installed_entry_point_refuses_and_reports_in_one_line(shop_copy: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    before = digest(shop_copy)
+    for args, code, start in [
+        (["sql", "--db", str(shop_copy), "--execute", "--sql", "SELECT 1; DROP TABLE customers"], 2,
+         "error: UnsafeSQL: unsafe SQL: more than one statement"),
+        (["sql", "--db", str(shop_copy.parent / "missing.sqlite"), "--sql", "SELECT 1"], 2,
+         "error: DatabaseError: database file not found"),
+        (["regex", ""], 2, "error: InvalidArgument: the description is empty"),
+    ]:
+        proc = subprocess.run([sys.executable, "-m", "cli", *args], cwd=repo, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert proc.returncode == code, proc.stderr
+        assert proc.stderr.startswith(start) and len(proc.stderr.strip().splitlines()) == 1
+        assert proc.stdout == ""
+    assert digest(shop_copy) == before

@@ -1,0 +1,66 @@
+"""``structgen bench masks``: MaskBench counting on hand-made files, the real data, and the per-step deadline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from structgen_benchmarks import maskbench
+
+from ..conftest import MASKBENCH
+from .conftest import is_png
+
+INT_AT_MOST_5 = {"type": "integer", "maximum": 5}
+
+
+def _write(folder: Path, name: str, schema: Any, tests: list[tuple[Any, bool]]) -> None:
+    body = {"description": name, "meta": {}, "schema": schema,
+            "tests": [{"description": "", "data": d, "valid": v} for d, v in tests]}
+    (folder / name).write_text(json.dumps(body))
+
+
+def _engine(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(e for e in report["engines"] if e["name"] == name)
+
+
+def test_counts_follow_maskbench_terms(bench: Any, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data, "exact.json", INT_AT_MOST_5, [(3, True), (7, False), ("x", False)])
+    _write(data, "loose.json", INT_AT_MOST_5, [(3, False)])      # mislabelled: accepting it is "too loose"
+    _write(data, "strict.json", INT_AT_MOST_5, [(7, True)])      # mislabelled: rejecting it is "too strict"
+    # llguidance refuses `not` strictly; structgen compiles a relaxed grammar and validates afterwards.
+    _write(data, "relaxed.json", {"type": "integer", "not": {"const": 3}}, [(4, True), (3, False)])
+    _write(data, "no_tests.json", {"type": "string"}, [])
+    code, stdout, report = bench("masks", "--data", str(data), "--plot", str(tmp_path / "m.png"))
+    assert code == 0, stdout
+    ours, raw = _engine(report, "structgen"), _engine(report, "llguidance")
+    assert report["files"] == 5
+    assert {k: ours[k] for k in maskbench.STATUSES} == {
+        "passing": 3, "compile_errors": 0, "validation_errors": 1, "invalidation_errors": 1, "timeouts": 0,
+        "crashes": 0}
+    assert {k: raw[k] for k in maskbench.STATUSES} == {
+        "passing": 2, "compile_errors": 1, "validation_errors": 1, "invalidation_errors": 1, "timeouts": 0,
+        "crashes": 0}
+    assert ours["relaxed"] == 1 and raw["relaxed"] == 0
+    # The relaxed grammar lets 3 through; post-validation rejects it, so structgen never returns it.
+    assert ours["tests"]["grammar_invalidation_errors"] == 2
+    assert ours["tests"]["invalidation_errors"] == 1
+    assert report["comparison"]["passing_beyond_llguidance_files"] == ["relaxed.json"]
+    assert ours["masks"] > 0 and ours["tbm_us"]["p50"] > 0 and ours["ttfm_us"]["p50"] > 0
+    assert raw["masks"] > 0 and raw["ttfm_us"]["p99"] >= raw["ttfm_us"]["p50"] > 0
+    assert report["machine"]["cpu"] and report["versions"]["llguidance"]
+    assert "| structgen | 5 | 3 |" in stdout and "| llguidance | 5 | 2 |" in stdout
+    assert is_png(tmp_path / "m.png")
+
+
+def test_real_data_sample(bench: Any) -> None:
+    code, stdout, report = bench("masks", "--data", str(MASKBENCH), "--limit", "5")
+    assert code == 0, stdout
+    assert report["files"] == 5 and report["limit"] == 5
+    for engine in report["engines"]:
+        counted = sum(engine[k] for k in maskbench.STATUSES)
+        assert counted == 5, engine
+    assert set(report["comparison"]["targets"]) == {
+        "zero_invalidation_errors", "ttfm_p50_le_1.1ms", "tbm_p99_le_1.1x_llguidance", "passing_ge_llguidance"}

@@ -1,0 +1,46 @@
+"""``structgen bench strategies``: rows per strategy × task; every item counted as valid or as an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from structgen.errors import InvalidArgument
+
+from .conftest import is_png
+
+
+def test_local_classification(bench: Any, tmp_path: Path) -> None:
+    code, stdout, report = bench("strategies", "--task", "classification", "--limit", "3", "--strategies",
+                                 "constrained,best_of,prompt", "--max-tokens", "8", "--threads", "1", "--plot", str(tmp_path / "s.png"))
+    assert code == 0, stdout
+    rows = {r["strategy"]: r for r in report["rows"]}
+    assert list(rows) == ["constrained", "best_of", "prompt"]
+    for r in rows.values():
+        assert r["task"] == "classification" and r["n"] == 3
+        assert r["valid"] + sum(r["errors"].values()) == 3, r    # nothing dropped
+        assert r["mean_latency_ms"] > 0 and r["accuracy"] is not None
+    assert rows["constrained"]["valid_rate"] == 1.0
+    assert rows["best_of"]["valid_rate"] == 1.0
+    assert rows["best_of"]["mean_tokens"] >= 4                   # four samples per item
+    assert report["mode"] == "local" and report["versions"]["structgen"]
+    assert "| constrained | classification | 3 | 3 |" in stdout
+    assert is_png(tmp_path / "s.png")
+
+
+def test_constrained_is_local_only(bench: Any) -> None:
+    with pytest.raises(InvalidArgument, match="not available hosted"):
+        bench("strategies", "--base-url", "http://127.0.0.1:9/v1", "--strategies", "constrained", "--task",
+              "classification")
+
+
+@pytest.mark.slow
+def test_hosted_against_a_real_llama_server(bench: Any) -> None:
+    code, stdout, report = bench("strategies", "--serve", "--task", "classification", "--limit", "2",
+                                 "--strategies", "server,repair", "--max-tokens", "16", "--threads", "1")
+    assert code == 0, stdout
+    assert report["mode"] == "hosted" and report["endpoint"].startswith("http://127.0.0.1:")
+    for r in report["rows"]:
+        assert r["n"] == 2 and r["valid"] + sum(r["errors"].values()) == 2

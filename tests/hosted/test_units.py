@@ -1,0 +1,72 @@
+"""Pieces of the hosted path that need no server: prompt shapes, Retry-After, the chain's plan."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+from pydantic import BaseModel
+
+import structgen
+from structgen.hosted import _retry_after
+from structgen.request import Request
+from structgen.sampler import SamplingParams
+from structgen.strategies import Call, Capabilities, Constraint, chain, describe_schema
+
+
+class Address(BaseModel):
+    street: str
+    zip: str | None = None
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+    address: Address
+    tags: list[str] = []
+
+
+def test_simple_schemas_are_described_in_words() -> None:
+    text = describe_schema(structgen.compile_schema(Person).json_schema or {})
+    assert text == ('a JSON object with these keys: "name" (string), "age" (integer), "address" (an object with '
+                    'keys "street" (string), "zip" (string or null, optional)), "tags" (a list of string, optional)')
+    enum = {"type": "object", "properties": {"a": {"enum": ["x", "y"]}, "b": {"type": "integer", "minimum": 1}},
+            "required": ["a"]}
+    assert describe_schema(enum) == 'a JSON object with these keys: "a" (one of "x", "y"), "b" (integer, at least 1, optional)'
+
+
+def test_schemas_that_do_not_fit_in_words_are_sent_verbatim() -> None:
+    assert describe_schema({"allOf": [{"type": "string"}]}) is None
+    assert describe_schema({"type": "object", "patternProperties": {"^x": {"type": "integer"}}}) is None
+    assert describe_schema({"type": "object", "properties": {"a": {"not": {"type": "null"}}}}) is None
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    assert _retry_after("2") == 2.0 and _retry_after("0.5") == 0.5
+    assert _retry_after(None) is None and _retry_after("soon") is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < (_retry_after(later) or 0) <= 31
+    assert _retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
+
+
+def _first_calls(strategy: str, caps: Capabilities, constraint: Constraint | None, n: int = 1) -> list[Call]:
+    """The first batch of requests the chain asks for (no server needed: the chain is a generator)."""
+    req = Request(prompt="hi", schema=structgen.compile_schema(Person), sampling=SamplingParams(), seed=1,
+                  strategy=strategy, n=n)
+    return next(chain(req, caps, constraint))
+
+
+def test_auto_skips_a_constraint_the_endpoint_refused_but_server_asks_again() -> None:
+    constraint = Constraint("json_schema", {"type": "json_schema"})
+    assert _first_calls("auto", Capabilities(), constraint)[0].constraint == constraint
+    refused = Capabilities(json_schema=False)
+    assert _first_calls("auto", refused, constraint)[0].constraint is None
+    assert _first_calls("server", refused, constraint)[0].constraint == constraint
+
+
+def test_best_of_asks_for_n_until_the_endpoint_is_known_to_ignore_it() -> None:
+    calls = _first_calls("best_of", Capabilities(), None, n=4)
+    assert len(calls) == 1 and calls[0].n == 4 and calls[0].want_logprobs
+    calls = _first_calls("best_of", Capabilities(n=False), None, n=4)
+    assert len(calls) == 4 and {c.n for c in calls} == {1} and len({c.seed for c in calls}) == 4
+    assert all(c.sampling.temperature >= 0.7 for c in calls)  # n greedy samples would be one sample n times
