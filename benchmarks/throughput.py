@@ -202,19 +202,20 @@ def check_configs(configs: Sequence[str]) -> list[str]:
     return list(configs)
 
 
-def run(settings: Settings, *, configs: Sequence[str] = CONFIGS, reps: int = 3, limit: int | None = None,
-        timeout: float = 600.0, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Warm up every configuration, then time ``reps`` interleaved passes over the prompts."""
+def run(settings: Settings, *, configs: Sequence[str] = CONFIGS, reps: int = 3, warmup: int = 1,
+        limit: int | None = None, timeout: float = 600.0,
+        on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Warm up every configuration (``warmup`` untimed passes), then time ``reps`` interleaved passes."""
     from structgen.errors import InvalidArgument
 
-    if reps < 1:
-        raise InvalidArgument("--reps must be at least 1")
+    if reps < 1 or warmup < 0:
+        raise InvalidArgument("--reps must be at least 1 and --warmup at least 0")
     configs = check_configs(configs)
     prompts = list(EXTRACTIONS[:limit] if limit else EXTRACTIONS)
     states = [_Config(c, Worker(_setup, (c, settings, prompts), _handle)) for c in configs]
     started = time.perf_counter()
     try:
-        for rep in range(-1, reps):   # rep -1: the untimed warm-up pass
+        for rep in range(-warmup, reps):   # negative reps: untimed warm-up passes
             for cfg in states:
                 _pass(cfg, prompts, settings, timeout, timed=rep >= 0)
                 if on_step is not None:
@@ -233,6 +234,7 @@ def run(settings: Settings, *, configs: Sequence[str] = CONFIGS, reps: int = 3, 
         "sampling": "greedy (temperature 0)",
         "prompts": [p.name for p in prompts],
         "reps": reps,
+        "warmup": warmup,
         "elapsed_s": round(time.perf_counter() - started, 1),
         "clock": "structgen: generated_tokens / Result.timings.decode_ms; peers: (tokens - 1) / (wall - ttft), "
                  "ttft = wall time of the same call with max_tokens=1",
@@ -345,7 +347,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Throughput: {os.path.basename(report['model'])}, n_gpu_layers={report['n_gpu_layers']}, "
         f"{report['n_threads']} threads, greedy, max_tokens={report['max_tokens']}, {len(report['prompts'])} "
-        f"extraction prompts × {report['reps']} reps (+1 warm-up)",
+        f"extraction prompts × {report['reps']} reps (+{report['warmup']} warm-up)",
         f"Machine: {machine_line(report['machine'])}",
         "",
         markdown_table(headers, rows),

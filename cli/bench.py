@@ -64,7 +64,8 @@ def masks(
 def throughput(
     model: ModelPath = None,
     n_gpu_layers: GpuLayers = 0,
-    reps: Annotated[int, typer.Option("--reps", help="Timed passes per configuration (after one warm-up).")] = 3,
+    reps: Annotated[int, typer.Option("--reps", help="Timed passes per configuration.")] = 3,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed passes first (compiles, caches).")] = 1,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N prompts.")] = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for every config (0: all cores).")] = 0,
@@ -84,8 +85,8 @@ def throughput(
     settings = tp.Settings(model_path=str(model or default_model_path()), n_gpu_layers=n_gpu_layers,
                            n_threads=threads, max_tokens=max_tokens)
     with progress() as bar:
-        task = bar.add_task("throughput", total=len(chosen) * (reps + 1))
-        report = tp.run(settings, configs=chosen, reps=reps, limit=limit, timeout=timeout,
+        task = bar.add_task("throughput", total=len(chosen) * (reps + warmup))
+        report = tp.run(settings, configs=chosen, reps=reps, warmup=warmup, limit=limit, timeout=timeout,
                         on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, tp.markdown(report), json_file, plot_file, tp.plot)
 

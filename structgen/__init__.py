@@ -11,6 +11,7 @@ from .agenerate import agenerate
 from .batch import generate_batch
 from .errors import (
     BackendError,
+    DatabaseError,
     GenerationError,
     GrammarError,
     InvalidArgument,
@@ -19,6 +20,7 @@ from .errors import (
     SchemaError,
     StructgenError,
     TruncatedOutput,
+    UnsafeSQL,
     ValidationFailed,
 )
 from .faultproxy import Fault, FaultProxy
@@ -37,6 +39,7 @@ __all__ = [
     "Attempt",
     "BackendError",
     "Choice",
+    "DatabaseError",
     "Fault",
     "FaultProxy",
     "GenerationError",
@@ -57,6 +60,7 @@ __all__ = [
     "StructgenError",
     "Timings",
     "TruncatedOutput",
+    "UnsafeSQL",
     "ValidationFailed",
     "__version__",
     "agenerate",
