@@ -1,1 +1,4 @@
-"""structgen's benchmarks (``structgen bench masks | throughput | strategies``), installed as ``structgen_benchmarks``."""
+"""structgen's benchmarks (``structgen bench masks | throughput | strategies | apps``).
+
+Installed as the package ``structgen_benchmarks``.
+"""
