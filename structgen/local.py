@@ -35,11 +35,14 @@ class LlamaCpp:
       cells change where a sequence's cells sit and how long the attention row is (``n_kv``), and llama.cpp
       picks its attention kernel by that length (on CPU, a split-KV path from 512 cells);
     - every prompt decoded alone from an empty stream, in fixed ``n_batch`` chunks;
-    - every sequence decoded alone at each step, never co-batched (same tensor shapes as a lone run).
+    - every sequence decoded alone at each step, never co-batched (same tensor shapes as a lone run);
+    - on CPU (``n_gpu_layers=0``) a q8_0 KV cache with flash attention: for an f16 cache past 512 cells
+      llama.cpp splits one attention row across the threads, so the bytes would depend on ``n_threads``;
+      for a quantised cache it has no such kernel.
 
     The cost: ``n_ctx`` is then per sequence and the KV memory is ``n_ctx * n_seq_max`` tokens (default
-    ``n_seq_max`` 8 in this mode, 16 otherwise), and n sequences take n model steps per token instead of
-    one. The thread count is part of the configuration: keep ``n_threads`` fixed to reproduce across runs.
+    ``n_seq_max`` 8 in this mode, 16 otherwise; q8_0 halves it on CPU), and n sequences take n model steps
+    per token instead of one batched step.
     """
 
     def __init__(
@@ -65,7 +68,8 @@ class LlamaCpp:
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
         if deterministic:
             self._ctx: LlamaContext = _StreamContext(self._model, n_ctx_seq=n_ctx, n_batch=n_batch,
-                                                     n_seq_max=n_seq_max, n_threads=n_threads)
+                                                     n_seq_max=n_seq_max, n_threads=n_threads,
+                                                     quantised_kv=n_gpu_layers == 0)
         else:
             self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
                                      n_threads=n_threads)
@@ -247,14 +251,15 @@ class LlamaCpp:
 
 
 class _StreamContext(LlamaContext):
-    """A llama.cpp context with one KV stream of ``n_ctx_seq`` cells per sequence (``kv_unified=false``).
+    """A llama.cpp context with one KV stream of ``n_ctx_seq`` cells per sequence (``kv_unified=false``),
+    optionally a q8_0 cache with flash attention (``quantised_kv``: thread-count-independent attention on CPU).
 
-    ``LlamaContext`` always builds one shared cache; this is its set-up with that one flag changed (a
-    ``kv_unified`` argument on ``LlamaContext`` would make this class unnecessary).
+    ``LlamaContext`` always builds one shared f16 cache; this is its set-up with those flags changed (such
+    arguments on ``LlamaContext`` would make this class unnecessary).
     """
 
     def __init__(self, model: LlamaModel, *, n_ctx_seq: int, n_batch: int, n_seq_max: int,
-                 n_threads: int | None) -> None:
+                 n_threads: int | None, quantised_kv: bool) -> None:
         if n_ctx_seq <= 0 or n_batch <= 0 or n_seq_max <= 0:
             raise InvalidArgument("n_ctx, n_batch and n_seq_max must be positive")
         self.model = model
@@ -267,6 +272,9 @@ class _StreamContext(LlamaContext):
         params.n_threads = threads
         params.n_threads_batch = threads
         params.kv_unified = False
+        if quantised_kv:  # a quantised V cache needs flash attention
+            params.type_k = params.type_v = llama_cpp.GGML_TYPE_Q8_0
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not ctx:

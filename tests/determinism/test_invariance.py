@@ -114,3 +114,14 @@ def test_alone_equals_batched_past_512_kv_cells(invariant: structgen.LlamaCpp) -
     alone = fingerprint(generate(long_prompt, WORDS, model=invariant, seed=9, **RAW))
     results = generate_batch([OTHERS[0], long_prompt, OTHERS[1], OTHERS[2]], WORDS, model=invariant, seed=9, **RAW)
     assert fingerprint(results[1]) == alone
+
+
+@pytest.mark.slow
+def test_deterministic_bytes_do_not_depend_on_the_thread_count(invariant: structgen.LlamaCpp) -> None:
+    long_prompt = " ".join(OTHERS * 12) + "\nIn short, the sea at night is"
+    two = structgen.LlamaCpp(n_ctx=1024, n_threads=2, deterministic=True, n_seq_max=1)
+    try:
+        assert fingerprint(generate(long_prompt, WORDS, model=two, seed=9, **RAW)) == \
+            fingerprint(generate(long_prompt, WORDS, model=invariant, seed=9, **RAW))
+    finally:
+        two.close()
