@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/pytest -q
 
 test-slow: setup
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow -o addopts="-ra --strict-markers"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -12,10 +12,11 @@ Tasks:
   (accuracy: the value equals the instance);
 - ``classification``: ``prompts.CLASSIFICATIONS`` with a ``Choice`` of labels (also reports accuracy);
 - ``regex``: ``tasks/regex.jsonl`` under the bundled ``python_regex`` grammar, prompted as the
-  ``structgen regex`` app does; valid = ``re.compile`` accepts it (also reports verified = every positive
-  fully matches, no negative does);
-- ``sql``: ``tasks/sql.jsonl`` over the bundled shop database under its schema-aware SELECT grammar;
-  valid = the read-only checker (``EXPLAIN`` on a ``mode=ro`` connection) accepts it.
+  ``structgen regex`` app does; valid = ``re.compile`` accepts it (accuracy: verified, i.e. every positive
+  fully matches and no negative does);
+- ``sql``: ``tasks/sql.jsonl`` over the bundled shop database under its schema-aware SELECT grammar,
+  prompted as the ``structgen sql`` app does; valid = the read-only checker (``EXPLAIN`` on a ``mode=ro``
+  connection) accepts it.
 
 An item is valid when ``generate`` returns and the task's own check accepts the value; a typed error
 (truncated, no valid attempt, server failure) is an invalid item, never a dropped one. Single-sample
@@ -24,6 +25,7 @@ strategies decode greedily; best_of / self_consistency sample at ``MULTI_SAMPLE_
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
@@ -127,7 +129,7 @@ def json_task(data_dir: Path, count: int) -> Task:
         text = "\n".join(_describe(instance))
         prompt = f"Extract the data from the text below as JSON.\n\nText:\n{text}"
         items.append(Item(prompt, case.schema, check=_json_check(compiled),
-                          correct=lambda v, gold=instance: v == gold, reference=instance))
+                          correct=functools.partial(_equals, instance), reference=instance))
         if len(items) == count:
             break
     return Task("json", items)
@@ -144,13 +146,20 @@ def _json_check(compiled: Any) -> Callable[[Any], str | None]:
     return check
 
 
+def _equals(gold: Any, value: Any) -> bool:
+    return bool(value == gold)
+
+
+def _one_of(labels: tuple[str, ...], value: Any) -> str | None:
+    return None if value in labels else f"{value!r} is not one of the labels"
+
+
 def classification_task() -> Task:
     """The labelled texts, each under a ``Choice`` of its labels."""
     import structgen
 
-    items = [Item(c.prompt(), structgen.Choice(c.labels),
-                  check=lambda v, labels=c.labels: None if v in labels else f"{v!r} is not a label",
-                  correct=lambda v, gold=c.gold: v == gold) for c in CLASSIFICATIONS]
+    items = [Item(c.prompt(), structgen.Choice(c.labels), check=functools.partial(_one_of, c.labels),
+                  correct=functools.partial(_equals, c.gold), reference=c.gold) for c in CLASSIFICATIONS]
     return Task("classification", items)
 
 
@@ -169,20 +178,25 @@ def regex_task(tasks_dir: Path) -> Task:
     except ImportError as exc:
         return Task("regex", skipped=f"the regex app is not available: {exc}")
     grammar = structgen.Grammar.bundled("python_regex")
-
-    def compiles(value: Any) -> str | None:
-        try:
-            re.compile(value)
-        except (re.error, TypeError) as exc:
-            return f"re.compile: {exc}"
-        return None
-
     items = []
     for row in _read_jsonl(path):
         pos, neg = list(row.get("positives", ())), list(row.get("negatives", ()))
-        items.append(Item(regex_messages(row["description"], pos, neg), grammar, check=compiles,
-                          correct=lambda v, p=pos, n=neg: compiles(v) is None and verify_regex(v, p, n).verified))
+        items.append(Item(regex_messages(row["description"]), grammar, check=_compiles,
+                          correct=functools.partial(_verified, verify_regex, pos, neg), reference=row.get("reference")))
     return Task("regex", items)
+
+
+def _compiles(value: Any) -> str | None:
+    try:
+        re.compile(value)
+    except (re.error, TypeError) as exc:
+        return f"re.compile: {exc}"
+    return None
+
+
+def _verified(verify: Callable[..., Any], positives: list[str], negatives: list[str], value: Any) -> bool:
+    """The regex fully matches every positive and no negative (checked by the app, under a time limit)."""
+    return _compiles(value) is None and bool(verify(value, positives, negatives).verified)
 
 
 def sql_task(tasks_dir: Path) -> Task:
@@ -193,6 +207,7 @@ def sql_task(tasks_dir: Path) -> Task:
     try:
         import structgen
         from structgen.apps import sqlite_db
+        from structgen.apps.sql import sql_messages
     except ImportError as exc:
         return Task("sql", skipped=f"the SQL app is not available: {exc}")
     try:
@@ -209,8 +224,9 @@ def sql_task(tasks_dir: Path) -> Task:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    items = [Item(f"Database schema:\n{db.to_prompt()}\n\nWrite one SQLite SELECT statement that answers: "
-                  f"{row['question']}\nReply with the SQL only.", grammar, check=check) for row in _read_jsonl(path)]
+    schema_text = db.to_prompt()
+    items = [Item(sql_messages(row["question"], schema_text), grammar, check=check, reference=row.get("gold"))
+             for row in _read_jsonl(path)]
     return Task("sql", items)
 
 
@@ -223,7 +239,7 @@ def build_tasks(options: Options) -> list[Task]:
 
         raise InvalidArgument(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
     tasks_dir = options.tasks_dir or TASKS_DIR
-    built = {
+    built: dict[str, Callable[[], Task]] = {
         "json": lambda: json_task(options.data_dir or mb.DEFAULT_DATA, options.limit or JSON_SCHEMAS),
         "classification": classification_task,
         "regex": lambda: regex_task(tasks_dir),

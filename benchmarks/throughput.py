@@ -118,7 +118,7 @@ def _setup_peer(config: str, settings: Settings, prompts: list[Extraction]) -> _
     import llama_cpp
 
     threads = _threads(settings)
-    llm = llama_cpp.Llama(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=settings.n_ctx,
+    llm: Any = llama_cpp.Llama(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=settings.n_ctx,
                           n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
     if config == OUTLINES:
         import outlines
@@ -133,7 +133,9 @@ def _setup_peer(config: str, settings: Settings, prompts: list[Extraction]) -> _
     else:
         grammars: list[Any] = [None] * len(prompts)
         if config == LCP_GRAMMAR:
-            grammars = [llama_cpp.LlamaGrammar.from_json_schema(json.dumps(p.schema), verbose=False) for p in prompts]
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            grammars = [LlamaGrammar.from_json_schema(json.dumps(p.schema), verbose=False) for p in prompts]
 
         def run(index: int, max_tokens: int) -> tuple[str, int]:
             llm.reset()   # no prompt-prefix reuse between calls: every call pays its prefill, as structgen's does
