@@ -185,7 +185,8 @@ def compile_schema(schema: SchemaLike, options: JsonOptions | None = None) -> Co
         return _compile_grammar(schema.source, schema.name)
     if isinstance(schema, Mapping):
         try:
-            key = json.dumps(schema, sort_keys=True)
+            # Order-preserving: llguidance emits properties in the order the schema lists them.
+            key = json.dumps(schema)
         except (TypeError, ValueError) as exc:
             raise SchemaError(f"the JSON Schema is not JSON-serialisable: {exc}") from exc
         return _compile_json_dict(key, options)

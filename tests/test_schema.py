@@ -103,3 +103,13 @@ def test_grammar_files() -> None:
 def test_unsupported_schema_kind() -> None:
     with pytest.raises(SchemaError, match="unsupported schema kind"):
         compile_schema(42)  # type: ignore[arg-type]
+
+
+def test_property_order_is_kept() -> None:
+    schema = {"type": "object", "properties": {"zeta": {"type": "integer"}, "alpha": {"type": "integer"}},
+              "required": ["zeta", "alpha"], "additionalProperties": False}
+    from structgen._byte_tokenizer import grammar_accepts
+
+    c = compile_schema(schema)
+    assert grammar_accepts(c.grammar, '{"zeta":1,"alpha":2}')
+    assert c.validate('{"zeta":1,"alpha":2}') == {"zeta": 1, "alpha": 2}
