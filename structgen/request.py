@@ -37,6 +37,8 @@ class Request:
     model_logprobs: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.prompt, str) and not self.prompt.strip():
+            raise InvalidArgument("the prompt is empty")
         if self.strategy not in STRATEGIES:
             raise InvalidArgument(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
         if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:

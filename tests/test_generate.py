@@ -100,6 +100,7 @@ def test_truncated_output_is_an_error_with_the_partial_text(model: structgen.Lla
     ("kwargs", "error"),
     [
         (dict(prompt=""), structgen.InvalidArgument),
+        (dict(prompt="  ", schema=Choice(["a", "b"])), structgen.InvalidArgument),
         (dict(prompt="x", top_p=2.0), structgen.InvalidArgument),
         (dict(prompt="x", max_tokens=-1), structgen.InvalidArgument),
         (dict(prompt="x", temperature=-1.0), structgen.InvalidArgument),
