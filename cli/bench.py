@@ -1,4 +1,4 @@
-"""``structgen bench masks | throughput | strategies``: measure support, speed and validity against the peers.
+"""``structgen bench masks | throughput | strategies | apps``: measure support, speed and validity against the peers.
 
 Each command shows a progress bar (stderr), prints a Markdown table (stdout), and writes ``--json FILE``
 and ``--plot FILE.png`` on request. The code lives in ``structgen_benchmarks`` (``benchmarks/``).
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughput, strategies.",
+bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughput, strategies, apps.",
                         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 JsonFile = Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")]
@@ -123,6 +123,38 @@ def strategies(
         report = st.run(options, on_item=lambda done, total, label: bar.update(task, completed=done, total=total,
                                                                                description=label))
     _finish(report, st.markdown(report), json_file, plot_file, st.plot)
+
+
+@bench_app.command()
+def apps(
+    model: ModelPath = None,
+    kinds: Annotated[str, typer.Option("--apps", help="Comma-separated: regex, sql.")] = "regex,sql",
+    modes: Annotated[str, typer.Option("--modes", help="Comma-separated: constrained, prompt.")] = "constrained,prompt",
+    n: Annotated[int, typer.Option("--n", help="Candidates per task (1: greedy).")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed of every task.")] = 0,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N tasks of each app.")] = None,
+    tasks: Annotated[Path | None, typer.Option("--tasks", help="Task directory with regex.jsonl and sql.jsonl "
+                                               "(default: benchmarks/tasks).")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the SQL tasks (default: the bundled "
+                                            "shop.sqlite).")] = None,
+    n_gpu_layers: GpuLayers = 0,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """Text→regex and text→SQL: validity, verified rate and execution accuracy, constrained vs prompt-only."""
+    from structgen_benchmarks import apps as ab
+
+    from .apps import load_model
+
+    target = load_model(model, n_gpu_layers=n_gpu_layers, n_threads=threads or None)
+    report = ab.run_apps_bench(target, kinds=_split(kinds), modes=_split(modes), n=n, seed=seed, limit=limit,
+                               tasks_dir=tasks or ab.TASKS_DIR, db=db, show_progress=True)
+    _finish(report, ab.format_apps_markdown(report), json_file, plot_file, ab.plot)
+
+
+def _split(csv: str) -> list[str]:
+    return [part.strip() for part in csv.split(",") if part.strip()]
 
 
 def register(app: typer.Typer) -> None:

@@ -130,3 +130,16 @@ def test_installed_entry_point_refuses_and_reports_in_one_line(shop_copy: Path) 
         assert proc.stderr.startswith(start) and len(proc.stderr.strip().splitlines()) == 1
         assert proc.stdout == ""
     assert digest(shop_copy) == before
+
+
+def test_bench_apps_command_writes_json_table_and_plot(run_cli: CliRun, random_model: RandomLogitsModel,
+                                                      tmp_path: Path) -> None:
+    report, png = tmp_path / "apps.json", tmp_path / "apps.png"
+    code, out, err = run_cli("bench", "apps", "--limit", "1", "--n", "2", "--modes", "constrained",
+                             "--json", str(report), "--plot", str(png), model=random_model)
+    assert code == 0, err
+    assert "| text → regex |" in out and "| text → SQL |" in out
+    d = json.loads(report.read_text())
+    assert [(r["kind"], r["mode"]) for r in d["summary"]] == [("regex", "constrained"), ("sql", "constrained")]
+    assert all(r["valid"] == 1.0 for r in d["summary"])  # constrained answers are valid even from random logits
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
