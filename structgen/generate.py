@@ -11,7 +11,7 @@ from .errors import InvalidArgument
 from .request import Request, resolve_seed
 from .result import Result
 from .sampler import SamplingParams
-from .schema import JsonOptions, SchemaLike, compile_schema
+from .schema import JsonOptions, SchemaLike, compile_for_decoding, compile_schema
 
 
 @runtime_checkable
@@ -73,7 +73,11 @@ def generate(
     Sampling: ``temperature`` 0 is greedy; then top-k, top-p, min-p, penalties; ``seed`` makes it
     reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
     """
-    compiled = compile_schema(schema, JsonOptions(whitespace=json_whitespace))
+    target = default_model() if model is None else model
+    # A model with a matcher backend builds the matcher right away, and that build finds unsupported
+    # schemas itself (see compile_for_decoding); a hosted one gets the fully checked schema.
+    compile_fn = compile_for_decoding if getattr(target, "backend", None) is not None else compile_schema
+    compiled = compile_fn(schema, JsonOptions(whitespace=json_whitespace))
     sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                               repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
                               presence_penalty=presence_penalty)
@@ -83,7 +87,6 @@ def generate(
                       max_tokens=max_tokens, strategy=strategy, n=n, select=select, format=format,
                       max_attempts=max_attempts, system=system, chat=chat, schema_in_prompt=schema_in_prompt,
                       fast_forward=fast_forward, model_logprobs=model_logprobs)
-    target = default_model() if model is None else model
     if not isinstance(target, Model):
         raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
     return target.run(request)

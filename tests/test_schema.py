@@ -80,6 +80,33 @@ def test_unsupported_keywords_fall_back_to_a_relaxed_grammar() -> None:
         c.validate('{"toolong": 1}')
 
 
+def test_deferred_check_gives_the_same_errors_and_fallback_at_matcher_build() -> None:
+    from structgen.matchers import get_backend
+    from structgen.schema import compile_for_decoding
+    from structgen.testing import RandomLogitsModel
+
+    vocab = RandomLogitsModel(None).vocab
+    backend = get_backend("llguidance")
+    # Supported: no check is run, the matcher builds, and checking later finds nothing to change.
+    ok = compile_for_decoding({"type": "object", "properties": {"a": {"type": "integer"}}})
+    assert ok.deferred_check is not None and not ok.relaxed
+    backend.compile(ok, vocab).new_matcher()
+    assert not ok.checked().relaxed and ok.checked().deferred_check is None
+    # Unsupported keyword: the build falls back to the relaxed grammar, exactly as compile_schema does.
+    loose = compile_for_decoding({"type": "object", "propertyNames": {"maxLength": 3}})
+    matcher = backend.compile(loose, vocab).new_matcher()
+    assert loose.checked().relaxed and matcher.error() is None
+    with pytest.raises(ValueError):
+        loose.validate('{"toolong": 1}')
+    # Unsupported schema: the build raises the same located SchemaError compile_schema raises.
+    with pytest.raises(SchemaError, match="not supported"):
+        backend.compile(compile_for_decoding({"type": "object", "properties": {"a": {"$ref": "#/nope"}}}), vocab)
+    # Malformed schemas are still refused up front.
+    with pytest.raises(SchemaError, match="malformed") as info:
+        compile_for_decoding({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}})
+    assert info.value.pointer == "/properties/a/minimum"
+
+
 def test_grammar_errors_carry_line_and_column(tmp_path: object) -> None:
     with pytest.raises(GrammarError) as info:
         compile_schema(Grammar('start: "a" b\nb: "x" c\n', name="g.lark"))

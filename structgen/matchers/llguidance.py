@@ -114,7 +114,16 @@ class LLGuidanceBackend:
         """Build (and cache per vocabulary) the matcher template for ``schema``."""
         if schema.grammar is None:
             raise SchemaError("free text has no grammar to compile")
-        return _compile_cached(tokenizer_for(vocab), schema.grammar)
+        tokenizer = tokenizer_for(vocab)
+        try:
+            return _compile_cached(tokenizer, schema.grammar)
+        except SchemaError:
+            if schema.deferred_check is None:
+                raise
+        # Not checked yet: the full check raises the located error, or gives the relaxed grammar.
+        checked = schema.checked()
+        assert checked.grammar is not None
+        return _compile_cached(tokenizer, checked.grammar)
 
 
 @functools.lru_cache(maxsize=256)
