@@ -330,14 +330,16 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
     schema = json.loads(key)
     if not isinstance(schema, dict):
         raise SchemaError("a JSON Schema must be an object")
-    validator = _json_validator(schema)
+    _check_meta_schema(schema)
+    # Built on first use: the decode loop needs the validator only once the output is complete.
+    validator = functools.cache(functools.partial(_json_validator, schema))
 
     def validate(text: str) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _Invalid(f"not JSON: {exc}") from None
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+        errors = sorted(validator().iter_errors(value), key=lambda e: list(e.path))
         if errors:
             raise _Invalid("; ".join(f"{_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
         return value
@@ -411,6 +413,11 @@ def _json_hint(schema: dict[str, Any]) -> str:
 
 def _json_validator(schema: dict[str, Any]) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _check_meta_schema(schema: dict[str, Any]) -> None:
+    """``SchemaError`` (with a pointer) unless ``schema`` is valid against its meta-schema."""
     # jsonschema-rs checks against the meta-schema ~200x faster; only a schema it rejects goes through
     # jsonschema's own (slow) check, which is the authority (it is the validator used afterwards) and
     # words the error. They disagree on a handful of MaskBench schemas, e.g. ECMA-262 vs Python regexes.
@@ -420,10 +427,9 @@ def _json_validator(schema: dict[str, Any]) -> Any:
         fast_ok = False
     if not fast_ok:
         try:
-            cls.check_schema(schema)
+            validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise SchemaError(f"malformed JSON Schema: {exc.message}", pointer=_pointer(exc.absolute_path)) from exc
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def _pointer(path: Iterable[Any]) -> str:
