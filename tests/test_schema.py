@@ -140,3 +140,13 @@ def test_property_order_is_kept() -> None:
     c = compile_schema(schema)
     assert grammar_accepts(c.grammar, '{"zeta":1,"alpha":2}')
     assert c.validate('{"zeta":1,"alpha":2}') == {"zeta": 1, "alpha": 2}
+
+
+def test_formats_are_checked_by_the_validator() -> None:
+    # MaskBench found "Invalid URI" accepted for format uri through a relaxed grammar: the validator must catch it.
+    c = compile_schema({"type": "object", "properties": {"href": {"type": "string", "format": "uri"}},
+                        "not": {"required": ["x"]}})
+    assert c.relaxed
+    c.validate('{"href":"https://example.com/a"}')
+    with pytest.raises(ValueError, match="uri"):
+        c.validate('{"href":"Invalid URI"}')
