@@ -45,6 +45,27 @@ def pyplot() -> Any:
     return importlib.import_module("matplotlib.pyplot")
 
 
+def grouped_bars(path: Path, groups: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *,
+                 ylabel: str, title: str, group_width: float) -> None:
+    """A PNG of grouped percentage bars: one group per ``groups`` entry, one bar per ``(label, values)`` series
+    (``values`` are fractions, one per group)."""
+    plt = pyplot()
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6, group_width * len(groups)), 4))
+    for k, (label, values) in enumerate(series):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, [100 * v for v in values], width, label=label)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def versions(packages: Iterable[str] = PEER_PACKAGES) -> dict[str, str | None]:
     """Installed version of each package (None when absent)."""
     out: dict[str, str | None] = {}

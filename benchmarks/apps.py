@@ -32,7 +32,7 @@ from structgen.apps.sql import SqlCandidate, SqlNotVerified, text_to_sql
 from structgen.apps.sqlite_db import execute_select, open_readonly, shop_db_path
 from structgen.errors import InvalidArgument, StructgenError
 
-from ._report import machine, machine_line, markdown_table, progress, pyplot, versions
+from ._report import grouped_bars, machine, machine_line, markdown_table, progress, versions
 
 __all__ = ["MODES", "TASKS_DIR", "format_apps_markdown", "load_tasks", "plot", "result_sets_equal",
            "run_apps_bench"]
@@ -263,22 +263,10 @@ def format_apps_markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Grouped bars per app: valid answers and verified / execution-accurate answers, constrained vs prompt."""
-    plt = pyplot()
     rows = report["summary"]
     metrics = [("valid", "valid answer"), ("verified", "verified (regex)"),
                ("execution_accuracy", "execution accuracy (SQL)")]
-    groups = [(r["kind"], r["mode"]) for r in rows]
-    width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4))
-    for k, (key, label) in enumerate(metrics):
-        xs = [i + (k - (len(metrics) - 1) / 2) * width for i in range(len(rows))]
-        ax.bar(xs, [100 * (r.get(key) or 0.0) for r in rows], width, label=label)
-    ax.set_xticks(range(len(groups)), [f"{kind}\n{mode}" for kind, mode in groups])
-    ax.set_ylabel("tasks (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title(f"apps — {Path(report['settings']['model']).name} — {machine_line(report['machine'])}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    grouped_bars(path, [f"{r['kind']}\n{r['mode']}" for r in rows],
+                 [(label, [r.get(key) or 0.0 for r in rows]) for key, label in metrics],
+                 ylabel="tasks (%)", group_width=1.8,
+                 title=f"apps — {Path(report['settings']['model']).name} — {machine_line(report['machine'])}")

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as mb
-from ._report import machine, machine_line, markdown_table, pyplot, versions
+from ._report import grouped_bars, machine, machine_line, markdown_table, versions
 from .prompts import CLASSIFICATIONS
 
 LOCAL_STRATEGIES = ("prompt", "repair", "best_of", "self_consistency", "constrained")
@@ -484,21 +484,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Grouped bars: valid rate per strategy (bars) per task (groups)."""
-    plt = pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in report["rows"]))
     strategies = list(dict.fromkeys(r["strategy"] for r in report["rows"]))
     rate = {(r["strategy"], r["task"]): r["valid_rate"] or 0.0 for r in report["rows"]}
-    width = 0.8 / max(1, len(strategies))
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(tasks)), 4))
-    for k, s in enumerate(strategies):
-        xs = [i + (k - (len(strategies) - 1) / 2) * width for i in range(len(tasks))]
-        ax.bar(xs, [100 * rate.get((s, t), 0.0) for t in tasks], width, label=s)
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylabel("valid outputs (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title(f"{report['mode']} — {Path(report['model']).name} — {machine_line(report['machine'])}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    grouped_bars(path, tasks, [(s, [rate.get((s, t), 0.0) for t in tasks]) for s in strategies],
+                 ylabel="valid outputs (%)", group_width=2.2,
+                 title=f"{report['mode']} — {Path(report['model']).name} — {machine_line(report['machine'])}")
