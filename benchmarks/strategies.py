@@ -14,13 +14,16 @@ Tasks:
 - ``regex``: ``tasks/regex.jsonl`` under the bundled ``python_regex`` grammar, prompted as the
   ``structgen regex`` app does; valid = ``re.compile`` accepts it (accuracy: verified, i.e. every positive
   fully matches and no negative does);
-- ``sql``: ``tasks/sql.jsonl`` over the bundled shop database under its schema-aware SELECT grammar,
-  prompted as the ``structgen sql`` app does; valid = the read-only checker (``EXPLAIN`` on a ``mode=ro``
+- ``sql``: ``tasks/sql.jsonl`` over the bundled shop database under the scoped SELECT grammar (each column
+  belongs to a table in FROM: the grammar ``structgen sql`` falls back to, and the one whose every query
+  compiles), prompted as the app does; valid = the read-only checker (``EXPLAIN`` on a ``mode=ro``
   connection) accepts it.
 
 An item is valid when ``generate`` returns and the task's own check accepts the value; a typed error
 (truncated, no valid attempt, server failure) is an invalid item, never a dropped one. Single-sample
-strategies decode greedily; best_of / self_consistency sample at ``MULTI_SAMPLE_TEMPERATURE``.
+strategies decode greedily; best_of / self_consistency sample at ``MULTI_SAMPLE_TEMPERATURE``. On a local
+model best_of and self_consistency sample under the mask (as ``generate`` does there); hosted, they sample
+free text through the text-model chain.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Options:
     tasks_dir: Path | None = None
     data_dir: Path | None = None
     limit: int | None = None
+    task_limits: dict[str, int] = field(default_factory=dict)   # per task, over ``limit``
     max_tokens: int = 256
     n_gpu_layers: int = 0
     n_threads: int | None = None
@@ -203,20 +207,21 @@ def _verified(verify: Callable[..., Any], positives: list[str], negatives: list[
 
 
 def sql_task(tasks_dir: Path) -> Task:
-    """``sql.jsonl``: question → one SELECT over the shop database, under its schema-aware grammar."""
+    """``sql.jsonl``: question → one SELECT over the shop database, under the scoped SELECT grammar."""
     path = tasks_dir / "sql.jsonl"
     if not path.is_file():
         return Task("sql", skipped=f"{path} not found")
     try:
         import structgen
         from structgen.apps import sqlite_db
+        from structgen.apps._scoped_sql import scoped_grammar
         from structgen.apps.sql import sql_messages
     except ImportError as exc:
         return Task("sql", skipped=f"the SQL app is not available: {exc}")
     try:
         conn = sqlite_db.open_readonly(sqlite_db.shop_db_path())
         db = sqlite_db.read_schema(conn)
-        grammar = structgen.Grammar(sqlite_db.schema_grammar(db), name="sqlite_select(shop)")
+        grammar = structgen.Grammar(scoped_grammar(db), name="scoped SELECT grammar (shop)")
     except (structgen.StructgenError, AttributeError) as exc:
         return Task("sql", skipped=f"the shop database cannot be used: {exc}")
 
@@ -235,24 +240,27 @@ def sql_task(tasks_dir: Path) -> Task:
 
 
 def build_tasks(options: Options) -> list[Task]:
-    """The requested tasks, each cut to ``options.limit`` items."""
+    """The requested tasks, each cut to its ``options.task_limits`` entry, else to ``options.limit`` items."""
     names = options.tasks or list(TASKS)
-    unknown = [t for t in names if t not in TASKS]
+    unknown = [t for t in [*names, *options.task_limits] if t not in TASKS]
     if unknown:
         from structgen.errors import InvalidArgument
 
         raise InvalidArgument(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
     tasks_dir = options.tasks_dir or TASKS_DIR
+    def limit(name: str) -> int | None:
+        return options.task_limits.get(name, options.limit)
+
     built: dict[str, Callable[[], Task]] = {
-        "json": lambda: json_task(options.data_dir or mb.DEFAULT_DATA, options.limit or JSON_SCHEMAS),
+        "json": lambda: json_task(options.data_dir or mb.DEFAULT_DATA, limit("json") or JSON_SCHEMAS),
         "classification": classification_task,
         "regex": lambda: regex_task(tasks_dir),
         "sql": lambda: sql_task(tasks_dir),
     }
     tasks = [built[name]() for name in names]
-    if options.limit:
-        for t in tasks:
-            t.items = t.items[: options.limit]
+    for t in tasks:
+        if limit(t.name):
+            t.items = t.items[: limit(t.name)]
     return tasks
 
 
@@ -414,6 +422,7 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
         "sampling": {"single": "greedy", "best_of/self_consistency": f"temperature {MULTI_SAMPLE_TEMPERATURE}",
                      "n": SAMPLES, "seed": options.seed},
         "tasks": {t.name: {"items": len(t.items), "skipped": t.skipped} for t in tasks},
+        "limits": {"all": options.limit, **options.task_limits},
         "json_task": f"{JSON_SCHEMAS} schemas of the MaskBench dev split (seeded order, structgen compiles them, a "
                      f"valid instance of ≤ {MAX_INSTANCE_CHARS} chars)",
         "elapsed_s": round(time.perf_counter() - started, 1),

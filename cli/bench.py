@@ -101,7 +101,8 @@ def strategies(
     tasks: Annotated[Path | None, typer.Option("--tasks", help="Task data directory (default: benchmarks/tasks).")]
     = None,
     data: Annotated[Path | None, typer.Option("--data", help="MaskBench directory for the JSON task.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most N items per task.")] = None,
+    limit: Annotated[str | None, typer.Option("--limit", help="At most N items per task (the first N of "
+                                              "each), or per named task: `regex=20,sql=20`.")] = None,
     only: Annotated[str | None, typer.Option("--strategies", help="Comma-separated subset of strategies.")] = None,
     task_names: Annotated[str | None, typer.Option("--task", help="Comma-separated subset of tasks.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
@@ -114,8 +115,10 @@ def strategies(
     from structgen_benchmarks import strategies as st
     from structgen_benchmarks._report import progress
 
+    every, per_task = _limits(limit)
     options = st.Options(model_path=model, base_url=base_url, serve=serve, tasks_dir=tasks, data_dir=data,
-                         limit=limit, max_tokens=max_tokens, n_gpu_layers=n_gpu_layers, n_threads=threads or None,
+                         limit=every, task_limits=per_task, max_tokens=max_tokens, n_gpu_layers=n_gpu_layers,
+                         n_threads=threads or None,
                          strategies=[s.strip() for s in only.split(",") if s.strip()] if only else None,
                          tasks=[t.strip() for t in task_names.split(",") if t.strip()] if task_names else None)
     with progress() as bar:
@@ -123,6 +126,25 @@ def strategies(
         report = st.run(options, on_item=lambda done, total, label: bar.update(task, completed=done, total=total,
                                                                                description=label))
     _finish(report, st.markdown(report), json_file, plot_file, st.plot)
+
+
+def _limits(text: str | None) -> tuple[int | None, dict[str, int]]:
+    """``--limit``: "N" for every task, or "task=N,task=N"."""
+    from structgen.errors import InvalidArgument
+
+    if not text:
+        return None, {}
+    every: int | None = None
+    per_task: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, count = part.rpartition("=")
+        if not count.isdigit() or int(count) < 1:
+            raise InvalidArgument(f"--limit: {part!r} is not N or task=N with N a positive integer")
+        if name:
+            per_task[name.strip()] = int(count)
+        else:
+            every = int(count)
+    return every, per_task
 
 
 @bench_app.command()

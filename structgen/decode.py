@@ -248,10 +248,31 @@ def run(
     loop.stats.decode_ms = (time.perf_counter() - start) * 1000
     for s in seqs:
         if s.error is None and s.finish_reason == "truncated":
+            looped = looping(s.tokens)
             s.error = TruncatedOutput(
-                f"max_tokens={options.max_tokens} ran out before the output was complete",
-                partial_text=model.detokenize(s.tokens), tokens=s.tokens)
+                f"max_tokens={options.max_tokens} ran out before the output was complete"
+                + ("; it ends in a repetition loop" if looped else ""),
+                partial_text=model.detokenize(s.tokens), tokens=s.tokens, looped=looped)
     return loop.stats
+
+
+LOOP_MIN_SPAN = 48
+"""A loop is one block of tokens repeated over at least this many tokens (and at least three times)."""
+LOOP_MAX_PERIOD = 64
+
+
+def looping(tokens: Sequence[int]) -> bool:
+    """True when ``tokens`` ends in one block of at most ``LOOP_MAX_PERIOD`` tokens repeated over at least
+    ``LOOP_MIN_SPAN`` tokens: a model caught in a loop (``"JYMJYMJYM..."``, a schema echoed forever)."""
+    n = len(tokens)
+    for period in range(1, LOOP_MAX_PERIOD + 1):
+        span = max(LOOP_MIN_SPAN, 3 * period)
+        if span > n:
+            break
+        tail = tokens[-span:]
+        if tail[period:] == tail[:-period]:
+            return True
+    return False
 
 
 def _guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:

@@ -71,11 +71,15 @@ class GenerationError(StructgenError):
 
 
 class TruncatedOutput(GenerationError):
-    """``max_tokens`` ran out before the output was complete; ``partial_text`` holds what was generated."""
+    """``max_tokens`` ran out before the output was complete; ``partial_text`` holds what was generated.
 
-    def __init__(self, message: str, *, partial_text: str, tokens: Sequence[int] = ()) -> None:
+    ``looped`` is True when the output ended in one block of tokens repeated over and over (the model was
+    caught in a loop, so a larger ``max_tokens`` would not have helped)."""
+
+    def __init__(self, message: str, *, partial_text: str, tokens: Sequence[int] = (), looped: bool = False) -> None:
         self.partial_text = partial_text
         self.tokens = list(tokens)
+        self.looped = looped
         super().__init__(message)
 
 

@@ -1,0 +1,84 @@
+"""What a local run does when an attempt runs out of tokens: loops are recognised, and the retry samples warm
+with a frequency penalty; the last attempt's truncation is the error."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import structgen
+from structgen import generate
+from structgen.decode import LOOP_MIN_SPAN, looping
+from structgen.engine import LOOP_FREQUENCY_PENALTY, RETRY_TEMPERATURE, Job, sampling
+from structgen.request import Request
+from structgen.sampler import SamplingParams
+from structgen.schema import compile_schema
+
+# A MaskBench schema whose values may be anything: greedy SmolLM2-135M echoes schema keywords into it forever.
+ECHO_PRONE = {
+    "type": "object",
+    "properties": {"GeometryPresentation.createPresentation": {
+        "type": "object", "properties": {"controller": {}, "parent": {}},
+        "required": ["controller", "parent"], "additionalProperties": False}},
+    "required": ["GeometryPresentation.createPresentation"],
+    "additionalProperties": False,
+}
+ECHO_PROMPT = ("Extract the data from the text below as JSON.\n\nText:\n"
+               "GeometryPresentation.createPresentation.controller: mapController\n"
+               "GeometryPresentation.createPresentation.parent: mapArea")
+
+
+@pytest.mark.parametrize("period", [1, 2, 7, 30, 64])
+def test_a_repeated_block_at_the_end_is_a_loop(period: int) -> None:
+    block = list(range(1000, 1000 + period))
+    tokens = [5, 6, 7] + block * (LOOP_MIN_SPAN // period + 3)
+    assert looping(tokens)
+
+
+@pytest.mark.parametrize("tokens", [
+    list(range(500)),                                  # no repetition
+    [1, 2] * (LOOP_MIN_SPAN // 2 - 1),                 # periodic, but shorter than the minimum span
+    list(range(100)) * 2,                              # a period longer than LOOP_MAX_PERIOD
+    [1, 2, 3] * 40 + [9],                              # the repetition stopped before the end
+])
+def test_other_token_runs_are_not_loops(tokens: list[int]) -> None:
+    assert not looping(tokens)
+
+
+def _job(params: SamplingParams, truncations: int) -> Job:
+    request = Request(prompt="x", schema=compile_schema(None), sampling=params, seed=0, max_tokens=8)
+    return Job(request, "constrained", 1, [1], None, 0.0, time.perf_counter(), truncations=truncations)
+
+
+def test_first_attempt_samples_as_asked() -> None:
+    assert sampling(_job(SamplingParams(), truncations=0), 0) == SamplingParams()
+
+
+def test_retries_sample_warm_and_penalise_repeats_after_truncation() -> None:
+    greedy = SamplingParams()
+    assert sampling(_job(greedy, truncations=0), 1) == SamplingParams(temperature=RETRY_TEMPERATURE)
+    assert sampling(_job(greedy, truncations=1), 1).frequency_penalty == LOOP_FREQUENCY_PENALTY
+    assert sampling(_job(greedy, truncations=2), 2).frequency_penalty == 2 * LOOP_FREQUENCY_PENALTY
+
+
+def test_the_requests_own_penalties_are_kept() -> None:
+    own = SamplingParams(temperature=1.0, repetition_penalty=1.1)
+    assert sampling(_job(own, truncations=2), 2) == own
+
+
+def test_a_greedy_loop_is_retried_and_ends_valid(model: structgen.LlamaCpp) -> None:
+    r = generate(ECHO_PROMPT, schema=ECHO_PRONE, model=model, temperature=0.0, seed=3, max_tokens=256)
+    first = r.attempts[0]
+    assert first.error is not None and first.error.startswith("TruncatedOutput")
+    assert "repetition loop" in first.error
+    assert r.attempts[-1].error is None and len(r.attempts) >= 2
+    assert set(r.value) == {"GeometryPresentation.createPresentation"}
+
+
+def test_without_attempts_left_the_loop_is_the_error(model: structgen.LlamaCpp) -> None:
+    with pytest.raises(structgen.TruncatedOutput) as info:
+        generate(ECHO_PROMPT, schema=ECHO_PRONE, model=model, temperature=0.0, seed=3, max_tokens=256,
+                 max_attempts=1)
+    assert info.value.looped and len(info.value.tokens) == 256
+    assert looping(info.value.tokens)
