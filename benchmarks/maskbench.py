@@ -273,7 +273,7 @@ def run(data_dir: Path = mb.DEFAULT_DATA, *, backend: str = "llguidance", limit:
         timeout: float = 30.0, model_path: str | None = None,
         on_file: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run MaskBench on the dev split (or a seeded ``limit``-file sample of it); returns the report."""
-    from structgen.models import default_model_path
+    from structgen.models import resolve_model_path
 
     files = mb.sample(mb.dev_split(data_dir), limit)
     ours, raw = _Tally("structgen"), _Tally(RAW)
@@ -302,7 +302,7 @@ def run(data_dir: Path = mb.DEFAULT_DATA, *, backend: str = "llguidance", limit:
         "limit": limit,
         "files": len(files),
         "backend": backend,
-        "model": str(model_path or default_model_path()),
+        "model": str(resolve_model_path(model_path)),
         "timeout_s": timeout,
         "serialisation": "compact JSON: json.dumps(separators=(',', ':'), ensure_ascii=False)",
         "elapsed_s": round(elapsed, 1),

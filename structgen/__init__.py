@@ -27,7 +27,7 @@ from .faultproxy import Fault, FaultProxy
 from .generate import Model, default_model, generate
 from .hosted import OpenAICompatible
 from .local import LlamaCpp
-from .models import default_model_path
+from .models import default_model_path, resolve_model_path
 from .probs import OptionProbs, probs
 from .result import Attempt, Result, Timings
 from .sampler import SamplingParams
@@ -71,4 +71,5 @@ __all__ = [
     "generate",
     "generate_batch",
     "probs",
+    "resolve_model_path",
 ]

