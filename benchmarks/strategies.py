@@ -31,12 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -266,52 +261,6 @@ def build_tasks(options: Options) -> list[Task]:
 
 # ---- models -----------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def llama_server(model_path: str, *, n_ctx: int = 4096, n_gpu_layers: int = 0, n_threads: int | None = None,
-                 startup_timeout: float = 180.0) -> Iterator[str]:
-    """Run ``python -m llama_cpp.server`` on 127.0.0.1 (a free port) for the block; yields its /v1 URL."""
-    from structgen.errors import BackendError
-
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port",
-           str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
-    if n_threads:
-        cmd += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read()[-2000:] if proc.stderr else ""
-                raise BackendError(f"llama_cpp.server exited with code {proc.returncode}: {err}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise BackendError(f"llama_cpp.server did not answer on {url} within {startup_timeout:g} s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
-
-
 def _hosted_model(base_url: str) -> Any:
     import structgen
 
@@ -435,6 +384,8 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
 @contextmanager
 def _model(options: Options, model_path: str) -> Iterator[tuple[Any, str]]:
     if options.serve:
+        from structgen.testing import llama_server
+
         with llama_server(model_path, n_gpu_layers=options.n_gpu_layers, n_threads=options.n_threads) as url:
             yield _hosted_model(url), url
     elif options.base_url is not None:

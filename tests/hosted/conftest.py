@@ -4,12 +4,7 @@ and structgen's fault-injecting proxy in front of it."""
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,55 +12,22 @@ from typing import Any
 import pytest
 
 import structgen
+from structgen.testing import llama_server as serve_llama
 
 STARTUP_TIMEOUT_S = 120.0
 SWEEP_COUNTS: dict[str, dict[str, int]] = {}
 
 
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real llama-cpp-python OpenAI-compatible server over the bundled SmolLM2-135M; yields its URL."""
-    port = free_port()
-    log_path = Path(tmp_path_factory.mktemp("llama_server")) / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(structgen.default_model_path()),
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-           # One thread: on a shared 2-core machine, two llama.cpp threads wait on each other (measured 0.4 s
-           # against 2–12 s for a 2-token reply under load).
-           "--n_threads", "1", "--n_threads_batch", "1",
-           "--interrupt_requests", "False", "--verbose", "False"]
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not _ready(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    pytest.fail(f"llama_cpp.server did not become ready (exit code {proc.poll()}):\n{tail}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    """The real llama-cpp-python OpenAI-compatible server over the bundled SmolLM2-135M; yields its URL
+    (without ``/v1``)."""
+    log = Path(tmp_path_factory.mktemp("llama_server")) / "server.log"
+    # One thread: on a shared 2-core machine, two llama.cpp threads wait on each other (measured 0.4 s against
+    # 2–12 s for a 2-token reply under load).
+    with serve_llama(n_ctx=4096, n_threads=1, extra_args=("--interrupt_requests", "False"),
+                     startup_timeout=STARTUP_TIMEOUT_S, log_path=log) as url:
+        yield url.removesuffix("/v1")
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ import pytest
 
 import structgen
 from structgen import BackendError, Fault, FaultProxy, OpenAICompatible
+from structgen.testing import free_port
 
-from .conftest import elapsed, free_port
+from .conftest import elapsed
 
 PROMPT = "Say hi."
 
