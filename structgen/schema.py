@@ -67,21 +67,29 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Grammar:
-    """A Lark grammar (llguidance dialect; start rule ``start``) the output must match."""
+    """A Lark grammar (llguidance dialect; start rule ``start``) the output must match.
+
+    ``check``: an extra test of what a context-free grammar cannot express (``re.compile`` for a regex
+    grammar: ordered ranges, ``{n,m}`` with n <= m). It raises ``ValueError`` for an output the grammar
+    admits but that is not valid, and that output is resampled like any invalid one. Bundled grammars come
+    with theirs (``python_regex``).
+    """
 
     source: str
     name: str | None = None
+    check: Callable[[str], object] | None = None
 
     @classmethod
     def from_file(cls, name_or_path: str | Path) -> Grammar:
         """Load a grammar from a file path, or a bundled grammar by name (``"json"``, ``"sqlite_select"``)."""
         path = Path(name_or_path)
+        check = None
         if not path.is_file() and path.suffix in ("", ".lark") and len(path.parts) <= 2:
             bundled = _bundled_path(path.name)
             if bundled is not None:
-                path = bundled
+                path, check = bundled, _BUNDLED_CHECKS.get(bundled.stem)
         try:
-            return cls(path.read_text(encoding="utf-8"), name=str(name_or_path))
+            return cls(path.read_text(encoding="utf-8"), name=str(name_or_path), check=check)
         except FileNotFoundError as exc:
             raise GrammarError(f"grammar file not found (bundled: {', '.join(bundled_grammars())})",
                                file=str(name_or_path)) from exc
@@ -94,7 +102,19 @@ class Grammar:
         path = _bundled_path(name)
         if path is None:
             raise GrammarError(f"no bundled grammar {name!r}; have: {', '.join(bundled_grammars())}")
-        return cls(path.read_text(encoding="utf-8"), name=name)
+        return cls(path.read_text(encoding="utf-8"), name=name, check=_BUNDLED_CHECKS.get(path.stem))
+
+
+def python_regex_check(text: str) -> str:
+    """``check`` of the bundled ``python_regex`` grammar: the output must compile with ``re.compile``."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"re.compile rejects it: {exc}") from None
+    return text
+
+
+_BUNDLED_CHECKS: dict[str, Callable[[str], object]] = {"python_regex": python_regex_check}
 
 
 def _grammar_dir() -> Path:
@@ -206,7 +226,7 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
     if isinstance(schema, Choice):
         return _compile_choice(schema.options)
     if isinstance(schema, Grammar):
-        return _compile_grammar(schema.source, schema.name)
+        return _compile_grammar(schema.source, schema.name, schema.check)
     if isinstance(schema, Mapping):
         try:
             # Order-preserving: llguidance emits properties in the order the schema lists them.
@@ -283,7 +303,7 @@ _LOCATION = re.compile(r"(\d+)\((\d+)\)")
 
 
 @functools.lru_cache(maxsize=128)
-def _compile_grammar(source: str, name: str | None) -> CompiledSchema:
+def _compile_grammar(source: str, name: str | None, check: Callable[[str], object] | None = None) -> CompiledSchema:
     if not source.strip():
         raise GrammarError("the grammar is empty", file=name)
     grammar = llguidance.LLMatcher.grammar_from_lark(source)
@@ -308,6 +328,11 @@ def _compile_grammar(source: str, name: str | None) -> CompiledSchema:
 
             if not grammar_accepts(grammar, text):
                 raise _Invalid("the grammar rejects the output")
+        if check is not None:
+            try:
+                check(text)
+            except ValueError as exc:
+                raise _Invalid(f"the grammar's check rejects the output: {exc}") from None
         return text
 
     return CompiledSchema(kind="grammar", grammar=grammar, validator=validate, source=source)
