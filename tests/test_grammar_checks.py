@@ -25,7 +25,7 @@ def test_the_bundled_regex_grammar_checks_with_re_compile(load: object) -> None:
     compiled = compile_schema(grammar)
     assert compiled.validate("[A-Z]{4,8}") == "[A-Z]{4,8}"
     for bad in ("[A-Z]{8,4}", "[z-a]", r"(a)\2"):
-        with pytest.raises(ValueError, match="re.compile rejects it"):
+        with pytest.raises(ValueError, match=r"re\.compile rejects it"):
             compiled.validate(bad)
 
 
@@ -45,11 +45,20 @@ def test_same_source_with_and_without_a_check_compile_apart() -> None:
 
 
 def test_an_output_the_check_rejects_is_resampled(model: structgen.LlamaCpp) -> None:
-    prompt = "I flipped a coin and it landed on heads. Say heads."
-    assert generate(prompt, COIN, model=model, temperature=0.0, seed=1).value == "heads"
-    r = generate(prompt, Grammar(COIN.source, check=_not_heads), model=model, temperature=0.0, seed=1)
-    assert r.value == "tails"
-    assert "heads is not allowed today" in (r.attempts[0].error or "")
+    digit = Grammar("start: /[0-9]/\n", name="digit")
+    prompt = "Pick a digit."
+    greedy = generate(prompt, digit, model=model, temperature=0.0, seed=1).value
+
+    def not_greedy(text: str) -> str:
+        if text == greedy:
+            raise ValueError(f"{greedy} is not allowed today")
+        return text
+
+    # SmolLM2 puts ~80 % on its favourite digit even at the retries' temperature 0.7: allow enough attempts.
+    r = generate(prompt, Grammar(digit.source, check=not_greedy), model=model, temperature=0.0, seed=1,
+                 max_attempts=12)
+    assert r.value != greedy and r.value.isdigit()
+    assert f"{greedy} is not allowed today" in (r.attempts[0].error or "")
 
 
 def test_when_every_attempt_fails_the_check_it_is_a_typed_error(model: structgen.LlamaCpp) -> None:

@@ -14,8 +14,8 @@ def test_a_file_that_is_no_gguf_fails_fast_with_the_servers_own_words(tmp_path: 
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"this is not a GGUF file")
     log = tmp_path / "server.log"
-    with pytest.raises(structgen.BackendError, match="exited with code") as info:
-        with llama_server(bogus, n_threads=1, startup_timeout=60, log_path=log):
-            pytest.fail("the server must not come up")
+    with pytest.raises(structgen.BackendError, match="exited with code") as info, \
+            llama_server(bogus, n_threads=1, startup_timeout=60, log_path=log):
+        pytest.fail("the server must not come up")
     assert log.is_file() and log.stat().st_size > 0
     assert str(bogus) in str(info.value) or "gguf" in str(info.value).lower()
