@@ -34,8 +34,12 @@ def test_verify_regex_checks_compile_examples_and_counters() -> None:
 
 @pytest.mark.parametrize("pattern", [r"[z-a]", r"a{5,2}", r"(a)\2", r"(?P=x)", r"\400"])
 def test_verify_regex_reports_what_re_compile_refuses(pattern: str) -> None:
-    # All five are inside python_regex.lark (a grammar cannot check them), so the verifier must.
-    assert structgen.compile_schema(structgen.Grammar.bundled("python_regex")).validate(pattern) == pattern
+    # All five are inside python_regex.lark (a grammar cannot check them): the bundled grammar's check
+    # (re.compile) and the verifier must refuse them.
+    bundled = structgen.Grammar.bundled("python_regex")
+    assert structgen.compile_schema(structgen.Grammar(bundled.source)).validate(pattern) == pattern
+    with pytest.raises(ValueError, match=r"re\.compile rejects it"):
+        structgen.compile_schema(bundled).validate(pattern)
     c = verify_regex(pattern, ["a"])
     assert not c.compiles and not c.verified and c.error and c.error.startswith("does not compile")
     assert c.examples == {}
