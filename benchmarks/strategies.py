@@ -345,8 +345,13 @@ def _one(model: Any, item: Item, strategy: str, index: int, options: Options, ro
         row.correct += int(bool(item.correct(value)))
 
 
-def run(options: Options, on_item: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
-    """Every strategy on every task item; returns the report."""
+def run(options: Options, on_item: Callable[[int, int, str], None] | None = None,
+        on_partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every strategy on every task item; returns the report.
+
+    ``on_partial`` receives the report so far after every item (``"complete": false``; the row under way is
+    marked ``"partial": true``), so a long hosted run that is stopped still leaves its finished rows behind.
+    """
     from structgen.errors import InvalidArgument
     from structgen.models import resolve_model_path
 
@@ -359,9 +364,20 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
                               f"choose from {list(allowed)}")
     tasks = build_tasks(options)
     model_path = str(resolve_model_path(options.model_path))
+    setting = {"machine": machine(), "versions": versions()}
     started = time.perf_counter()
     with _model(options, model_path) as (model, where):
-        rows = _run_all(model, tasks, strategies, options, on_item)
+        def report(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+            return {**_report(options, hosted, where, model_path, tasks, time.perf_counter() - started,
+                              complete), **setting, "rows": rows}
+
+        partial = None if on_partial is None else (lambda rows: on_partial(report(rows, False)))
+        rows = _run_all(model, tasks, strategies, options, on_item, partial)
+    return report(rows, True)
+
+
+def _report(options: Options, hosted: bool, where: str, model_path: str, tasks: list[Task],
+            elapsed_s: float, complete: bool) -> dict[str, Any]:
     return {
         "bench": "strategies",
         "mode": "hosted" if hosted else "local",
@@ -374,10 +390,8 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
         "limits": {"all": options.limit, **options.task_limits},
         "json_task": f"{JSON_SCHEMAS} schemas of the MaskBench dev split (seeded order, structgen compiles them, a "
                      f"valid instance of ≤ {MAX_INSTANCE_CHARS} chars)",
-        "elapsed_s": round(time.perf_counter() - started, 1),
-        "machine": machine(),
-        "versions": versions(),
-        "rows": rows,
+        "elapsed_s": round(elapsed_s, 1),
+        "complete": complete,
     }
 
 
@@ -402,7 +416,8 @@ def _model(options: Options, model_path: str) -> Iterator[tuple[Any, str]]:
 
 
 def _run_all(model: Any, tasks: list[Task], strategies: list[str], options: Options,
-             on_item: Callable[[int, int, str], None] | None) -> list[dict[str, Any]]:
+             on_item: Callable[[int, int, str], None] | None,
+             on_partial: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     total = sum(len(t.items) for t in tasks) * len(strategies)
     done = 0
     rows: list[dict[str, Any]] = []
@@ -414,6 +429,9 @@ def _run_all(model: Any, tasks: list[Task], strategies: list[str], options: Opti
                 done += 1
                 if on_item is not None:
                     on_item(done, total, f"{strategy} × {task.name}")
+                if on_partial is not None:
+                    under_way = [] if i + 1 == len(task.items) else [{**row.to_dict(), "partial": True}]
+                    on_partial(rows + ([row.to_dict()] if not under_way else under_way))
             if task.items:
                 rows.append(row.to_dict())
     return rows

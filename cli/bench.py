@@ -6,6 +6,7 @@ and ``--plot FILE.png`` on request. The code lives in ``structgen_benchmarks`` (
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,7 +113,7 @@ def strategies(
 ) -> None:
     """Valid-output rate, latency and tokens per strategy × task, locally or against a hosted endpoint."""
     from structgen_benchmarks import strategies as st
-    from structgen_benchmarks._report import progress
+    from structgen_benchmarks._report import progress, write_json
 
     every, per_task = _limits(limit)
     options = st.Options(model_path=model, base_url=base_url, serve=serve, tasks_dir=tasks, data_dir=data,
@@ -123,7 +124,8 @@ def strategies(
     with progress() as bar:
         task = bar.add_task("strategies", total=None)
         report = st.run(options, on_item=lambda done, total, label: bar.update(task, completed=done, total=total,
-                                                                               description=label))
+                                                                               description=label),
+                        on_partial=None if json_file is None else partial(write_json, json_file))
     _finish(report, st.markdown(report), json_file, plot_file, st.plot)
 
 

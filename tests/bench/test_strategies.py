@@ -25,9 +25,26 @@ def test_local_classification(bench: Any, tmp_path: Path) -> None:
     assert rows["constrained"]["valid_rate"] == 1.0
     assert rows["best_of"]["valid_rate"] == 1.0
     assert rows["best_of"]["mean_tokens"] >= 4                   # four samples per item
-    assert report["mode"] == "local" and report["versions"]["structgen"]
+    assert report["mode"] == "local" and report["versions"]["structgen"] and report["complete"] is True
     assert "| constrained | classification | 3 | 3 |" in stdout
     assert is_png(tmp_path / "s.png")
+
+
+def test_partial_reports_after_every_item() -> None:
+    from structgen_benchmarks import strategies as st
+
+    seen: list[dict[str, Any]] = []
+    options = st.Options(limit=2, tasks=["classification"], strategies=["constrained", "prompt"], max_tokens=8,
+                         n_threads=1)
+    final = st.run(options, on_partial=seen.append)
+    assert len(seen) == 4                                         # 2 strategies × 2 items
+    assert all(r["complete"] is False for r in seen) and final["complete"] is True
+    shapes = [[(row["strategy"], row["n"], row.get("partial", False)) for row in r["rows"]] for r in seen]
+    assert shapes == [[("constrained", 1, True)],
+                      [("constrained", 2, False)],
+                      [("constrained", 2, False), ("prompt", 1, True)],
+                      [("constrained", 2, False), ("prompt", 2, False)]]
+    assert seen[-1]["rows"] == final["rows"] and seen[-1]["machine"] == final["machine"]
 
 
 def test_constrained_is_local_only(bench: Any) -> None:
