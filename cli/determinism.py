@@ -11,14 +11,17 @@ import typer
 
 from structgen.errors import InvalidArgument
 
-SchemaFile = Annotated[Path | None, typer.Option("--schema", help="A JSON Schema file.")]
-RegexOpt = Annotated[str | None, typer.Option("--regex", help="A regex the output must fully match.")]
-ChoiceOpt = Annotated[str | None, typer.Option("--choice", help="Comma-separated options.")]
-GrammarOpt = Annotated[str | None, typer.Option("--grammar", help="A .lark file or a bundled grammar name.")]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="GGUF path (default: bundled SmolLM2-135M).")]
-GpuOpt = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (-1: all).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--n-threads", help="llama.cpp CPU threads (default: all cores).")]
-SystemOpt = Annotated[str | None, typer.Option("--system", help="A system message.")]
+from .options import (
+    ChoiceOpt,
+    GpuOpt,
+    GrammarOpt,
+    ModelOpt,
+    RegexOpt,
+    SchemaFile,
+    SystemOpt,
+    ThreadsOpt,
+    schema_from_options,
+)
 
 
 def _int_list(text: str) -> list[int]:
@@ -67,9 +70,7 @@ def determinism(
     """Repeat one request N times per mode (alone, batched with other prompts, hosted) and count what changes."""
     from structgen.determinism import plot, run_experiment
 
-    from .main import _schema_from_options
-
-    spec = _schema_from_options(schema, regex, choice, grammar)
+    spec = schema_from_options(schema, regex, choice, grammar)
     if deterministic not in ("off", "on", "both"):
         raise InvalidArgument(f"--deterministic must be off, on or both, got {deterministic!r}")
     sizes = _int_list(batch)
@@ -122,9 +123,7 @@ def probs(
     """Exact probability of each option (a choice, or a regex/grammar with a small finite language)."""
     import structgen
 
-    from .main import _schema_from_options
-
-    spec = _schema_from_options(schema, regex, choice, grammar)
+    spec = schema_from_options(schema, regex, choice, grammar)
     if spec is None:
         raise InvalidArgument("give the options: --choice, --regex, --grammar or --schema")
     if method not in ("model", "sampler"):

@@ -113,7 +113,13 @@ class LlamaModel:
 
 
 class LlamaContext:
-    """A llama.cpp context over ``model`` with a reusable batch of up to ``n_batch`` tokens."""
+    """A llama.cpp context over ``model`` with a reusable batch of up to ``n_batch`` tokens.
+
+    ``kv_unified`` (default): all sequences share one ``n_ctx``-cell cache, so best-of-n copies a prompt
+    for free. Otherwise every sequence has its own stream of ``n_ctx`` cells (``n_ctx * n_seq_max`` in all),
+    which keeps one sequence's attention independent of what the others hold. ``quantised_kv``: a q8_0
+    cache with flash attention (on CPU, attention whose result does not depend on the thread count).
+    """
 
     def __init__(
         self,
@@ -124,23 +130,29 @@ class LlamaContext:
         n_ubatch: int | None = None,
         n_seq_max: int = 1,
         n_threads: int | None = None,
+        kv_unified: bool = True,
+        quantised_kv: bool = False,
     ) -> None:
         if n_ctx <= 0 or n_batch <= 0 or n_seq_max <= 0:
             raise InvalidArgument("n_ctx, n_batch and n_seq_max must be positive")
         self.model = model
         threads = n_threads or max(1, os.cpu_count() or 1)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx
+        params.n_ctx = n_ctx if kv_unified else n_ctx * n_seq_max
         params.n_batch = n_batch
         params.n_ubatch = n_ubatch or n_batch
         params.n_seq_max = n_seq_max
         params.n_threads = threads
         params.n_threads_batch = threads
-        params.kv_unified = True  # all sequences share one n_ctx-sized cache (best-of-n copies a prompt)
+        params.kv_unified = kv_unified
+        if quantised_kv:  # a quantised V cache needs flash attention
+            params.type_k = params.type_v = llama_cpp.GGML_TYPE_Q8_0
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not ctx:
-            raise BackendError(f"llama.cpp could not create a context (n_ctx={n_ctx}); out of memory?")
+            layout = f"n_ctx={n_ctx}" if kv_unified else f"{n_seq_max} streams of {n_ctx} tokens"
+            raise BackendError(f"llama.cpp could not create a context ({layout}); out of memory?")
         self.ptr = ctx
         self.n_ctx = llama_cpp.llama_n_ctx(ctx)
         self.n_batch = n_batch

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from .chat import Message
-from .errors import InvalidArgument
-from .generate import Model, default_model, generate
-from .request import Request
+from .generate import build_request, default_model
 from .result import Result
 from .schema import SchemaLike
 
@@ -49,28 +47,10 @@ async def agenerate(
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
-    capture = _Capture()
-    # generate() checks the arguments and builds the Request; the capture stands in for the model.
-    generate(prompt, schema, model=capture, **options)
-    request = capture.request
-    assert request is not None
     target = model if model is not None else await asyncio.to_thread(default_model)
-    if not isinstance(target, Model):
-        raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
+    request = build_request(target, prompt, schema, **options)
     arun = getattr(target, "arun", None)
     if callable(arun):
         result: Result[Any] = await arun(request)
         return result
     return await asyncio.to_thread(target.run, request)
-
-
-class _Capture:
-    """A stand-in model that keeps the ``Request`` handed to it and serves nothing."""
-
-    def __init__(self) -> None:
-        self.request: Request | None = None
-
-    def run(self, request: Request) -> Result[Any]:
-        """Keep ``request``; the empty result is discarded by ``agenerate``."""
-        self.request = request
-        return Result(value=None, text="", tokens=[], logprobs=[], seed=request.seed, strategy=request.strategy)

@@ -73,7 +73,44 @@ def generate(
     Sampling: ``temperature`` 0 is greedy; then top-k, top-p, min-p, penalties; ``seed`` makes it
     reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
     """
+    options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
+    result: Result[Any] = target.run(build_request(target, prompt, schema, **options))
+    return result
+
+
+def build_request(
+    target: Any,
+    prompt: str | Sequence[Message],
+    schema: SchemaLike = None,
+    *,
+    strategy: str = "auto",
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    seed: int | None = None,
+    max_tokens: int = 512,
+    n: int = 1,
+    select: Literal["logprob", "first_valid"] = "logprob",
+    format: Literal["json", "yaml"] = "json",
+    max_attempts: int = 3,
+    system: str | None = None,
+    chat: bool = True,
+    schema_in_prompt: bool = True,
+    fast_forward: bool = True,
+    json_whitespace: str = "compact",
+    model_logprobs: bool = False,
+) -> Request:
+    """Check ``generate``'s arguments for the model ``target`` and build the ``Request`` it will serve.
+
+    Raises ``InvalidArgument`` if ``target`` is not a ``Model`` and the compile errors of ``schema``.
+    """
+    if not isinstance(target, Model):
+        raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
     # A model with a matcher backend builds the matcher right away, and that build finds unsupported
     # schemas itself (see compile_for_decoding); a hosted one gets the fully checked schema.
     compile_fn = compile_for_decoding if getattr(target, "backend", None) is not None else compile_schema
@@ -83,10 +120,7 @@ def generate(
                               presence_penalty=presence_penalty)
     if strategy in ("best_of", "self_consistency") and n == 1:
         n = 4 if strategy == "best_of" else 5
-    request = Request(prompt=prompt, schema=compiled, sampling=sampling, seed=resolve_seed(seed),
-                      max_tokens=max_tokens, strategy=strategy, n=n, select=select, format=format,
-                      max_attempts=max_attempts, system=system, chat=chat, schema_in_prompt=schema_in_prompt,
-                      fast_forward=fast_forward, model_logprobs=model_logprobs)
-    if not isinstance(target, Model):
-        raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
-    return target.run(request)
+    return Request(prompt=prompt, schema=compiled, sampling=sampling, seed=resolve_seed(seed),
+                   max_tokens=max_tokens, strategy=strategy, n=n, select=select, format=format,
+                   max_attempts=max_attempts, system=system, chat=chat, schema_in_prompt=schema_in_prompt,
+                   fast_forward=fast_forward, model_logprobs=model_logprobs)

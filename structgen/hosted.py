@@ -9,9 +9,11 @@ once rather than hang); other 4xx are not. A reply that is not a chat completion
 mid-JSON, an empty ``choices`` list, a stream that ends before its finish reason) is retryable too.
 
 Server-side constraints: JSON kinds go as ``response_format={"type": "json_schema", ...}`` with
-``strict: true``; regex, choice and Lark kinds as llama.cpp's ``grammar`` field (GBNF, translated here).
-An HTTP error on such a request is read as a refusal: the chain records it and drops to the next step,
-and the endpoint is remembered as not supporting that field.
+``strict: true`` (OpenAI, vLLM, llama.cpp's own server), and where that is refused as
+``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server, which rejects ``json_schema``); regex,
+choice and Lark kinds as llama.cpp's ``grammar`` field (GBNF, translated here). An HTTP error on such a
+request is read as a refusal of that form: the chain records it and tries the next form or step, and the
+endpoint is remembered as not supporting it.
 """
 
 from __future__ import annotations
@@ -132,15 +134,17 @@ class OpenAICompatible:
         _check(request)
         return await arun_chain(self, request, concurrency=self.concurrency)
 
-    def constraint(self, schema: CompiledSchema) -> Constraint | None:
-        """The server-side form of ``schema``: a strict json_schema ``response_format``, or a GBNF grammar."""
+    def constraints(self, schema: CompiledSchema) -> tuple[Constraint, ...]:
+        """The server-side forms of ``schema``: a strict json_schema ``response_format`` then the
+        json_object + schema one; or a GBNF grammar; or none."""
         if schema.kind == "json" and schema.json_schema is not None:
             title = schema.json_schema.get("title")
             name = re.sub(r"[^A-Za-z0-9_-]", "_", title)[:64] if isinstance(title, str) and title else "output"
-            return Constraint("json_schema", {"type": "json_schema", "json_schema": {
-                "name": name, "schema": schema.json_schema, "strict": True}})
+            return (Constraint("json_schema", {"type": "json_schema", "json_schema": {
+                        "name": name, "schema": schema.json_schema, "strict": True}}),
+                    Constraint("json_object", {"type": "json_object", "schema": schema.json_schema}))
         gbnf = to_gbnf(schema)
-        return Constraint("grammar", gbnf) if gbnf is not None else None
+        return (Constraint("grammar", gbnf),) if gbnf is not None else ()
 
     # ---- one request, with retries -----------------------------------------------------------------
 
@@ -225,7 +229,7 @@ class OpenAICompatible:
             params["logprobs"] = True
             params["top_logprobs"] = 0
         if call.constraint is not None:
-            if call.constraint.kind == "json_schema":
+            if call.constraint.kind in ("json_schema", "json_object"):
                 params["response_format"] = call.constraint.payload
             else:
                 extra["grammar"] = call.constraint.payload

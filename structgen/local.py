@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from numpy.typing import NDArray
 from ._llama import LlamaContext, LlamaModel
 from .chat import CHATML_TEMPLATE, ChatTemplate, Message, as_messages
 from .engine import run_local
-from .errors import BackendError, InvalidArgument
+from .errors import InvalidArgument
 from .matchers import Backend, Vocab, get_backend
 from .models import resolve_model_path
 from .request import Request
@@ -66,13 +65,11 @@ class LlamaCpp:
         self.deterministic = deterministic
         self.n_gpu_layers = n_gpu_layers
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
-        if deterministic:
-            self._ctx: LlamaContext = _StreamContext(self._model, n_ctx_seq=n_ctx, n_batch=n_batch,
-                                                     n_seq_max=n_seq_max, n_threads=n_threads,
-                                                     quantised_kv=n_gpu_layers == 0)
-        else:
-            self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
-                                     n_threads=n_threads)
+        # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
+        # sequence's attention does not depend on its batch-mates (see structgen.determinism).
+        self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
+                                 n_threads=n_threads, kv_unified=not deterministic,
+                                 quantised_kv=deterministic and n_gpu_layers == 0)
         self.lock = threading.RLock()
         self.n_vocab = self._model.n_vocab
         eos_first = (self._model.eos, *(t for t in self._model.eog_ids if t != self._model.eos))
@@ -248,44 +245,3 @@ class LlamaCpp:
     def __repr__(self) -> str:
         return (f"LlamaCpp({str(self.path)!r}, n_gpu_layers={self.n_gpu_layers}, backend={self.backend.name!r}, "
                 f"deterministic={self.deterministic})")
-
-
-class _StreamContext(LlamaContext):
-    """A llama.cpp context with one KV stream of ``n_ctx_seq`` cells per sequence (``kv_unified=false``),
-    optionally a q8_0 cache with flash attention (``quantised_kv``: thread-count-independent attention on CPU).
-
-    ``LlamaContext`` always builds one shared f16 cache; this is its set-up with those flags changed (such
-    arguments on ``LlamaContext`` would make this class unnecessary).
-    """
-
-    def __init__(self, model: LlamaModel, *, n_ctx_seq: int, n_batch: int, n_seq_max: int,
-                 n_threads: int | None, quantised_kv: bool) -> None:
-        if n_ctx_seq <= 0 or n_batch <= 0 or n_seq_max <= 0:
-            raise InvalidArgument("n_ctx, n_batch and n_seq_max must be positive")
-        self.model = model
-        threads = n_threads or max(1, os.cpu_count() or 1)
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = n_ctx_seq * n_seq_max
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
-        params.n_seq_max = n_seq_max
-        params.n_threads = threads
-        params.n_threads_batch = threads
-        params.kv_unified = False
-        if quantised_kv:  # a quantised V cache needs flash attention
-            params.type_k = params.type_v = llama_cpp.GGML_TYPE_Q8_0
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        params.no_perf = True
-        ctx = llama_cpp.llama_init_from_model(model.ptr, params)
-        if not ctx:
-            raise BackendError(f"llama.cpp could not create a context ({n_seq_max} streams of {n_ctx_seq} tokens); "
-                               "out of memory?")
-        self.ptr = ctx
-        self.n_ctx = llama_cpp.llama_n_ctx(ctx)
-        self.n_batch = n_batch
-        self.n_seq_max = n_seq_max
-        self.n_threads = threads
-        self.memory = llama_cpp.llama_get_memory(ctx)
-        self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
-        self._n_vocab = model.n_vocab
-

@@ -2,7 +2,10 @@
 
 Steps, in the order ``strategy`` picks them::
 
-    server            the endpoint's own constraint (json_schema / GBNF grammar); refused → next step
+    server            the endpoint's own constraint: for JSON kinds OpenAI's json_schema
+                      ``response_format``, then (refused) the ``json_object`` + ``schema`` form that
+                      llama-cpp-python's server takes; for the rest a GBNF ``grammar``. Every form
+                      refused, or an accepted one's reply invalid → next step
     prompt            the schema in the prompt, a strict parse, one request
     repair            the schema in the prompt, a defensive parse, then re-ask with the validation
                       errors (field paths and messages), at most ``max_attempts`` requests
@@ -10,8 +13,8 @@ Steps, in the order ``strategy`` picks them::
                       (``select="first_valid"``, or no logprobs from the server: the first valid one)
     self_consistency  n samples, majority over normalised valid values (ties: best average logprob)
 
-``auto`` is server then repair (server is skipped once the endpoint has refused it); ``server`` is the
-same but always asks. Every value returned has passed ``schema.validate`` on its final text: JSON kinds
+``auto`` is server then repair (a constraint form the endpoint has refused is not sent again; with none
+left, server is skipped); ``server`` is the same but asks again when every form was refused. Every value returned has passed ``schema.validate`` on its final text: JSON kinds
 are serialised back to compact JSON first, so ``Result.text`` is the validated text and the raw replies
 are in ``Result.attempts``. ``Result.timings`` reports the total token use of every request made.
 
@@ -69,6 +72,7 @@ class Capabilities:
     """What an endpoint was seen to accept (None = not tried yet); learnt from replies, kept per model."""
 
     json_schema: bool | None = None
+    json_object: bool | None = None
     grammar: bool | None = None
     n: bool | None = None
     logprobs: bool | None = None
@@ -76,9 +80,10 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class Constraint:
-    """A server-side constraint: an OpenAI ``response_format`` (json_schema) or a llama.cpp GBNF ``grammar``."""
+    """A server-side constraint: a ``response_format`` (OpenAI's json_schema, or llama-cpp-python's
+    json_object with a schema) or a llama.cpp GBNF ``grammar``. ``kind`` names its ``Capabilities`` flag."""
 
-    kind: Literal["json_schema", "grammar"]
+    kind: Literal["json_schema", "json_object", "grammar"]
     payload: Any
 
 
@@ -127,8 +132,8 @@ class _ChainModel(Protocol):
     def name(self) -> str:
         """A name for results."""
 
-    def constraint(self, schema: CompiledSchema) -> Constraint | None:
-        """The server-side form of ``schema``, or None where the endpoint has none."""
+    def constraints(self, schema: CompiledSchema) -> tuple[Constraint, ...]:
+        """The server-side forms of ``schema``, the preferred first; empty where the endpoint has none."""
 
 
 class TextModel(_ChainModel, Protocol):
@@ -153,7 +158,7 @@ Chain = Generator[list[Call], list[Outcome], Result[Any]]
 
 def run_chain(model: TextModel, request: Request, *, concurrency: int = 1) -> Result[Any]:
     """Serve ``request`` through the chain, making each batch of calls with up to ``concurrency`` threads."""
-    steps = chain(request, model.caps, model.constraint(request.schema), model.name)
+    steps = chain(request, model.caps, model.constraints(request.schema), model.name)
     outcomes: list[Outcome] | None = None
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         while True:
@@ -177,7 +182,7 @@ def _attempt(model: TextModel, call: Call) -> Outcome:
 
 async def arun_chain(model: AsyncTextModel, request: Request, *, concurrency: int = 1) -> Result[Any]:
     """Serve ``request`` through the chain with asyncio, at most ``concurrency`` requests in flight."""
-    steps = chain(request, model.caps, model.constraint(request.schema), model.name)
+    steps = chain(request, model.caps, model.constraints(request.schema), model.name)
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def attempt(call: Call) -> Outcome:
@@ -199,24 +204,24 @@ async def arun_chain(model: AsyncTextModel, request: Request, *, concurrency: in
 
 # ---- the chain -------------------------------------------------------------------------------------
 
-def chain(request: Request, caps: Capabilities, constraint: Constraint | None, model_name: str = "") -> Chain:
+def chain(request: Request, caps: Capabilities, constraints: Sequence[Constraint], model_name: str = "") -> Chain:
     """The chain for ``request`` as a generator of call batches (see the module docstring)."""
     if request.strategy not in CHAIN_STRATEGIES:
         raise InvalidArgument(f"strategy {request.strategy!r} needs a local model; for a text model use one of "
                               f"{', '.join(CHAIN_STRATEGIES)}")
     run = _Run(request, model_name)
     strategy = request.strategy
-    known_refused = constraint is not None and getattr(caps, constraint.kind) is False
+    forms = [c for c in constraints if getattr(caps, c.kind) is not False]
+    if strategy == "server" and not forms:
+        forms = list(constraints)
     steps: list[str]
     if strategy in ("auto", "server"):
-        try_server = constraint is not None and (strategy == "server" or not known_refused)
-        steps = ["server", "repair"] if try_server else ["repair"]
+        steps = ["server", "repair"] if forms else ["repair"]
     else:
         steps = [strategy]
     for step in steps:
         if step == "server":
-            assert constraint is not None
-            found = yield from _server(run, caps, constraint)
+            found = yield from _server(run, caps, forms)
         elif step in ("prompt", "repair"):
             found = yield from _prompted(run, defensive=step == "repair")
         else:
@@ -312,22 +317,24 @@ def _as_result(v: _Valid, step: str, model_name: str) -> Result[Any]:
                   seed=v.seed, strategy=step, finish_reason=c.finish_reason, model=model_name)
 
 
-def _server(run: _Run, caps: Capabilities, constraint: Constraint) -> Generator[list[Call], list[Outcome],
-                                                                                Result[Any] | None]:
-    call = run.call(run.messages(), seed=run.request.seed, constraint=constraint)
-    [outcome] = yield from run.send([call])
-    if isinstance(outcome, BackendError):
-        # An HTTP error status on the constrained request (not a transport failure) is a refusal: drop to the
-        # next step. Transport failures and exhausted retries are the endpoint's, not the constraint's.
-        if outcome.retryable or outcome.status_code is None:
-            raise outcome
-        setattr(caps, constraint.kind, False)
-        run.attempts.append(Attempt(text="", error=f"refused: the endpoint rejected {constraint.kind} "
-                                                   f"(HTTP {outcome.status_code}): {outcome}", strategy="server"))
-        return None
-    setattr(caps, constraint.kind, True)
-    valid = run.accept(outcome.completions[0], call.seed, "server", defensive=False, strict_text=True)
-    return run.result(valid, "server") if valid is not None else None
+def _server(run: _Run, caps: Capabilities, forms: Sequence[Constraint]) -> Generator[list[Call], list[Outcome],
+                                                                                     Result[Any] | None]:
+    for constraint in forms:
+        call = run.call(run.messages(), seed=run.request.seed, constraint=constraint)
+        [outcome] = yield from run.send([call])
+        if isinstance(outcome, BackendError):
+            # An HTTP error status on the constrained request (not a transport failure) is a refusal of this
+            # form: try the next one. Transport failures and exhausted retries are the endpoint's, not the form's.
+            if outcome.retryable or outcome.status_code is None:
+                raise outcome
+            setattr(caps, constraint.kind, False)
+            run.attempts.append(Attempt(text="", error=f"refused: the endpoint rejected {constraint.kind} "
+                                                       f"(HTTP {outcome.status_code}): {outcome}", strategy="server"))
+            continue
+        setattr(caps, constraint.kind, True)
+        valid = run.accept(outcome.completions[0], call.seed, "server", defensive=False, strict_text=True)
+        return run.result(valid, "server") if valid is not None else None
+    return None
 
 
 def _prompted(run: _Run, *, defensive: bool) -> Generator[list[Call], list[Outcome], Result[Any] | None]:
@@ -622,16 +629,16 @@ class LocalText:
 
     def __init__(self, model: LocalModel) -> None:
         self.model = model
-        self.caps = Capabilities(json_schema=False, grammar=False, n=False, logprobs=True)
+        self.caps = Capabilities(json_schema=False, json_object=False, grammar=False, n=False, logprobs=True)
 
     @property
     def name(self) -> str:
         """The local model's name."""
         return self.model.name
 
-    def constraint(self, schema: CompiledSchema) -> Constraint | None:
-        """None: a local model is masked by the ``constrained`` strategy, not through the chain."""
-        return None
+    def constraints(self, schema: CompiledSchema) -> tuple[Constraint, ...]:
+        """No forms: a local model is masked by the ``constrained`` strategy, not through the chain."""
+        return ()
 
     def complete(self, call: Call) -> Reply:
         """Generate free text for the call's messages with structgen's own decode loop."""

@@ -38,6 +38,8 @@ from structgen.apps.sqlite_db import (
 )
 from structgen.errors import DatabaseError, InvalidArgument, StructgenError, UnsafeSQL
 
+from .sql_attacks import ATTACKS
+
 REPO = Path(__file__).resolve().parents[1]
 GRAMMAR = REPO / "grammars" / "sqlite_select.lark"
 SQL_TASKS = REPO / "benchmarks" / "tasks" / "sql.jsonl"
@@ -429,56 +431,6 @@ def test_schema_grammar_needs_tables() -> None:
 # --------------------------------------------------------------------------------------------------
 # check_select
 
-ATTACKS = [
-    "SELECT 1; DROP TABLE customers",
-    "SELECT * FROM customers; DELETE FROM orders",
-    "select 1; pragma query_only = 0",
-    "SELECT 1;;",
-    "BEGIN; SELECT 1; COMMIT",
-    "DROP TABLE customers",
-    "DELETE FROM orders",
-    "UPDATE products SET price = 0",
-    "INSERT INTO categories (name) SELECT name FROM customers",
-    "REPLACE INTO categories (id, name) VALUES (1, 'x')",
-    "CREATE TEMP TABLE t AS SELECT * FROM customers",
-    "ATTACH DATABASE '{tmp}/evil.db' AS evil",
-    "DETACH DATABASE main",
-    "PRAGMA writable_schema = ON",
-    "VACUUM INTO '{tmp}/copy.db'",
-    "ANALYZE",
-    "REINDEX",
-    "EXPLAIN SELECT 1",
-    "VALUES (1)",
-    "WITH x AS (SELECT 1) DELETE FROM orders",
-    "WITH x AS (SELECT 1) INSERT INTO categories (name) SELECT * FROM x",
-    "WITH t AS (SELECT 1) UPDATE products SET price = 0",
-    "SELECT 1 -- ; DELETE FROM orders",
-    "SELECT 1 --\n; DELETE FROM orders",
-    "SELECT 1 /* hidden */; DELETE FROM orders",
-    "/* x */ SELECT 1",
-    "SELECT 1 /*",
-    "SELECT 'abc; DELETE FROM orders",
-    "SELECT [x; DELETE FROM orders",
-    "SELECT load_extension('{tmp}/evil.so')",
-    "SELECT name, load_extension('x') AS y FROM customers",
-    "SELECT writefile('{tmp}/x', 'data')",
-    "SELECT readfile('/etc/passwd')",
-    "SELECT edit('x')",
-    "SELECT fts3_tokenizer('simple')",
-    "SELECT zeroblob(1000000000)",
-    "SELECT length(randomblob(1000000000))",
-    "SELECT * FROM pragma_table_info('customers')",
-    "SELECT * FROM customers RETURNING *",
-    "SELECT 1\x00; DROP TABLE customers",
-    "SELECT 1\uff1b DROP TABLE customers",
-    "\u0405ELECT * FROM customers",
-    "SEL\u200bECT 1",
-    "SELECT 1 \u2028; DROP TABLE customers",
-    "SELECT '\u202e; DROP TABLE customers'",
-    "SELECT " + "1 + " * 6000 + "1",
-    "",
-    "  ;  ",
-]
 
 
 def _attack(template: str, tmp: Path) -> str:

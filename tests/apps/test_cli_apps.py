@@ -12,8 +12,8 @@ import pytest
 
 from structgen.testing import RandomLogitsModel
 
+from ..sql_attacks import STATEMENT_ATTACKS
 from .conftest import CliRun, digest
-from .test_sql_app import USER_ATTACKS
 
 
 def test_regex_json_output(run_cli: CliRun, random_model: RandomLogitsModel) -> None:
@@ -71,7 +71,7 @@ def test_sql_given_query_executes_and_prints_a_table(run_cli: CliRun, shop_copy:
     assert code == 0 and "rows" not in json.loads(out)  # checked, not run
 
 
-@pytest.mark.parametrize("template", USER_ATTACKS[:22], ids=lambda s: repr(s)[:50])
+@pytest.mark.parametrize("template", STATEMENT_ATTACKS, ids=lambda s: repr(s)[:50])
 def test_sql_override_refuses_anything_but_one_select(template: str, run_cli: CliRun, shop_copy: Path,
                                                       tmp_path: Path) -> None:
     before = digest(shop_copy)

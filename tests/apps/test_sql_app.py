@@ -17,6 +17,7 @@ from structgen.apps.sqlite_db import check_select, open_readonly, read_schema
 from structgen.errors import DatabaseError, GrammarError, InvalidArgument, UnsafeSQL
 from structgen.testing import RandomLogitsModel
 
+from ..sql_attacks import STATEMENT_ATTACKS
 from .conftest import digest
 
 # A database whose names need quoting: keywords, a space, mixed case, a self reference.
@@ -114,41 +115,19 @@ def test_records_disambiguate_repeated_column_names(shop_copy: Path) -> None:
     assert r.records() == [{"name": "Books", "name_2": "Books", "id": 1}]
 
 
-USER_ATTACKS = [
-    "SELECT 1; DROP TABLE customers",
-    "SELECT * FROM customers; DELETE FROM orders",
-    "select 1; pragma query_only = 0",
-    "DROP TABLE customers",
-    "DELETE FROM orders",
-    "UPDATE products SET price = 0",
-    "INSERT INTO categories (name) SELECT name FROM customers",
-    "REPLACE INTO categories (id, name) VALUES (1, 'x')",
-    "CREATE TEMP TABLE t AS SELECT * FROM customers",
-    "ATTACH DATABASE '{tmp}/evil.db' AS evil",
-    "PRAGMA writable_schema = ON",
-    "VACUUM INTO '{tmp}/copy.db'",
-    "WITH x AS (SELECT 1) DELETE FROM orders",
-    "SELECT 1 -- ; DELETE FROM orders",
-    "SELECT 1 /* hidden */; DELETE FROM orders",
-    "/* x */ SELECT 1",
-    "SELECT 'abc; DELETE FROM orders",
-    "SELECT load_extension('{tmp}/evil.so')",
-    "SELECT writefile('{tmp}/x', 'data')",
-    "SELECT * FROM pragma_table_info('customers')",
-    "SELECT 1\uff1b DROP TABLE customers",
-    "\u0405ELECT * FROM customers",
-    "EXPLAIN SELECT 1",
-    "  ;  ",
-]
-
-
-@pytest.mark.parametrize("template", USER_ATTACKS, ids=lambda s: repr(s)[:50])
+@pytest.mark.parametrize("template", STATEMENT_ATTACKS, ids=lambda s: repr(s)[:50])
 def test_verify_sql_refuses_anything_but_one_select(template: str, shop_copy: Path, tmp_path: Path) -> None:
     before = digest(shop_copy)
     with pytest.raises(UnsafeSQL):
         verify_sql(template.replace("{tmp}", str(tmp_path)), shop_copy, execute=True)
     assert digest(shop_copy) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [shop_copy.name]
+
+
+def test_verify_sql_refuses_an_empty_query(shop_copy: Path) -> None:
+    for empty in ("", "   \n"):
+        with pytest.raises(InvalidArgument, match="empty"):
+            verify_sql(empty, shop_copy)
 
 
 def test_verify_sql_reports_a_query_sqlite_cannot_compile(shop_copy: Path) -> None:

@@ -44,16 +44,30 @@ def test_prompt_returns_a_validated_value_and_reports_usage(hosted: OpenAICompat
     assert r.timings.prompt_tokens > 10 and r.timings.generated_tokens == r.attempts[0].tokens > 0
 
 
-def test_auto_drops_a_refused_json_schema_to_repair_and_remembers(hosted: OpenAICompatible) -> None:
-    # llama-cpp-python's server rejects response_format type "json_schema" (an HTTP 500 naming the field).
+def test_a_refused_json_schema_goes_as_json_object_and_is_remembered(hosted: OpenAICompatible) -> None:
+    # llama-cpp-python's server rejects response_format type "json_schema" (an HTTP 500 naming the field) but
+    # takes {"type": "json_object", "schema": ...} and compiles the schema to a grammar itself.
     r = structgen.generate(PARIS, schema=City, model=hosted, max_tokens=32, seed=1)
-    assert r.strategy == "repair" and isinstance(r.value, City)
-    refused = r.attempts[0]
+    assert r.strategy == "server" and isinstance(r.value, City)
+    refused, served = r.attempts
     assert refused.strategy == "server" and refused.error is not None and refused.error.startswith("refused")
-    assert "response_format" in refused.error
-    assert hosted.caps.json_schema is False
+    assert "json_schema" in refused.error
+    assert served.strategy == "server" and served.error is None
+    assert hosted.caps.json_schema is False and hosted.caps.json_object is True
     again = structgen.generate(PARIS, schema=City, model=hosted, max_tokens=32, seed=1)
-    assert [a.strategy for a in again.attempts] == ["repair"]  # no second refused request
+    assert [a.strategy for a in again.attempts] == ["server"]  # no second refused request
+    assert again.value == r.value
+
+
+def test_the_server_side_schema_holds_patterns_and_bounds(hosted: OpenAICompatible) -> None:
+    # The server compiles pattern and integer bounds into its grammar; the value is still validated here.
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
+                                               "count": {"type": "integer", "minimum": 3, "maximum": 9}},
+              "required": ["code", "count"], "additionalProperties": False}
+    r = structgen.generate("Make up a product code and a count.", schema=schema, model=hosted,
+                           strategy="server", max_tokens=48, seed=3)
+    assert r.strategy == "server" and [a.strategy for a in r.attempts][-1] == "server"
+    assert re.fullmatch(r"[A-Z]{3}-[0-9]{4}", r.value["code"]) and 3 <= r.value["count"] <= 9
 
 
 @pytest.mark.parametrize(("schema", "prompt", "check"), [
@@ -203,6 +217,18 @@ def test_agenerate_runs_requests_concurrently(hosted: OpenAICompatible) -> None:
 
     yes_no, zip_code = asyncio.run(both())
     assert yes_no.value in ("yes", "no") and re.fullmatch(r"[0-9]{5}", zip_code.value)
+
+
+def test_requests_are_compiled_for_the_model_that_serves_them(local_model: structgen.LlamaCpp,
+                                                             hosted: OpenAICompatible) -> None:
+    from structgen.generate import build_request
+
+    # generate and agenerate share build_request: a local model's matcher build checks the schema itself, so
+    # the separate check is deferred; a hosted model gets it done up front.
+    assert build_request(local_model, SKY, City).schema.deferred_check is not None
+    assert build_request(hosted, SKY, City).schema.deferred_check is None
+    with pytest.raises(structgen.InvalidArgument, match="model must be"):
+        build_request(object(), SKY, City)
 
 
 def test_agenerate_on_a_local_model(local_model: structgen.LlamaCpp) -> None:

@@ -55,10 +55,11 @@ def test_untranslatable_schemas_get_no_grammar(schema: structgen.Regex | structg
 def test_json_kinds_go_as_json_schema_not_grammar() -> None:
     compiled = structgen.compile_schema({"type": "object", "properties": {"a": {"type": "integer"}}})
     assert to_gbnf(compiled) is None
-    constraint = structgen.OpenAICompatible("http://127.0.0.1:9/v1").constraint(compiled)
-    assert constraint is not None and constraint.kind == "json_schema"
-    assert constraint.payload["json_schema"]["strict"] is True
-    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", constraint.payload["json_schema"]["name"])
+    openai_form, llama_cpp_python_form = structgen.OpenAICompatible("http://127.0.0.1:9/v1").constraints(compiled)
+    assert openai_form.kind == "json_schema" and openai_form.payload["json_schema"]["strict"] is True
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", openai_form.payload["json_schema"]["name"])
+    assert llama_cpp_python_form.kind == "json_object"
+    assert llama_cpp_python_form.payload == {"type": "json_object", "schema": compiled.json_schema}
 
 
 def test_llama_accepts_rejects_broken_gbnf() -> None:

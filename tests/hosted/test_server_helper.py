@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,3 +23,46 @@ def test_a_file_that_is_no_gguf_fails_fast_with_the_servers_own_words(tmp_path: 
         pytest.fail("the server must not come up")
     assert log.is_file() and log.stat().st_size > 0
     assert str(bogus) in str(info.value) or "gguf" in str(info.value).lower()
+
+
+def _children(pid: int) -> list[int]:
+    """Child process ids of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_terminated_bench_stops_the_server_it_started(tmp_path: Path) -> None:
+    # SIGTERM (a CI timeout, `kill`) must unwind the CLI like Ctrl-C, so `--serve` does not leave a server behind.
+    report = tmp_path / "report.json"
+    bench = subprocess.Popen([sys.executable, "-m", "cli", "bench", "strategies", "--serve", "--task",
+                              "classification", "--strategies", "prompt", "--threads", "1", "--json", str(report)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
+    try:
+        server = None
+        deadline = time.monotonic() + 120
+        while server is None and time.monotonic() < deadline and bench.poll() is None:
+            server = next((c for c in _children(bench.pid)
+                           if b"llama_cpp.server" in Path(f"/proc/{c}/cmdline").read_bytes()), None)
+            time.sleep(0.2)
+        assert server is not None, "the bench did not start llama_cpp.server"
+        while not report.exists() and time.monotonic() < deadline:   # the server answered a first item
+            time.sleep(0.2)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=30) == 143
+        deadline = time.monotonic() + 15
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(server), "llama_cpp.server outlived the bench"
+    finally:
+        if bench.poll() is None:
+            bench.kill()

@@ -49,24 +49,51 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert _retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
 
 
-def _first_calls(strategy: str, caps: Capabilities, constraint: Constraint | None, n: int = 1) -> list[Call]:
+def _first_calls(strategy: str, caps: Capabilities, constraints: tuple[Constraint, ...] = (),
+                 n: int = 1) -> list[Call]:
     """The first batch of requests the chain asks for (no server needed: the chain is a generator)."""
     req = Request(prompt="hi", schema=structgen.compile_schema(Person), sampling=SamplingParams(), seed=1,
                   strategy=strategy, n=n)
-    return next(chain(req, caps, constraint))
+    return next(chain(req, caps, constraints))
+
+
+OPENAI_FORM = Constraint("json_schema", {"type": "json_schema"})
+LLAMA_CPP_PYTHON_FORM = Constraint("json_object", {"type": "json_object", "schema": {}})
+BOTH = (OPENAI_FORM, LLAMA_CPP_PYTHON_FORM)
 
 
 def test_auto_skips_a_constraint_the_endpoint_refused_but_server_asks_again() -> None:
-    constraint = Constraint("json_schema", {"type": "json_schema"})
-    assert _first_calls("auto", Capabilities(), constraint)[0].constraint == constraint
+    assert _first_calls("auto", Capabilities(), (OPENAI_FORM,))[0].constraint == OPENAI_FORM
     refused = Capabilities(json_schema=False)
-    assert _first_calls("auto", refused, constraint)[0].constraint is None
-    assert _first_calls("server", refused, constraint)[0].constraint == constraint
+    assert _first_calls("auto", refused, (OPENAI_FORM,))[0].constraint is None
+    assert _first_calls("server", refused, (OPENAI_FORM,))[0].constraint == OPENAI_FORM
+
+
+def test_a_refused_form_is_skipped_for_the_next_one() -> None:
+    assert _first_calls("auto", Capabilities(), BOTH)[0].constraint == OPENAI_FORM
+    assert _first_calls("auto", Capabilities(json_schema=False), BOTH)[0].constraint == LLAMA_CPP_PYTHON_FORM
+    assert _first_calls("auto", Capabilities(json_schema=False, json_object=False), BOTH)[0].constraint is None
+    # server asks again when every form was refused, from the preferred one
+    assert _first_calls("server", Capabilities(json_schema=False, json_object=False), BOTH)[0].constraint \
+        == OPENAI_FORM
+
+
+def test_refusal_of_the_first_form_sends_the_second_in_the_same_call() -> None:
+    from structgen.errors import BackendError
+
+    req = Request(prompt="hi", schema=structgen.compile_schema(Person), sampling=SamplingParams(), seed=1,
+                  strategy="auto")
+    caps = Capabilities()
+    steps = chain(req, caps, BOTH)
+    [first] = next(steps)
+    [second] = steps.send([BackendError("422: response_format", status_code=422)])
+    assert first.constraint == OPENAI_FORM and second.constraint == LLAMA_CPP_PYTHON_FORM
+    assert caps.json_schema is False and caps.json_object is None
 
 
 def test_best_of_asks_for_n_until_the_endpoint_is_known_to_ignore_it() -> None:
-    calls = _first_calls("best_of", Capabilities(), None, n=4)
+    calls = _first_calls("best_of", Capabilities(), n=4)
     assert len(calls) == 1 and calls[0].n == 4 and calls[0].want_logprobs
-    calls = _first_calls("best_of", Capabilities(n=False), None, n=4)
+    calls = _first_calls("best_of", Capabilities(n=False), n=4)
     assert len(calls) == 4 and {c.n for c in calls} == {1} and len({c.seed for c in calls}) == 4
     assert all(c.sampling.temperature >= 0.7 for c in calls)  # n greedy samples would be one sample n times
