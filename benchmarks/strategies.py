@@ -31,10 +31,11 @@ from __future__ import annotations
 import functools
 import json
 import re
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class Item:
     prompt: Any
     schema: Any
     check: Callable[[Any], str | None]                 # why the value is not valid for the task (None: valid)
+    name: str = ""                                     # where the item comes from (a MaskBench file, a task id)
     correct: Callable[[Any], bool] | None = None       # does it match the gold answer (where there is one)?
     reference: Any = None                              # the gold value, where the task has one
     # The app prompts (regex, SQL) already say what to write, as the apps do; their grammars are long
@@ -131,7 +133,7 @@ def json_task(data_dir: Path, count: int) -> Task:
         text = "\n".join(_describe(instance))
         prompt = f"Extract the data from the text below as JSON.\n\nText:\n{text}"
         items.append(Item(prompt, case.schema, check=_json_check(compiled),
-                          correct=functools.partial(_equals, instance), reference=instance))
+                          correct=functools.partial(_equals, instance), reference=instance, name=path.name))
         if len(items) == count:
             break
     return Task("json", items)
@@ -286,6 +288,7 @@ class _Row:
     tokens: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     served_by: Counter[str] = field(default_factory=Counter)
+    server_crashes: int = 0  # items whose request killed the --serve server (counted failed; it was restarted)
     examples: list[str] = field(default_factory=list)     # the first few failures, for diagnosis
 
     def failed(self, kind: str, message: str) -> None:
@@ -301,6 +304,7 @@ class _Row:
             "mean_tokens": round(self.tokens / self.n, 1) if self.n else None,
             "accuracy": round(self.correct / self.judged, 4) if self.judged else None,
             "errors": dict(self.errors), "served_by": dict(self.served_by), "error_examples": self.examples,
+            "server_crashes": self.server_crashes,
         }
 
 
@@ -366,14 +370,14 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
     model_path = str(resolve_model_path(options.model_path))
     setting = {"machine": machine(), "versions": versions()}
     started = time.perf_counter()
-    with _model(options, model_path) as (model, where):
+    with _source(options, model_path) as source:
         def report(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
-            return {**_report(options, hosted, where, model_path, tasks, time.perf_counter() - started,
-                              complete), **setting, "rows": rows}
+            return {**_report(options, hosted, source.where, model_path, tasks, time.perf_counter() - started,
+                              complete), **setting, "server_crashes": source.crashes, "rows": rows}
 
         partial = None if on_partial is None else (lambda rows: on_partial(report(rows, False)))
-        rows = _run_all(model, tasks, strategies, options, on_item, partial)
-    return report(rows, True)
+        rows = _run_all(source, tasks, strategies, options, on_item, partial)
+        return report(rows, True)
 
 
 def _report(options: Options, hosted: bool, where: str, model_path: str, tasks: list[Task],
@@ -395,27 +399,79 @@ def _report(options: Options, hosted: bool, where: str, model_path: str, tasks: 
     }
 
 
-@contextmanager
-def _model(options: Options, model_path: str) -> Iterator[tuple[Any, str]]:
-    if options.serve:
+class _Source:
+    """The model every item runs on; for ``--serve``, a llama_cpp.server that is restarted when it dies."""
+
+    def __init__(self, model: Any, where: str) -> None:
+        self.model = model
+        self.where = where
+        self.crashes: list[dict[str, Any]] = []
+
+    def check(self, strategy: str, task: str, index: int, item: Item) -> bool:
+        """After an item that failed with a ``BackendError``: True if the server had died (now restarted)."""
+        return False
+
+
+class _ServedSource(_Source):
+    def __init__(self, options: Options, model_path: str, stack: ExitStack, log_dir: Path) -> None:
+        super().__init__(None, "")
+        self._options, self._model_path, self._stack, self._log_dir = options, model_path, stack, log_dir
+        self._start()
+
+    def _start(self) -> None:
         from structgen.testing import llama_server
 
-        with llama_server(model_path, n_gpu_layers=options.n_gpu_layers, n_threads=options.n_threads) as url:
-            yield _hosted_model(url), url
+        self.log = self._log_dir / f"server-{len(self.crashes)}.log"
+        server = ExitStack()
+        self.where = server.enter_context(llama_server(self._model_path, n_gpu_layers=self._options.n_gpu_layers,
+                                                       n_threads=self._options.n_threads, log_path=self.log))
+        self._server = server
+        self._stack.callback(server.close)
+        self.model = _hosted_model(self.where)
+
+    def check(self, strategy: str, task: str, index: int, item: Item) -> bool:
+        from structgen.testing import server_answers
+
+        if server_answers(self.where):
+            return False
+        # The request killed the server: the item stays failed (the strategy's request crashed the server);
+        # the log's tail says why, and a fresh server takes the next item.
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-8:]
+        self.crashes.append({"strategy": strategy, "task": task, "item": index, "name": item.name,
+                             "log_tail": tail})
+        self.model.close()
+        self._server.close()
+        self._start()
+        return True
+
+
+@contextmanager
+def _source(options: Options, model_path: str) -> Iterator[_Source]:
+    if options.serve:
+        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="structgen-bench-") as tmp:
+            source = _ServedSource(options, model_path, stack, Path(tmp))
+            try:
+                yield source
+            finally:
+                source.model.close()
     elif options.base_url is not None:
-        yield _hosted_model(options.base_url), options.base_url
+        model = _hosted_model(options.base_url)
+        try:
+            yield _Source(model, options.base_url)
+        finally:
+            model.close()
     else:
         import structgen
 
         model = structgen.LlamaCpp(model_path, n_gpu_layers=options.n_gpu_layers, n_ctx=4096,
                                    n_threads=options.n_threads or None)
         try:
-            yield model, "local"
+            yield _Source(model, "local")
         finally:
             model.close()
 
 
-def _run_all(model: Any, tasks: list[Task], strategies: list[str], options: Options,
+def _run_all(source: _Source, tasks: list[Task], strategies: list[str], options: Options,
              on_item: Callable[[int, int, str], None] | None,
              on_partial: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     total = sum(len(t.items) for t in tasks) * len(strategies)
@@ -425,7 +481,10 @@ def _run_all(model: Any, tasks: list[Task], strategies: list[str], options: Opti
         for strategy in strategies:
             row = _Row(strategy, task.name)
             for i, item in enumerate(task.items):
-                _one(model, item, strategy, i, options, row)
+                backend_errors = row.errors["BackendError"]
+                _one(source.model, item, strategy, i, options, row)
+                if row.errors["BackendError"] > backend_errors and source.check(strategy, task.name, i, item):
+                    row.server_crashes += 1
                 done += 1
                 if on_item is not None:
                     on_item(done, total, f"{strategy} × {task.name}")
@@ -457,6 +516,9 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if skipped:
         lines += ["", "Skipped tasks: " + "; ".join(skipped)]
+    for crash in report.get("server_crashes", []):
+        lines += ["", f"The server died on {crash['strategy']} × {crash['task']} item {crash['item']} "
+                      f"({crash['name'] or 'unnamed'}); that item counts as failed and a fresh server took over."]
     return "\n".join(lines)
 
 

@@ -14,9 +14,10 @@ Steps, in the order ``strategy`` picks them::
     self_consistency  n samples, majority over normalised valid values (ties: best average logprob)
 
 ``auto`` is server then repair (a constraint form the endpoint has refused is not sent again; with none
-left, server is skipped); ``server`` is the same but asks again when every form was refused. Every value returned has passed ``schema.validate`` on its final text: JSON kinds
-are serialised back to compact JSON first, so ``Result.text`` is the validated text and the raw replies
-are in ``Result.attempts``. ``Result.timings`` reports the total token use of every request made.
+left, server is skipped); ``server`` is the same but asks again when every form was refused. Every value
+returned has passed ``schema.validate`` on its final text: JSON kinds are serialised back to compact JSON
+first, so ``Result.text`` is the validated text and the raw replies are in ``Result.attempts``.
+``Result.timings`` reports the total token use of every request made.
 
 The chain is written once, as a generator that yields batches of ``Call``s and is sent back each call's
 ``Reply`` (or the ``BackendError`` it ended in). Drivers perform the calls: ``run_chain`` (threads) and
@@ -214,11 +215,9 @@ def chain(request: Request, caps: Capabilities, constraints: Sequence[Constraint
     forms = [c for c in constraints if getattr(caps, c.kind) is not False]
     if strategy == "server" and not forms:
         forms = list(constraints)
-    steps: list[str]
+    steps = [strategy]
     if strategy in ("auto", "server"):
         steps = ["server", "repair"] if forms else ["repair"]
-    else:
-        steps = [strategy]
     for step in steps:
         if step == "server":
             found = yield from _server(run, caps, forms)

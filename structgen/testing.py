@@ -111,7 +111,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(url: str) -> bool:
+def server_answers(url: str) -> bool:
+    """True if the OpenAI-compatible server at ``url`` (``http://HOST:PORT/v1``) answers ``GET /models``."""
     try:
         with urllib.request.urlopen(f"{url}/models", timeout=2) as resp:
             return bool(resp.status == 200)
@@ -143,7 +144,7 @@ def llama_server(model_path: str | os.PathLike[str] | None = None, *, n_ctx: int
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
                 deadline = time.monotonic() + startup_timeout
-                while not _answers(url):
+                while not server_answers(url):
                     if proc.poll() is not None or time.monotonic() > deadline:
                         tail = log_file.read_text(errors="replace")[-2000:]
                         state = f"exited with code {proc.returncode}" if proc.poll() is not None else (

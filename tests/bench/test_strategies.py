@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,35 @@ def test_partial_reports_after_every_item() -> None:
                       [("constrained", 2, False), ("prompt", 1, True)],
                       [("constrained", 2, False), ("prompt", 2, False)]]
     assert seen[-1]["rows"] == final["rows"] and seen[-1]["machine"] == final["machine"]
+
+
+def test_a_server_that_dies_is_counted_and_restarted() -> None:
+    from structgen_benchmarks import strategies as st
+
+    servers: list[int] = []                                       # the server after each item
+
+    def kill_the_server_after_the_first_item(report: dict[str, Any]) -> None:
+        servers.append(_child_server())
+        if len(servers) == 1:
+            os.kill(servers[0], signal.SIGKILL)
+
+    options = st.Options(serve=True, limit=3, tasks=["classification"], strategies=["prompt"], max_tokens=8,
+                         n_threads=1)
+    report = st.run(options, on_partial=kill_the_server_after_the_first_item)
+    [row] = report["rows"]
+    assert row["n"] == 3 and row["errors"].get("BackendError") == 1 and row["server_crashes"] == 1
+    [crash] = report["server_crashes"]
+    assert crash["strategy"] == "prompt" and crash["task"] == "classification" and crash["item"] == 1
+    assert servers[1] == servers[2] != servers[0]                 # restarted after item 1, once
+    assert "died on prompt × classification item 1" in st.markdown(report)
+
+
+def _child_server() -> int:
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in task.read_text().split():
+            if b"llama_cpp.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+    raise AssertionError("no llama_cpp.server child")
 
 
 def test_constrained_is_local_only(bench: Any) -> None:
