@@ -25,7 +25,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow -o addopts="-ra --strict-markers"

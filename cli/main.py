@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 from typing import Annotated, Any
 
 import typer
@@ -99,7 +100,8 @@ _register_commands()
 def main() -> None:
     """Console entry point: typed errors become one line on stderr and a non-zero exit code."""
     # SIGTERM unwinds like Ctrl-C, so context managers run: a `--serve` bench stops the server it started.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if threading.current_thread() is threading.main_thread():   # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         app()
     except StructgenError as exc:

@@ -48,6 +48,13 @@ def test_counts_follow_maskbench_terms(bench: Any, tmp_path: Path) -> None:
     assert ours["tests"]["grammar_invalidation_errors"] == 2
     assert ours["tests"]["invalidation_errors"] == 1
     assert report["comparison"]["passing_beyond_llguidance_files"] == ["relaxed.json"]
+    # The wrapper's cost is compared on the files both walked (relaxed.json only by structgen; no_tests.json
+    # has nothing to walk).
+    same = report["comparison"]["same_files"]
+    assert same["files_walked"] == 3 and same["files_compiled"] == 4
+    assert report["comparison"]["tbm_p99_ratio"] == round(same["tbm_us"]["structgen"]["p99"]
+                                                          / same["tbm_us"]["llguidance"]["p99"], 3)
+    assert report["comparison"]["tbm_p99_ratio_all"] == round(ours["tbm_us"]["p99"] / raw["tbm_us"]["p99"], 3)
     assert ours["masks"] > 0 and ours["tbm_us"]["p50"] > 0 and ours["ttfm_us"]["p50"] > 0
     assert raw["masks"] > 0 and raw["ttfm_us"]["p99"] >= raw["ttfm_us"]["p50"] > 0
     assert report["machine"]["cpu"] and report["versions"]["llguidance"]
