@@ -75,7 +75,8 @@ def generate(
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
-    result: Result[Any] = target.run(build_request(target, prompt, schema, **options))
+    request = build_request(target, prompt, schema, **options)   # checks that target is a Model first
+    result: Result[Any] = target.run(request)
     return result
 
 

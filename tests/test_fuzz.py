@@ -73,7 +73,10 @@ def test_schema_sample_is_large_enough(schemas: list[tuple[str, dict[str, Any]]]
 
 def test_real_model_at_temperature_one(model: structgen.LlamaCpp,
                                        schemas: list[tuple[str, dict[str, Any]]]) -> None:
-    counts = _check(model, schemas, "SmolLM2-135M, T=1.0, max_tokens=64", temperature=1.0, max_tokens=64)
+    # Two attempts, not the default three: a quarter of these schemas run out of 64 tokens at T=1 every time,
+    # and the third attempt added a minute to the suite without reaching any new code.
+    counts = _check(model, schemas, "SmolLM2-135M, T=1.0, max_tokens=64, max_attempts=2", temperature=1.0,
+                    max_tokens=64, max_attempts=2)
     assert sum(counts.values()) == SAMPLE
     assert counts["valid"] >= SAMPLE // 4, counts
 
