@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -80,48 +81,34 @@ def generate(
     return result
 
 
-def build_request(
-    target: Any,
-    prompt: str | Sequence[Message],
-    schema: SchemaLike = None,
-    *,
-    strategy: str = "auto",
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    repetition_penalty: float = 1.0,
-    frequency_penalty: float = 0.0,
-    presence_penalty: float = 0.0,
-    seed: int | None = None,
-    max_tokens: int = 512,
-    n: int = 1,
-    select: Literal["logprob", "first_valid"] = "logprob",
-    format: Literal["json", "yaml"] = "json",
-    max_attempts: int = 3,
-    system: str | None = None,
-    chat: bool = True,
-    schema_in_prompt: bool = True,
-    fast_forward: bool = True,
-    json_whitespace: str = "compact",
-    model_logprobs: bool = False,
-) -> Request:
+def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLike = None,
+                  **options: Any) -> Request:
     """Check ``generate``'s arguments for the model ``target`` and build the ``Request`` it will serve.
 
-    Raises ``InvalidArgument`` if ``target`` is not a ``Model`` and the compile errors of ``schema``.
+    ``options``: ``generate``'s keyword arguments (``model`` aside); those left out take ``generate``'s
+    defaults. Raises ``InvalidArgument`` if ``target`` is not a ``Model`` and the compile errors of ``schema``.
     """
+    unknown = options.keys() - _OPTION_DEFAULTS.keys()
+    if unknown:
+        raise TypeError(f"build_request() got unexpected option(s) {sorted(unknown)}")
     if not isinstance(target, Model):
         raise InvalidArgument(f"model must be a LlamaCpp or OpenAICompatible, got {type(target).__name__}")
+    fields = {**_OPTION_DEFAULTS, **options}
     # A model with a matcher backend builds the matcher right away, and that build finds unsupported
     # schemas itself (see compile_for_decoding); a hosted one gets the fully checked schema.
     compile_fn = compile_for_decoding if getattr(target, "backend", None) is not None else compile_schema
-    compiled = compile_fn(schema, JsonOptions(whitespace=json_whitespace))
-    sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                              repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-                              presence_penalty=presence_penalty)
-    if strategy in ("best_of", "self_consistency") and n == 1:
-        n = 4 if strategy == "best_of" else 5
-    return Request(prompt=prompt, schema=compiled, sampling=sampling, seed=resolve_seed(seed),
-                   max_tokens=max_tokens, strategy=strategy, n=n, select=select, format=format,
-                   max_attempts=max_attempts, system=system, chat=chat, schema_in_prompt=schema_in_prompt,
-                   fast_forward=fast_forward, model_logprobs=model_logprobs)
+    compiled = compile_fn(schema, JsonOptions(whitespace=fields.pop("json_whitespace")))
+    sampling = SamplingParams(**{name: fields.pop(name) for name in _SAMPLING_OPTIONS})
+    if fields["strategy"] in ("best_of", "self_consistency") and fields["n"] == 1:
+        fields["n"] = 4 if fields["strategy"] == "best_of" else 5
+    # The rest are Request's fields under the same names.
+    return Request(prompt=prompt, schema=compiled, sampling=sampling, seed=resolve_seed(fields.pop("seed")),
+                   **fields)
+
+
+_SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "frequency_penalty",
+                     "presence_penalty")
+# generate's keyword arguments and their defaults, read from its signature (the one place they are written).
+_OPTION_DEFAULTS: dict[str, Any] = {
+    p.name: p.default for p in inspect.signature(generate).parameters.values()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "model"}
