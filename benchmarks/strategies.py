@@ -413,21 +413,25 @@ class _Source:
 
 
 class _ServedSource(_Source):
-    def __init__(self, options: Options, model_path: str, stack: ExitStack, log_dir: Path) -> None:
+    def __init__(self, options: Options, model_path: str, log_dir: Path) -> None:
         super().__init__(None, "")
-        self._options, self._model_path, self._stack, self._log_dir = options, model_path, stack, log_dir
+        self._options, self._model_path, self._log_dir = options, model_path, log_dir
         self._start()
 
     def _start(self) -> None:
         from structgen.testing import llama_server
 
         self.log = self._log_dir / f"server-{len(self.crashes)}.log"
-        server = ExitStack()
-        self.where = server.enter_context(llama_server(self._model_path, n_gpu_layers=self._options.n_gpu_layers,
-                                                       n_threads=self._options.n_threads, log_path=self.log))
-        self._server = server
-        self._stack.callback(server.close)
+        self._server = ExitStack()
+        self.where = self._server.enter_context(llama_server(
+            self._model_path, n_gpu_layers=self._options.n_gpu_layers, n_threads=self._options.n_threads,
+            log_path=self.log))
         self.model = _hosted_model(self.where)
+
+    def close(self) -> None:
+        """Close the client and stop the server."""
+        self.model.close()
+        self._server.close()
 
     def check(self, strategy: str, task: str, index: int, item: Item) -> bool:
         from structgen.testing import server_answers
@@ -439,8 +443,7 @@ class _ServedSource(_Source):
         tail = self.log.read_text(errors="replace").strip().splitlines()[-8:]
         self.crashes.append({"strategy": strategy, "task": task, "item": index, "name": item.name,
                              "log_tail": tail})
-        self.model.close()
-        self._server.close()
+        self.close()
         self._start()
         return True
 
@@ -448,12 +451,12 @@ class _ServedSource(_Source):
 @contextmanager
 def _source(options: Options, model_path: str) -> Iterator[_Source]:
     if options.serve:
-        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="structgen-bench-") as tmp:
-            source = _ServedSource(options, model_path, stack, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="structgen-bench-") as tmp:
+            source = _ServedSource(options, model_path, Path(tmp))
             try:
                 yield source
             finally:
-                source.model.close()
+                source.close()
     elif options.base_url is not None:
         model = _hosted_model(options.base_url)
         try:
