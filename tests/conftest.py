@@ -15,6 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 MASKBENCH = Path(os.environ.get("STRUCTGEN_MASKBENCH", REPO.parent / "shared" / "jsonschemabench" / "maskbench"))
 
 
+def llama_server_children(pid: int) -> list[int]:
+    """Process ids of the ``llama_cpp.server`` processes that ``pid`` started (read from Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            try:
+                if b"llama_cpp.server" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+            except OSError:     # it exited in between
+                continue
+    return found
+
+
 @pytest.fixture(scope="session")
 def model() -> structgen.LlamaCpp:
     """The bundled SmolLM2-135M on CPU, shared by the whole session (generation is serialised)."""

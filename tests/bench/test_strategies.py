@@ -11,6 +11,7 @@ import pytest
 
 from structgen.errors import InvalidArgument
 
+from ..conftest import llama_server_children
 from .conftest import is_png
 
 
@@ -71,11 +72,8 @@ def test_a_server_that_dies_is_counted_and_restarted() -> None:
 
 
 def _child_server() -> int:
-    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        for pid in task.read_text().split():
-            if b"llama_cpp.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return int(pid)
-    raise AssertionError("no llama_cpp.server child")
+    [pid] = llama_server_children(os.getpid())
+    return pid
 
 
 def test_constrained_is_local_only(bench: Any) -> None:

@@ -13,6 +13,8 @@ import pytest
 import structgen
 from structgen.testing import llama_server
 
+from ..conftest import llama_server_children
+
 
 def test_a_file_that_is_no_gguf_fails_fast_with_the_servers_own_words(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
@@ -23,14 +25,6 @@ def test_a_file_that_is_no_gguf_fails_fast_with_the_servers_own_words(tmp_path: 
         pytest.fail("the server must not come up")
     assert log.is_file() and log.stat().st_size > 0
     assert str(bogus) in str(info.value) or "gguf" in str(info.value).lower()
-
-
-def _children(pid: int) -> list[int]:
-    """Child process ids of ``pid`` (Linux /proc)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        found += [int(c) for c in task.read_text().split()]
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -51,8 +45,7 @@ def test_a_terminated_bench_stops_the_server_it_started(tmp_path: Path) -> None:
         server = None
         deadline = time.monotonic() + 120
         while server is None and time.monotonic() < deadline and bench.poll() is None:
-            server = next((c for c in _children(bench.pid)
-                           if b"llama_cpp.server" in Path(f"/proc/{c}/cmdline").read_bytes()), None)
+            server = next(iter(llama_server_children(bench.pid)), None)
             time.sleep(0.2)
         assert server is not None, "the bench did not start llama_cpp.server"
         while not report.exists() and time.monotonic() < deadline:   # the server answered a first item
