@@ -15,7 +15,8 @@ import typer
 from .options import GpuOpt, ModelOpt
 
 bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughput, strategies, apps.",
-                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                        rich_markup_mode=None)
 
 JsonFile = Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")]
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot to this file (needs matplotlib).")]

@@ -19,6 +19,7 @@ app = typer.Typer(
     help="Structured output from language models that is valid every time.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,   # help texts are plain: `structgen[bench]` must not be read as a style tag
     add_completion=False,
 )
 

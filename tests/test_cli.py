@@ -42,3 +42,11 @@ def test_generate_with_verbatim_choices_on_a_raw_prompt() -> None:
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["value"] in (" heads", " tails") and result["text"] == result["value"]
+
+
+@pytest.mark.parametrize("command", [["generate", "--help"], ["bench", "throughput", "--help"]])
+def test_help_texts_are_plain_text(command: list[str]) -> None:
+    # Rich markup would read `structgen[bench-gemma]` as a style tag and print `structgen`.
+    out = CliRunner().invoke(app, command, env={"COLUMNS": "400"})
+    assert out.exit_code == 0, out.output
+    assert "structgen[bench-gemma]" in out.output
