@@ -230,7 +230,7 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
     if isinstance(schema, Mapping):
         try:
             # Order-preserving: llguidance emits properties in the order the schema lists them.
-            key = json.dumps(schema)
+            key = json.dumps(schema, allow_nan=False)   # NaN / Infinity are not JSON
         except (TypeError, ValueError) as exc:
             raise SchemaError(f"the JSON Schema is not JSON-serialisable: {exc}") from exc
         return _compile_json_dict(key, options, checked)
@@ -370,7 +370,7 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
         return value
 
     deferred = None if checked else functools.partial(_compile_json_dict, key, options, True)
-    return _json_compiled(schema, validate, options, source=schema, deferred=deferred)
+    return _json_compiled(schema, validate, options, source=schema, deferred=deferred, text=key)
 
 
 @functools.lru_cache(maxsize=256)
@@ -405,11 +405,13 @@ def _closed_objects(node: Any) -> Any:
 
 
 def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], options: JsonOptions,
-                   source: Any, deferred: Callable[[], CompiledSchema] | None) -> CompiledSchema:
+                   source: Any, deferred: Callable[[], CompiledSchema] | None,
+                   text: str | None = None) -> CompiledSchema:
     compile_opts = options.compile_options()
     relaxed = False
     try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=compile_opts)
+        # ``text`` is the schema already serialised: llguidance would serialise the dict again (half its cost here).
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(text or schema, overrides=compile_opts)
     except ValueError as exc:
         raise SchemaError(f"not a JSON object: {exc}") from exc
     if deferred is not None:

@@ -55,6 +55,8 @@ def test_regex_choice_and_text() -> None:
         ({"type": "strin"}, "malformed JSON Schema", "/type"),
         ({"type": "object", "properties": {"a": {"$ref": "#/nope"}}}, "not supported", ""),
         ({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}, "malformed", "/properties/a/minimum"),
+        ({"type": "number", "maximum": float("inf")}, "not JSON-serialisable: Out of range float", ""),
+        ({"type": "object", "properties": {"a": {"type": "integer"}}, "required": {"a"}}, "not JSON-serialisable", ""),
     ],
 )
 def test_bad_schemas_raise_schema_error_with_location(schema: object, match: str, pointer: str) -> None:
