@@ -7,6 +7,7 @@ verification first shows every candidate (a table on stderr, or the ``--json`` o
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,7 +63,8 @@ def regex(
         if as_json:
             _echo_json(exc.to_dict())
         else:
-            _regex_candidates(Console(stderr=True), exc)
+            _candidates_table(Console(stderr=True), "no candidate verified",
+                              ((c.regex, c.avg_logprob, c.error) for c in exc.candidates))
         raise
     if as_json:
         _echo_json(result.to_dict())
@@ -74,16 +76,16 @@ def regex(
               f"counter-example(s) do not; avg logprob {lp}; {len(result.candidates)} candidate(s)", highlight=False)
 
 
-def _regex_candidates(console: Any, exc: Any) -> None:
+def _candidates_table(console: Any, title: str, candidates: Iterable[tuple[str, float | None, str | None]]) -> None:
+    """The candidates that failed (text, average logprob, why), as a table on ``console``."""
     from rich.table import Table
 
-    table = Table(title="no candidate verified", title_justify="left")
+    table = Table(title=title, title_justify="left")
     table.add_column("candidate", overflow="fold")
     table.add_column("avg logprob", justify="right")
     table.add_column("why it failed", overflow="fold")
-    for c in exc.candidates:
-        lp = f"{c.avg_logprob:.3f}" if c.avg_logprob is not None else "-"
-        table.add_row(c.regex, lp, c.error or "")
+    for text, avg_logprob, error in candidates:
+        table.add_row(text, f"{avg_logprob:.3f}" if avg_logprob is not None else "-", error or "")
     console.print(table, highlight=False, markup=False)
 
 
@@ -128,7 +130,8 @@ def sql(
             if as_json:
                 _echo_json(exc.to_dict())
             else:
-                _sql_candidates(Console(stderr=True), exc)
+                _candidates_table(Console(stderr=True), "no candidate passed the checks",
+                                  ((c.sql, c.avg_logprob, c.error) for c in exc.candidates))
             raise
     if as_json:
         _echo_json(result.to_dict())
@@ -136,19 +139,6 @@ def sql(
     typer.echo(result.sql)
     if result.executed:
         _rows_table(Console(), result)
-
-
-def _sql_candidates(console: Any, exc: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title="no candidate passed the checks", title_justify="left")
-    table.add_column("candidate", overflow="fold")
-    table.add_column("avg logprob", justify="right")
-    table.add_column("why it failed", overflow="fold")
-    for c in exc.candidates:
-        lp = f"{c.avg_logprob:.3f}" if c.avg_logprob is not None else "-"
-        table.add_row(c.sql, lp, c.error or "")
-    console.print(table, highlight=False, markup=False)
 
 
 def _rows_table(console: Any, result: Any) -> None:

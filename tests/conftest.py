@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,28 @@ from structgen.testing import RandomLogitsModel
 
 REPO = Path(__file__).resolve().parents[1]
 MASKBENCH = Path(os.environ.get("STRUCTGEN_MASKBENCH", REPO.parent / "shared" / "jsonschemabench" / "maskbench"))
+
+
+def maskbench_sample(n: int, seed: int, *, max_chars: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``n`` MaskBench schemas (file name, schema) that structgen compiles, in a fixed shuffle of the files;
+    ``max_chars`` bounds a schema's compact JSON (to fit a small model's context)."""
+    files = sorted(MASKBENCH.glob("*.json"))
+    if len(files) < n:
+        pytest.fail(f"MaskBench data not found at {MASKBENCH} (set STRUCTGEN_MASKBENCH)")
+    random.Random(seed).shuffle(files)
+    picked: list[tuple[str, dict[str, Any]]] = []
+    for path in files:
+        schema = json.loads(path.read_text())["schema"]
+        if max_chars is not None and len(json.dumps(schema, separators=(",", ":"))) > max_chars:
+            continue
+        try:
+            structgen.compile_schema(schema)
+        except structgen.StructgenError:
+            continue
+        picked.append((path.name, schema))
+        if len(picked) == n:
+            break
+    return picked
 
 
 def llama_server_children(pid: int) -> list[int]:

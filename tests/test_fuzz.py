@@ -7,9 +7,7 @@ jsonschema); every failure must be a typed StructgenError. Counts are printed in
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -19,33 +17,15 @@ from jsonschema.validators import validator_for
 import structgen
 from structgen.testing import RandomLogitsModel
 
-from .conftest import MASKBENCH
+from .conftest import maskbench_sample
 
 SAMPLE = 200
 SUMMARY: dict[str, Counter[str]] = {}
 
 
-def _sample_schemas(n: int, seed: int = 20261123) -> list[tuple[str, dict[str, Any]]]:
-    files = sorted(p for p in MASKBENCH.glob("*.json"))
-    if len(files) < n:
-        pytest.fail(f"MaskBench data not found at {MASKBENCH} (set STRUCTGEN_MASKBENCH)")
-    random.Random(seed).shuffle(files)
-    picked: list[tuple[str, dict[str, Any]]] = []
-    for path in files:
-        schema = json.loads(Path(path).read_text())["schema"]
-        try:
-            structgen.compile_schema(schema)
-        except structgen.StructgenError:
-            continue
-        picked.append((path.name, schema))
-        if len(picked) == n:
-            break
-    return picked
-
-
 @pytest.fixture(scope="module")
 def schemas() -> list[tuple[str, dict[str, Any]]]:
-    return _sample_schemas(SAMPLE)
+    return maskbench_sample(SAMPLE, seed=20261123)
 
 
 def _check(model: Any, schemas: list[tuple[str, dict[str, Any]]], label: str, **kwargs: Any) -> Counter[str]:

@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,28 @@ def test_sql_generates_with_the_fallback_and_default_db(run_cli: CliRun, random_
     d = json.loads(out)
     assert d["explain_ok"] is True and isinstance(d["rows"], list) and d["tables"]
     assert any(c["explain_ok"] and c["sql"] == d["sql"] for c in d["candidates"])
+
+
+def test_sql_failure_shows_every_candidate_and_exits_non_zero(run_cli: CliRun, shop_copy: Path,
+                                                              random_model: RandomLogitsModel,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rendering of a failure: text_to_sql's own failure paths are tested in test_sql_app.py.
+    import structgen.apps as apps
+    from structgen.apps.sql import SqlCandidate, SqlNotVerified
+
+    failed = [SqlCandidate("SELECT nope FROM customers", -0.25, False, "no such column: nope"),
+              SqlCandidate("SELECT name FROM", None, False, "truncated")]
+
+    def fail(*_a: Any, **_k: Any) -> None:
+        raise SqlNotVerified("no query passed the checks among 2 candidate(s)", candidates=failed)
+
+    monkeypatch.setattr(apps, "text_to_sql", fail)
+    code, out, err = run_cli("sql", "Who?", "--db", str(shop_copy), model=random_model)
+    assert code == 1 and out == ""
+    assert "no candidate passed the checks" in err and "no such column: nope" in err and "-0.250" in err
+    assert err.strip().splitlines()[-1].startswith("error: SqlNotVerified: no query passed the checks")
+    code, out, _ = run_cli("sql", "Who?", "--db", str(shop_copy), "--json", model=random_model)
+    assert code == 1 and [c["sql"] for c in json.loads(out)["candidates"]] == [c.sql for c in failed]
 
 
 def test_installed_entry_point_refuses_and_reports_in_one_line(shop_copy: Path) -> None:

@@ -10,7 +10,6 @@ takes the 6 shortest of the 50; the slow run all 50.
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from typing import Any
 
@@ -21,7 +20,7 @@ from jsonschema.validators import validator_for
 import structgen
 from structgen import BackendError, OpenAICompatible, ParseError, ValidationFailed
 
-from ..conftest import MASKBENCH
+from ..conftest import maskbench_sample
 from .conftest import SWEEP_COUNTS
 
 SAMPLE = 50
@@ -31,27 +30,8 @@ STRATEGIES = ["prompt", "repair", "best_of", "server"]
 PROMPT = "Generate an example JSON value for this schema."
 
 
-def _sample(n: int = SAMPLE, seed: int = 20260505) -> list[tuple[str, dict[str, Any]]]:
-    files = sorted(MASKBENCH.glob("*.json"))
-    if len(files) < n:
-        pytest.fail(f"MaskBench data not found at {MASKBENCH} (set STRUCTGEN_MASKBENCH)")
-    random.Random(seed).shuffle(files)
-    picked: list[tuple[str, dict[str, Any]]] = []
-    for path in files:
-        schema = json.loads(path.read_text())["schema"]
-        if len(json.dumps(schema, separators=(",", ":"))) > MAX_SCHEMA_CHARS:
-            continue
-        try:
-            structgen.compile_schema(schema)
-        except structgen.StructgenError:
-            continue
-        picked.append((path.name, schema))
-        if len(picked) == n:
-            break
-    return picked
-
-
-SCHEMAS = _sample()
+SEED = 20260505
+SCHEMAS = maskbench_sample(SAMPLE, seed=SEED, max_chars=MAX_SCHEMA_CHARS)
 SHORTEST = sorted(SCHEMAS, key=lambda item: len(json.dumps(item[1])))[:DEFAULT_SUBSET]
 
 
@@ -87,7 +67,7 @@ def _sweep(model: OpenAICompatible, schemas: list[tuple[str, dict[str, Any]]], s
 
 def test_the_sample_is_fixed_and_large_enough() -> None:
     assert len(SCHEMAS) == SAMPLE
-    assert [name for name, _ in SCHEMAS] == [name for name, _ in _sample()]
+    assert [name for name, _ in SCHEMAS] == [name for name, _ in maskbench_sample(SAMPLE, seed=SEED, max_chars=MAX_SCHEMA_CHARS)]
 
 
 def test_returned_values_validate_on_a_few_schemas(hosted: OpenAICompatible) -> None:
