@@ -40,6 +40,10 @@ from structgen.errors import DatabaseError, InvalidArgument, StructgenError, Uns
 
 from .sql_attacks import ATTACKS
 
+# The checker's attack list, less the two only the checker stops (valid SELECTs in the grammar).
+CHECKER_ONLY = {"SELECT '\u202e; DROP TABLE customers'", "SELECT " + "1 + " * 6000 + "1"}
+GRAMMAR_ATTACKS = list(dict.fromkeys(a.format(tmp="/tmp") for a in ATTACKS if a not in CHECKER_ONLY))
+
 REPO = Path(__file__).resolve().parents[1]
 GRAMMAR = REPO / "grammars" / "sqlite_select.lark"
 SQL_TASKS = REPO / "benchmarks" / "tasks" / "sql.jsonl"
@@ -175,50 +179,22 @@ ACCEPT = [
 
 # Every attack from the brief is here, plus broken or out-of-grammar SQL.
 REJECT = [
-    "",
+    *GRAMMAR_ATTACKS,
     ";",
     " SELECT 1",
     "SELECT 1 ",
-    "SELECT 1;;",
     "SELECT 1;\n",
     "select * from customers",
     "Select 1",
     "SELECT  1",
     "SELECT\n         1",
-    "SELECT 1; DROP TABLE customers",
-    "SELECT * FROM customers; DELETE FROM orders",
-    "SELECT 1 -- ; DELETE FROM orders",
-    "SELECT 1 --\n; DELETE FROM orders",
     "SELECT 1 /* hidden */",
-    "/* x */ SELECT 1",
     "SELECT price--1 FROM products",
     "SELECT price - -1 FROM products",
     "SELECT price/*2 FROM products",
-    "DROP TABLE customers",
-    "DELETE FROM orders",
-    "UPDATE products SET price = 0",
-    "INSERT INTO categories (name) SELECT name FROM customers",
-    "REPLACE INTO categories (id, name) VALUES (1, 'x')",
-    "CREATE TEMP TABLE t AS SELECT * FROM customers",
-    "ATTACH DATABASE '/tmp/evil.db' AS evil",
-    "DETACH DATABASE main",
-    "PRAGMA writable_schema = ON",
-    "VACUUM INTO '/tmp/copy.db'",
     "BEGIN",
-    "EXPLAIN SELECT 1",
-    "VALUES (1)",
-    "WITH x AS (SELECT 1) DELETE FROM orders",
-    "WITH x AS (SELECT 1) INSERT INTO categories (name) SELECT * FROM x",
-    "SELECT load_extension('/tmp/evil.so')",
-    "SELECT writefile('/tmp/x', 'data')",
-    "SELECT readfile('/etc/passwd')",
-    "SELECT zeroblob(1000000000)",
-    "SELECT * FROM pragma_table_info('customers')",
-    "SELECT 1\x00; DROP TABLE customers",
     "SELECT 'a\x00b'",
     "SELECT 1\uff1bDROP TABLE customers",
-    "\u0405ELECT * FROM customers",
-    "SEL\u200bECT 1",
     "SELECT\u00a01",
     "SELECT 1\u2028",
     "SELECT name\u202e FROM customers",
