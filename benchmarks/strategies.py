@@ -176,11 +176,9 @@ def regex_task(tasks_dir: Path) -> Task:
     path = tasks_dir / "regex.jsonl"
     if not path.is_file():
         return Task("regex", skipped=f"{path} not found")
-    try:
-        import structgen
-        from structgen.apps.regex import regex_messages, verify_regex
-    except ImportError as exc:
-        return Task("regex", skipped=f"the regex app is not available: {exc}")
+    import structgen
+    from structgen.apps.regex import regex_messages, verify_regex
+
     grammar = structgen.Grammar.bundled("python_regex")
     items = []
     for row in _read_jsonl(path):
@@ -208,13 +206,11 @@ def sql_task(tasks_dir: Path) -> Task:
     path = tasks_dir / "sql.jsonl"
     if not path.is_file():
         return Task("sql", skipped=f"{path} not found")
-    try:
-        import structgen
-        from structgen.apps import sqlite_db
-        from structgen.apps._scoped_sql import scoped_grammar
-        from structgen.apps.sql import sql_messages
-    except ImportError as exc:
-        return Task("sql", skipped=f"the SQL app is not available: {exc}")
+    import structgen
+    from structgen.apps import sqlite_db
+    from structgen.apps._scoped_sql import scoped_grammar
+    from structgen.apps.sql import sql_messages
+
     try:
         conn = sqlite_db.open_readonly(sqlite_db.shop_db_path())
         db = sqlite_db.read_schema(conn)
