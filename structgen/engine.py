@@ -204,8 +204,8 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
 
 def choose(valid: Sequence[Result[Any]], strategy: str, select: str = "logprob") -> Result[Any]:
     """The candidate a strategy keeps: ``self_consistency`` the most frequent ``normalise``d value (ties
-    to the best average logprob), ``best_of`` the best average logprob (or the first, for
-    ``select="first_valid"``), anything else the first."""
+    to the best average logprob), ``best_of`` the best average logprob, anything else the first.
+    ``select="first_valid"``: the first valid candidate instead of the best logprob (a tie: the earliest)."""
     if not valid:
         raise InvalidArgument("no candidate to choose from")
     if strategy == "self_consistency":
@@ -213,7 +213,7 @@ def choose(valid: Sequence[Result[Any]], strategy: str, select: str = "logprob")
         counts = Counter(keys)
         top = max(counts.values())
         winners = [r for r, k in zip(valid, keys, strict=True) if counts[k] == top]
-        return max(winners, key=lambda r: r.avg_logprob)
+        return max(winners, key=lambda r: r.avg_logprob) if select == "logprob" else winners[0]
     if strategy == "best_of" and select == "logprob":
         return max(valid, key=lambda r: r.avg_logprob)
     return valid[0]

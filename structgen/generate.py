@@ -70,7 +70,9 @@ def generate(
     ``Choice``, ``Grammar``, or None for free text. ``model``: a ``LlamaCpp`` (default: the bundled
     SmolLM2-135M) or an ``OpenAICompatible`` endpoint. ``strategy``: "auto" (the strongest the model
     supports: grammar-constrained locally), "constrained", "server", "prompt", "repair", "best_of"
-    (``n`` samples, best average logprob) or "self_consistency" (``n`` samples, majority vote).
+    (``n`` samples, best average logprob) or "self_consistency" (``n`` samples, majority vote; ties to the
+    best average logprob). ``select="first_valid"`` keeps the first valid sample instead of ranking by logprob
+    (a hosted endpoint is then not asked for logprobs, which some compute slowly).
     Sampling: ``temperature`` 0 is greedy; then top-k, top-p, min-p, penalties; ``seed`` makes it
     reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
     """

@@ -11,7 +11,8 @@ Steps, in the order ``strategy`` picks them::
                       errors (field paths and messages), at most ``max_attempts`` requests
     best_of           n samples, defensive parse, the valid one with the best average logprob
                       (``select="first_valid"``, or no logprobs from the server: the first valid one)
-    self_consistency  n samples, majority over normalised valid values (ties: best average logprob)
+    self_consistency  n samples, majority over normalised valid values (ties: best average logprob;
+                      ``select="first_valid"``: the earliest sample, and no logprobs are asked for)
 
 ``auto`` is server then repair (a constraint form the endpoint has refused is not sent again; with none
 left, server is skipped); ``server`` is the same but asks again when every form was refused. Every value
@@ -358,7 +359,7 @@ def _prompted(run: _Run, *, defensive: bool) -> Generator[list[Call], list[Outco
 def _sampled(run: _Run, caps: Capabilities, step: str) -> Generator[list[Call], list[Outcome], Result[Any] | None]:
     req = run.request
     messages = run.messages()
-    logprobs = step == "self_consistency" or req.select == "logprob"
+    logprobs = req.select == "logprob"   # best_of ranks by them, self_consistency breaks ties with them
     for round_ in range(req.max_attempts):
         base_seed = req.seed + round_ * 1_000_003
         pairs: list[tuple[Completion, int]] = []
@@ -404,7 +405,7 @@ def _select(valid: list[_Valid], step: str, select: str) -> _Valid:
         counts = Counter(keys)
         top = max(counts.values())
         winners = [v for v, k in zip(valid, keys, strict=True) if counts[k] == top]
-        return max(winners, key=score) if with_logprobs else winners[0]
+        return max(winners, key=score) if with_logprobs and select == "logprob" else winners[0]
     if select == "logprob" and with_logprobs:
         return max(valid, key=score)
     return valid[0]

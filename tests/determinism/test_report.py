@@ -33,6 +33,8 @@ def test_self_consistency_returns_the_majority_on_a_constructed_case() -> None:
     # A tie in votes goes to the better average logprob.
     tie = [result("a", [-3.0]), result("b", [-0.1]), result("a", [-2.0]), result("b", [-4.0])]
     assert choose(tie, "self_consistency") is tie[1]
+    assert choose(tie, "self_consistency", "first_valid") is tie[0]   # ... or, asked to, to the earliest
+    assert choose(candidates, "self_consistency", "first_valid") is votes[0]
     with pytest.raises(structgen.InvalidArgument):
         choose([], "self_consistency")
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import email.utils
 import time
+from typing import Literal
 
+import pytest
 from pydantic import BaseModel
 
 import structgen
 from structgen.hosted import _retry_after
 from structgen.request import Request
 from structgen.sampler import SamplingParams
-from structgen.strategies import Call, Capabilities, Constraint, chain, describe_schema
+from structgen.strategies import Call, Capabilities, Completion, Constraint, Reply, chain, describe_schema
 
 
 class Address(BaseModel):
@@ -50,10 +52,10 @@ def test_retry_after_reads_seconds_and_dates() -> None:
 
 
 def _first_calls(strategy: str, caps: Capabilities, constraints: tuple[Constraint, ...] = (),
-                 n: int = 1) -> list[Call]:
+                 n: int = 1, select: Literal["logprob", "first_valid"] = "logprob") -> list[Call]:
     """The first batch of requests the chain asks for (no server needed: the chain is a generator)."""
     req = Request(prompt="hi", schema=structgen.compile_schema(Person), sampling=SamplingParams(), seed=1,
-                  strategy=strategy, n=n)
+                  strategy=strategy, n=n, select=select)
     return next(chain(req, caps, constraints))
 
 
@@ -97,3 +99,28 @@ def test_best_of_asks_for_n_until_the_endpoint_is_known_to_ignore_it() -> None:
     calls = _first_calls("best_of", Capabilities(n=False), n=4)
     assert len(calls) == 4 and {c.n for c in calls} == {1} and len({c.seed for c in calls}) == 4
     assert all(c.sampling.temperature >= 0.7 for c in calls)  # n greedy samples would be one sample n times
+
+
+def test_logprobs_are_asked_for_only_when_the_choice_ranks_by_them() -> None:
+    for strategy in ("best_of", "self_consistency"):
+        assert _first_calls(strategy, Capabilities(), n=4)[0].want_logprobs
+        assert not _first_calls(strategy, Capabilities(), n=4, select="first_valid")[0].want_logprobs
+    assert not _first_calls("repair", Capabilities())[0].want_logprobs
+
+
+@pytest.mark.parametrize(("select", "winner"), [("logprob", "no"), ("first_valid", "yes")])
+def test_self_consistency_breaks_a_tie_by_logprob_or_by_order(select: Literal["logprob", "first_valid"],
+                                                              winner: str) -> None:
+    req = Request(prompt="hi", schema=structgen.compile_schema(structgen.Choice(["yes", "no"])),
+                  sampling=SamplingParams(), seed=1, strategy="self_consistency", n=4, select=select)
+    steps = chain(req, Capabilities(n=False), ())
+    calls = next(steps)
+    assert len(calls) == 4
+    texts = ["yes", "no", "yes", "no"]   # 2 against 2; "no" has the best logprobs (a server may send them unasked)
+    logprobs = [(-2.0,), (-0.5,), (-1.5,), (-0.2,)]
+    replies = [Reply((Completion(t, "stop", 1, lp),)) for t, lp in zip(texts, logprobs, strict=True)]
+    with pytest.raises(StopIteration) as done:
+        steps.send(replies)
+    result = done.value.value
+    assert result.value == winner and result.strategy == "self_consistency"
+    assert [c.value for c in result.candidates] == texts
