@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .chat import Message, as_messages
+from .coerce import coerce_to_schema
 from .errors import BackendError, InvalidArgument, ParseError, TruncatedOutput, ValidationFailed
-from .parse import coerce_to_schema, parse_structured
+from .parse import parse_structured
 from .request import Request
 from .result import Attempt, Result, Timings
 from .sampler import SamplingParams

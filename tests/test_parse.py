@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from structgen.coerce import coerce_to_schema
 from structgen.errors import InvalidArgument, ParseError
-from structgen.parse import Parsed, coerce_to_schema, extract_payload, parse_json, parse_structured, parse_yaml
+from structgen.parse import Parsed, extract_payload, parse_json, parse_structured, parse_yaml
 
 # --------------------------------------------------------------------------------------------------
 # helpers and strategies
