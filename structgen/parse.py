@@ -23,7 +23,6 @@ import datetime as _dt
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
+from . import _jsonish as jsonish
 from .errors import InvalidArgument, ParseError
 
 __all__ = ["Parsed", "extract_payload", "parse_json", "parse_structured", "parse_yaml"]
@@ -106,252 +106,6 @@ def _check_format(fmt: str) -> None:
     """Refuse an unknown ``format`` argument."""
     if fmt not in ("json", "yaml", "auto"):
         raise InvalidArgument(f"format must be 'json', 'yaml' or 'auto', not {fmt!r}")
-
-
-# ---------------------------------------------------------------------------------------------------
-# a forgiving lexer for JSON-ish text
-
-
-@dataclass(frozen=True)
-class _Tok:
-    """One token: open, close, comma, colon, str, word, comment or other; ``closed`` for str/comment."""
-
-    kind: str
-    start: int
-    end: int
-    closed: bool = True
-
-
-_WORD = re.compile(r"(?:[^\s{}\[\],:\"'#/]|/(?![/*]))+")
-_PUNCT = {"{": "open", "[": "open", "}": "close", "]": "close", ",": "comma", ":": "colon"}
-_STRING_CONTEXT = ("", "open", "comma", "colon")
-
-
-def _string_token(text: str, pos: int) -> _Tok:
-    """The quoted string starting at ``pos`` (backslash escapes respected); unclosed runs to the end."""
-    quote, i, n = text[pos], pos + 1, len(text)
-    while i < n:
-        if text[i] == "\\":
-            i += 2
-        elif text[i] == quote:
-            return _Tok("str", pos, i + 1)
-        else:
-            i += 1
-    return _Tok("str", pos, n, closed=False)
-
-
-def _comment_token(text: str, pos: int) -> _Tok | None:
-    """A ``//``, ``#`` or ``/* */`` comment starting at ``pos``, if one does."""
-    if text.startswith("/*", pos):
-        end = text.find("*/", pos + 2)
-        return _Tok("comment", pos, len(text), closed=False) if end < 0 else _Tok("comment", pos, end + 2)
-    if text.startswith("//", pos) or text[pos] == "#":
-        end = text.find("\n", pos)
-        return _Tok("comment", pos, len(text) if end < 0 else end)
-    return None
-
-
-def _next_token(text: str, pos: int, prev: str) -> _Tok:
-    """The token at ``pos``; a single quote opens a string only where a value or key may start."""
-    ch = text[pos]
-    if ch in _PUNCT:
-        return _Tok(_PUNCT[ch], pos, pos + 1)
-    if ch == '"' or (ch == "'" and prev in _STRING_CONTEXT):
-        return _string_token(text, pos)
-    comment = _comment_token(text, pos)
-    if comment is not None:
-        return comment
-    match = _WORD.match(text, pos)
-    return _Tok("word", pos, match.end()) if match else _Tok("other", pos, pos + 1)
-
-
-def _tokens(text: str, pos: int = 0) -> Iterator[_Tok]:
-    """Tokens of ``text`` from ``pos`` on."""
-    prev, n = "", len(text)
-    while pos < n:
-        if text[pos].isspace():
-            pos += 1
-            continue
-        tok = _next_token(text, pos, prev)
-        if tok.kind != "comment":
-            prev = tok.kind
-        yield tok
-        pos = tok.end
-
-
-_CONTINUATION = re.compile(r"\s*[,:]")
-
-
-def _continues(text: str, pos: int) -> bool:
-    """Whether JSON goes on after ``pos`` (the next significant character is a comma or colon)."""
-    return _CONTINUATION.match(text, pos) is not None
-
-
-def _close_bracket(stack: list[str], closer: str, continues: bool) -> str:
-    """Apply a closing bracket to ``stack``: 'ok', 'mismatched' (implicitly closed others) or 'stray'.
-
-    A closer that does not match the innermost open bracket closes it anyway when JSON goes on after it
-    (``{"a": [1}, "b": 2}``: a ``]`` was left out); otherwise it closes down to its own opener.
-    """
-    want = "{" if closer == "}" else "["
-    if stack and stack[-1] == want:
-        stack.pop()
-        return "ok"
-    if not stack or (want not in stack and not continues):
-        return "stray"
-    if continues:
-        stack.pop()
-        return "mismatched"
-    while stack.pop() != want:
-        pass
-    return "mismatched"
-
-
-def _match_span(text: str, start: int) -> int:
-    """End of the bracketed value opening at ``start`` (the end of ``text`` when it never closes)."""
-    stack: list[str] = []
-    for tok in _tokens(text, start):
-        if tok.kind == "open":
-            stack.append(text[tok.start])
-        elif tok.kind == "close":
-            _close_bracket(stack, text[tok.start], _continues(text, tok.end))
-            if not stack:
-                return tok.end
-    return len(text)
-
-
-# ---------------------------------------------------------------------------------------------------
-# analysis of a JSON-ish payload: what is wrong with it
-
-
-_PY_LITERALS = frozenset({"True", "False", "None"})
-_JSON_LITERALS = frozenset({"true", "false", "null"})
-_NON_FINITE = frozenset({"NaN", "nan", "Infinity", "-Infinity", "+Infinity", "inf", "-inf", "+inf"})
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
-_LOOSE_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?0[xX][0-9a-fA-F]+")
-
-
-@dataclass
-class _Analysis:
-    """Tokens of a payload, which sit in key position, brackets left open, issue counts, max nesting."""
-
-    tokens: list[_Tok]
-    keys: set[int]
-    stack: list[str]
-    issues: Counter[str]
-    depth: int
-
-
-class _Analyser:
-    """One pass over the tokens of a JSON-ish payload, tracking containers and counting problems."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = list(_tokens(text))
-        self.keys: set[int] = set()
-        self.brackets: list[str] = []  # open brackets, innermost last
-        self.states: list[str] = []  # per open bracket: "key" or "value" (what comes next)
-        self.issues: Counter[str] = Counter()
-        self.prev: _Tok | None = None
-        self.depth = 0
-
-    def run(self) -> _Analysis:
-        """Analyse every token."""
-        for index, tok in enumerate(self.tokens):
-            if tok.kind == "comment":
-                self.issues["comment"] += 1
-                continue
-            self._step(index, tok)
-            self.prev = tok
-        return _Analysis(self.tokens, self.keys, self.brackets, self.issues, self.depth)
-
-    def _step(self, index: int, tok: _Tok) -> None:
-        in_object = bool(self.brackets) and self.brackets[-1] == "{"
-        if tok.kind == "open":
-            self._separator(tok)
-            char = self.text[tok.start]
-            self.brackets.append(char)
-            self.states.append("key" if char == "{" else "value")
-            self.depth = max(self.depth, len(self.brackets))
-        elif tok.kind == "close":
-            self._close(tok)
-        elif tok.kind in ("colon", "comma"):
-            if in_object:
-                self.states[-1] = "value" if tok.kind == "colon" else "key"
-        else:
-            self._value(index, tok, in_object and self.states[-1] == "key")
-
-    def _separator(self, tok: _Tok) -> None:
-        if self.brackets and self.prev is not None and self.prev.kind in ("str", "word", "close"):
-            self.issues["missing_separator"] += 1
-
-    def _close(self, tok: _Tok) -> None:
-        if self.prev is not None and self.prev.kind == "comma":
-            self.issues["trailing_comma"] += 1
-        outcome = _close_bracket(self.brackets, self.text[tok.start], _continues(self.text, tok.end))
-        if outcome != "ok":
-            self.issues[outcome] += 1
-        del self.states[len(self.brackets) :]
-
-    def _value(self, index: int, tok: _Tok, is_key: bool) -> None:
-        self._separator(tok)
-        if is_key:
-            self.keys.add(index)
-        if tok.kind == "str":
-            self._string_issues(tok)
-        elif tok.kind == "word":
-            self._word_issues(self.text[tok.start : tok.end], is_key)
-        else:
-            self.issues["stray"] += 1
-
-    def _string_issues(self, tok: _Tok) -> None:
-        if self.text[tok.start] == "'":
-            self.issues["single_quote"] += 1
-        if any(ord(ch) < 0x20 for ch in self.text[tok.start : tok.end]):
-            self.issues["control_char"] += 1
-
-    def _word_issues(self, word: str, is_key: bool) -> None:
-        if is_key:
-            self.issues["unquoted_key"] += 1
-        elif word in _PY_LITERALS:
-            self.issues["python_literal"] += 1
-        elif word in _NON_FINITE:
-            self.issues["non_finite"] += 1
-        elif word in _JSON_LITERALS or _JSON_NUMBER.fullmatch(word):
-            return
-        elif _LOOSE_NUMBER.fullmatch(word):
-            self.issues["number_format"] += 1
-        else:
-            self.issues["bare_word"] += 1
-
-
-def _analyse(text: str) -> _Analysis:
-    """Analyse a JSON-ish payload."""
-    return _Analyser(text).run()
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-_ISSUE_NOTES: tuple[tuple[str, str, str], ...] = (
-    ("comment", "removed {}", "comment"),
-    ("trailing_comma", "removed {}", "trailing comma"),
-    ("single_quote", "converted {} to double quotes", "single-quoted string"),
-    ("unquoted_key", "quoted {}", "unquoted key"),
-    ("python_literal", "converted {} (True/False/None) to JSON", "Python literal"),
-    ("number_format", "normalised {}", "non-JSON number"),
-    ("bare_word", "quoted {}", "bare word"),
-    ("missing_separator", "inserted {} (comma or colon)", "missing separator"),
-    ("control_char", "escaped raw control characters in {}", "string"),
-    ("mismatched", "closed {} left open before a mismatched closer", "bracket"),
-    ("stray", "removed {}", "stray closing bracket or character"),
-)
-
-
-def _issue_notes(issues: Counter[str]) -> list[str]:
-    """Human-readable notes for the counted issues (non-finite numbers are noted where replaced)."""
-    return [template.format(_plural(issues[key], noun)) for key, template, noun in _ISSUE_NOTES if issues[key]]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -454,7 +208,7 @@ def _is_strict_json(candidate: str) -> bool:
 
 def _plausible(text: str, start: int, end: int) -> bool:
     """Whether the bracket at ``start`` opens JSON rather than prose such as ``[see below]``."""
-    toks = [tok for tok in _tokens(text[:end], start + 1) if tok.kind != "comment"][:2]
+    toks = [tok for tok in jsonish.tokens(text[:end], start + 1) if tok.kind != "comment"][:2]
     if not toks:
         return True
     first, word = toks[0], text[toks[0].start : toks[0].end]
@@ -469,7 +223,8 @@ def _plausible(text: str, start: int, end: int) -> bool:
 
 def _is_scalar_word(word: str) -> bool:
     """Whether a bare word reads as a JSON/Python scalar (number, literal, NaN ...)."""
-    return word in _JSON_LITERALS or word in _PY_LITERALS or word in _NON_FINITE or bool(_LOOSE_NUMBER.fullmatch(word))
+    return (word in jsonish.JSON_LITERALS or word in jsonish.PY_LITERALS or word in jsonish.NON_FINITE
+            or bool(jsonish.LOOSE_NUMBER.fullmatch(word)))
 
 
 _MAX_CANDIDATES = 256
@@ -484,7 +239,7 @@ def _first_span(text: str, start: int, end: int) -> tuple[int, int] | None:
         match = _OPENER.search(region, pos)
         if match is None:
             return None
-        span_end = _match_span(region, match.start())
+        span_end = jsonish.match_span(region, match.start())
         if _plausible(region, match.start(), span_end):
             return match.start(), span_end
         pos = match.start() + 1
@@ -744,7 +499,7 @@ _BRACKET = re.compile(r"[\[{]")
 
 def _check_yaml_nesting(payload: str) -> None:
     """Refuse deeply nested flow collections up front (the pure-Python parser is slow, then recurses out)."""
-    if len(_BRACKET.findall(payload)) > _MAX_NESTING and _analyse(payload).depth > _MAX_NESTING:
+    if len(_BRACKET.findall(payload)) > _MAX_NESTING and jsonish.analyse(payload).depth > _MAX_NESTING:
         raise _Failure(f"nested deeper than {_MAX_NESTING} levels", kind="value")
 
 
@@ -835,9 +590,9 @@ def _finish(reply: str, payload: _Payload, value: Any, fmt: Format, notes: list[
     value, replaced = _finite(value)
     if replaced:
         if not repair:
-            message = f"{_plural(replaced, 'non-finite number')} (NaN/Infinity): not JSON-compatible"
+            message = f"{jsonish.plural(replaced, 'non-finite number')} (NaN/Infinity): not JSON-compatible"
             raise ParseError(message, text=reply)
-        notes = [*notes, f"replaced {_plural(replaced, 'non-finite number')} (NaN/Infinity) with null"]
+        notes = [*notes, f"replaced {jsonish.plural(replaced, 'non-finite number')} (NaN/Infinity) with null"]
     return Parsed(value, fmt, bool(notes), payload.notes + tuple(notes), payload.text)
 
 
@@ -865,23 +620,23 @@ _LITERAL_PREFIXES = (
 
 def _complete_word(word: str) -> str | None:
     """A word cut off by truncation completed (``tru`` -> ``true``, ``12.`` -> ``12``); None to drop it."""
-    if word in _JSON_LITERALS or word in _PY_LITERALS or _JSON_NUMBER.fullmatch(word):
+    if word in jsonish.JSON_LITERALS or word in jsonish.PY_LITERALS or jsonish.JSON_NUMBER.fullmatch(word):
         return word
     literals = {full for prefix, full in _LITERAL_PREFIXES if prefix.startswith(word)}
     if len(literals) == 1:
         return literals.pop()
-    number = _JSON_NUMBER.match(word)
+    number = jsonish.JSON_NUMBER.match(word)
     if number is not None and re.fullmatch(r"\.?(?:[eE][+-]?)?", word[number.end() :]):
         return number.group()
     return None if word in ("-", "+") else word
 
 
-def _dangling(tok: _Tok, index: int, an: _Analysis) -> bool:
+def _dangling(tok: jsonish.Tok, index: int, an: jsonish.Analysis) -> bool:
     """Whether a trailing token is left dangling by truncation (separator, key, comment, junk)."""
     return tok.kind in ("comma", "colon", "comment", "other") or index in an.keys
 
 
-def _trim_tail(payload: str, an: _Analysis) -> tuple[str, list[str]]:
+def _trim_tail(payload: str, an: jsonish.Analysis) -> tuple[str, list[str]]:
     """The payload cut back to its last complete value, with the last open string closed."""
     notes: list[str] = []
     cut, tail, index, dropped = len(payload), "", len(an.tokens) - 1, 0
@@ -908,22 +663,22 @@ def _trim_tail(payload: str, an: _Analysis) -> tuple[str, list[str]]:
     return payload[:cut] + tail, notes
 
 
-def _complete_truncated(payload: str, an: _Analysis) -> tuple[str, list[str]]:
+def _complete_truncated(payload: str, an: jsonish.Analysis) -> tuple[str, list[str]]:
     """Close a truncated payload: open string, dangling key/separator, then open brackets in order."""
     text, notes = _trim_tail(payload, an)
     closers = "".join("}" if opener == "{" else "]" for opener in reversed(an.stack))
     if closers:
-        notes.append(f"closed {_plural(len(closers), 'open bracket')} (truncated tail)")
+        notes.append(f"closed {jsonish.plural(len(closers), 'open bracket')} (truncated tail)")
     return text + closers, notes
 
 
-def _is_truncated(an: _Analysis) -> bool:
+def _is_truncated(an: jsonish.Analysis) -> bool:
     """Whether the payload stops inside a container, a string or a block comment."""
     last = an.tokens[-1] if an.tokens else None
     return bool(an.stack) or (last is not None and last.kind in ("str", "comment") and not last.closed)
 
 
-def _replace_words(text: str, an: _Analysis, words: frozenset[str], replacement: str) -> str:
+def _replace_words(text: str, an: jsonish.Analysis, words: frozenset[str], replacement: str) -> str:
     """``text`` with every bare-word token in ``words`` replaced (tokens come from ``an``)."""
     pieces, pos = [], 0
     for tok in an.tokens:
@@ -933,7 +688,7 @@ def _replace_words(text: str, an: _Analysis, words: frozenset[str], replacement:
     return "".join(pieces) + text[pos:]
 
 
-def _has_json_shape(an: _Analysis, text: str) -> bool:
+def _has_json_shape(an: jsonish.Analysis, text: str) -> bool:
     """Whether the payload starts like a JSON value at all (JSON-looking bracket, quote, number, literal)."""
     first = next((tok for tok in an.tokens if tok.kind != "comment"), None)
     if first is None:
@@ -969,7 +724,7 @@ def _alnum(text: str) -> int:
     return sum(ch.isalnum() for ch in text)
 
 
-def _check_repair(payload: str, an: _Analysis, value: Any) -> None:
+def _check_repair(payload: str, an: jsonish.Analysis, value: Any) -> None:
     """Refuse json_repair results that are not a repair of ``payload`` but a replacement for it."""
     first = next(tok for tok in an.tokens if tok.kind != "comment")
     opener = payload[first.start]
@@ -996,7 +751,7 @@ def _count_empty(value: Any) -> int:
 
 def _repair_json(payload: str) -> tuple[Any, list[str]]:
     """Repair a payload that failed strict parsing; raises _Failure where no honest repair exists."""
-    an = _analyse(payload)
+    an = jsonish.analyse(payload)
     if not _has_json_shape(an, payload):
         raise _Failure("no JSON value found", kind="garbage")
     if an.depth > _MAX_NESTING:
@@ -1006,26 +761,27 @@ def _repair_json(payload: str) -> tuple[Any, list[str]]:
     _check_repair(payload, an, value)
     invented = _count_empty(value) - sum(1 for t in an.tokens if t.kind == "str" and t.end - t.start == 2)
     if invented > 0:
-        more.append(f"filled {_plural(invented, 'missing value')} with an empty string")
+        more.append(f"filled {jsonish.plural(invented, 'missing value')} with an empty string")
     return value, (notes + more) or ["fixed other JSON syntax errors"]
 
 
-def _prerepair(payload: str, an: _Analysis) -> tuple[str, list[str]]:
+def _prerepair(payload: str, an: jsonish.Analysis) -> tuple[str, list[str]]:
     """What is fixed before json_repair: NaN/Infinity, a truncated tail, a single-quoted scalar."""
     text, notes = payload, []
     if an.issues["non_finite"]:
-        text = _replace_words(payload, an, _NON_FINITE, "null")
-        notes.append(f"replaced {_plural(an.issues['non_finite'], 'non-finite number')} (NaN/Infinity) with null")
+        text = _replace_words(payload, an, jsonish.NON_FINITE, "null")
+        count = jsonish.plural(an.issues["non_finite"], "non-finite number")
+        notes.append(f"replaced {count} (NaN/Infinity) with null")
     if _is_truncated(an):
-        text, more = _complete_truncated(text, _analyse(text))
+        text, more = _complete_truncated(text, jsonish.analyse(text))
         notes += more
-    final = _analyse(text) if text != payload else an
+    final = jsonish.analyse(text) if text != payload else an
     if _is_single_quoted_scalar(final, text):
         text = json.dumps(_unquote_single(text.strip()))
-    return text, _issue_notes(final.issues) + notes
+    return text, jsonish.issue_notes(final.issues) + notes
 
 
-def _is_single_quoted_scalar(an: _Analysis, payload: str) -> bool:
+def _is_single_quoted_scalar(an: jsonish.Analysis, payload: str) -> bool:
     """Whether the whole payload is one single-quoted string (json_repair turns that into '')."""
     return len(an.tokens) == 1 and an.tokens[0].kind == "str" and payload[an.tokens[0].start] == "'"
 
@@ -1119,12 +875,12 @@ def _repaired_yaml(reply: str, payload: _Payload, failure: _Failure) -> Parsed:
 
 def _misread_by_yaml(payload: str) -> bool:
     """Whether YAML would silently misread this JSON-ish payload (``//`` comments, None, NaN, Infinity)."""
-    an = _analyse(payload)
+    an = jsonish.analyse(payload)
     for index, tok in enumerate(an.tokens):
         word = payload[tok.start : tok.end]
         if tok.kind == "comment" and word.startswith("/"):
             return True
-        if tok.kind == "word" and index not in an.keys and (word in _NON_FINITE or word == "None"):
+        if tok.kind == "word" and index not in an.keys and (word in jsonish.NON_FINITE or word == "None"):
             return True
     return False
 
@@ -1220,7 +976,7 @@ def _auto_repair(reply: str, payload: _Payload, failure: _Failure | None) -> Par
         return _finish(reply, payload, repaired[0], "yaml", repaired[1], repair=True)
     if _first_span(payload.text, 0, len(payload.text)) is not None:
         return None
-    if not _has_json_shape(_analyse(payload.text), payload.text):
+    if not _has_json_shape(jsonish.analyse(payload.text), payload.text):
         return None
     return _parse_json_payload(reply, payload, repair=True)
 
