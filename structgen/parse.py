@@ -1,7 +1,7 @@
 """Defensive parsing of JSON and YAML replies from hosted models that cannot be constrained.
 
-The pipeline is ``extract_payload`` (strip markdown code fences and chatter), then a strict parse of the
-payload (``json.loads`` / ruamel.yaml's safe loader), then, with ``repair=True``, syntax repair.
+The pipeline is ``find_payload`` (``payload.py``: strip markdown code fences and chatter), then a strict
+parse of the payload (``json.loads`` / ruamel.yaml's safe loader), then, with ``repair=True``, syntax repair.
 
 JSON repair does the structural part itself (a truncated tail gets its open string closed, a dangling
 key or separator dropped and its open brackets closed in the right order; NaN/Infinity become null) and
@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import json_repair
 from ruamel.yaml import YAML
@@ -33,12 +33,22 @@ from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
 from . import _jsonish as jsonish
-from .errors import InvalidArgument, ParseError
+from .errors import ParseError
+from .payload import (
+    Format,
+    FormatOrAuto,
+    Payload,
+    check_format,
+    extract_payload,
+    find_payload,
+    first_span,
+    is_scalar_word,
+    is_strict_json,
+    plausible,
+)
 
 __all__ = ["Parsed", "extract_payload", "parse_json", "parse_structured", "parse_yaml"]
 
-Format = Literal["json", "yaml"]
-FormatOrAuto = Literal["json", "yaml", "auto"]
 
 
 @dataclass(frozen=True)
@@ -66,16 +76,6 @@ class _Failure(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class _Payload:
-    """The part of a reply that gets parsed, where it starts, and what was stripped around it."""
-
-    text: str
-    offset: int
-    notes: tuple[str, ...]
-    kind: Format
-
-
 def _line_col(text: str, index: int) -> tuple[int, int]:
     """1-based line and column of ``index`` in ``text``."""
     index = max(0, min(index, len(text)))
@@ -83,7 +83,7 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
-def _error(reply: str, payload: _Payload, failure: _Failure, what: str) -> ParseError:
+def _error(reply: str, payload: Payload, failure: _Failure, what: str) -> ParseError:
     """A ParseError for ``failure``, located in the whole reply."""
     line = column = None
     if failure.pos is not None:
@@ -100,336 +100,6 @@ def _reject_unusable(reply: str) -> None:
         raise ParseError("empty reply", text=reply)
     if _MARKUP.match(reply):
         raise ParseError("reply is an HTML/XML document (an error page?), not JSON or YAML", text=reply)
-
-
-def _check_format(fmt: str) -> None:
-    """Refuse an unknown ``format`` argument."""
-    if fmt not in ("json", "yaml", "auto"):
-        raise InvalidArgument(f"format must be 'json', 'yaml' or 'auto', not {fmt!r}")
-
-
-# ---------------------------------------------------------------------------------------------------
-# payload extraction: fences, chatter, bracket spans
-
-
-@dataclass(frozen=True)
-class _Fence:
-    """A markdown code fence: its language, body bounds, outer bounds, and whether it was closed."""
-
-    lang: str
-    body_start: int
-    body_end: int
-    outer_start: int
-    outer_end: int
-    closed: bool
-
-
-_FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*?)[ \t]*\r?$", re.M)
-_JSON_LANGS = frozenset({"json", "json5", "jsonc", "jsonl", "javascript", "js"})
-_YAML_LANGS = frozenset({"yaml", "yml"})
-
-
-def _fences(text: str) -> list[_Fence]:
-    """Every code fence in ``text``; an unclosed fence runs to the end."""
-    found: list[_Fence] = []
-    pos = 0
-    while (match := _FENCE_OPEN.search(text, pos)) is not None:
-        fence = match.group("fence")
-        lang = (match.group("info").split() or [""])[0].lower()
-        body_start = min(match.end() + 1, len(text))
-        closing = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*\r?$", re.M)
-        close = closing.search(text, body_start)
-        if close is None:
-            found.append(_Fence(lang, body_start, len(text), match.start(), len(text), closed=False))
-            break
-        found.append(_Fence(lang, body_start, close.start(), match.start(), close.end(), closed=True))
-        pos = close.end()
-    return found
-
-
-def _pick_fence(text: str, fmt: FormatOrAuto) -> _Fence | None:
-    """The fence holding the payload: one labelled for ``fmt``, else an unlabelled one, else the first."""
-    fences = _fences(text)
-    wanted = _JSON_LANGS if fmt == "json" else _YAML_LANGS if fmt == "yaml" else frozenset()
-    for accept in (lambda f: f.lang in wanted, lambda f: f.lang == "", lambda f: True):
-        for fence in fences:
-            if accept(fence):
-                return fence
-    return None
-
-
-@dataclass(frozen=True)
-class _Region:
-    """Where to look for the payload (a fence body or the whole reply) and what was stripped to get it."""
-
-    start: int
-    end: int
-    notes: tuple[str, ...]
-    outer_chatter: bool
-    fenced: bool
-
-
-def _region(text: str, fmt: FormatOrAuto) -> tuple[_Region, str]:
-    """The region to search, and the fence's language ('' when unfenced or unlabelled)."""
-    fence = _pick_fence(text, fmt)
-    if fence is None:
-        return _Region(0, len(text), (), False, False), ""
-    note = "stripped code fence" if fence.closed else "stripped unclosed code fence"
-    outside = text[: fence.outer_start] + text[fence.outer_end :]
-    return _Region(fence.body_start, fence.body_end, (note,), bool(outside.strip()), True), fence.lang
-
-
-def _payload(text: str, region: _Region, start: int, end: int, kind: Format) -> _Payload:
-    """The payload ``text[start:end]``, noting chatter stripped around it."""
-    inner = text[region.start : start] + text[end : region.end]
-    notes = region.notes
-    if region.outer_chatter or inner.strip():
-        notes += ("stripped surrounding text",)
-    return _Payload(text[start:end], start, notes, kind)
-
-
-def _strip_bounds(text: str, start: int, end: int) -> tuple[int, int]:
-    """``start``/``end`` moved past surrounding whitespace."""
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
-def _is_strict_json(candidate: str) -> bool:
-    """Whether ``candidate`` is valid JSON as it stands."""
-    try:
-        json.loads(candidate)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _plausible(text: str, start: int, end: int) -> bool:
-    """Whether the bracket at ``start`` opens JSON rather than prose such as ``[see below]``."""
-    toks = [tok for tok in jsonish.tokens(text[:end], start + 1) if tok.kind != "comment"][:2]
-    if not toks:
-        return True
-    first, word = toks[0], text[toks[0].start : toks[0].end]
-    if first.kind in ("str", "close") or (first.kind == "open" and text[start] == "["):
-        return True
-    if first.kind != "word":
-        return False
-    if text[start] == "{":
-        return len(toks) > 1 and toks[1].kind == "colon"
-    return _is_scalar_word(word)
-
-
-def _is_scalar_word(word: str) -> bool:
-    """Whether a bare word reads as a JSON/Python scalar (number, literal, NaN ...)."""
-    return (word in jsonish.JSON_LITERALS or word in jsonish.PY_LITERALS or word in jsonish.NON_FINITE
-            or bool(jsonish.LOOSE_NUMBER.fullmatch(word)))
-
-
-_MAX_CANDIDATES = 256
-_OPENER = re.compile(r"[{\[]")
-
-
-def _first_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The first JSON-looking bracketed span in ``text[start:end]`` (to ``end`` when truncated)."""
-    region = text[:end]
-    pos = start
-    for _ in range(_MAX_CANDIDATES):
-        match = _OPENER.search(region, pos)
-        if match is None:
-            return None
-        span_end = jsonish.match_span(region, match.start())
-        if _plausible(region, match.start(), span_end):
-            return match.start(), span_end
-        pos = match.start() + 1
-    return None
-
-
-def _json_payload(text: str, region: _Region, span: tuple[int, int] | None = None) -> _Payload:
-    """The JSON payload in ``region``: all of it if valid, else its first JSON-looking span, else all."""
-    start, end = _strip_bounds(text, region.start, region.end)
-    if _is_strict_json(text[start:end]):
-        return _payload(text, region, start, end, "json")
-    span = span or _first_span(text, start, end)
-    if span is not None:
-        start, end = _strip_bounds(text, *span)
-    return _payload(text, region, start, end, "json")
-
-
-# --- YAML bodies and chatter lines
-
-_CHATTER_WORDS = re.compile(
-    r"\b(?:here|here's|below|following|sure|certainly|yaml|json|output|answer|response|result)\b", re.I
-)
-_LABEL_WORDS = frozenset({"Answer", "Output", "Result", "Response", "Reply", "Here", "Sure", "Final"})
-
-
-def _is_chatter_label(label: str) -> bool:
-    """Whether ``label`` (text before a colon) is chatter such as "Here is the JSON" or "Answer".
-
-    Short labels count only when capitalised like prose ("Answer", not the YAML key "answer") or when
-    they name the format ("JSON", "yaml output").
-    """
-    words = label.split()
-    if len(words) >= 3:
-        return _CHATTER_WORDS.search(label) is not None
-    if re.search(r"json|yaml", label, re.I):
-        return True
-    return bool(words) and words[0] in _LABEL_WORDS
-
-
-_YAML_LINE = re.compile(r"""^\s*(?:[-?:](?:\s|$)|[{\[]|(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"][^#]*?):(?:\s|$))""")
-
-
-def _is_chatter(line: str, next_line: str | None = None) -> bool:
-    """Whether a line at column 0 reads as prose around a YAML document rather than YAML."""
-    stripped = line.strip()
-    if not stripped or line[0].isspace() or not stripped[0].isalpha():
-        return False
-    if ": " in stripped or " #" in stripped:
-        return False
-    words = stripped.split()
-    if stripped.endswith(":"):
-        nested = next_line is not None and next_line[:1].isspace()
-        return _is_chatter_label(stripped[:-1]) and (len(words) >= 3 or not nested)
-    return stripped[-1] in ".!?" or len(words) >= 3
-
-
-def _is_yaml_line(line: str) -> bool:
-    """Whether a line shows YAML structure (a key, a list item, a flow collection) and is not chatter."""
-    return bool(_YAML_LINE.match(line)) and not _is_chatter(line)
-
-
-def _line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """(start, end) of each line of ``text[start:end]`` (split on newlines only, not on U+2028 etc.)."""
-    spans, pos = [], start
-    while pos <= end:
-        stop = text.find("\n", pos, end)
-        stop = end if stop < 0 else stop
-        spans.append((pos, stop))
-        pos = stop + 1
-    return spans
-
-
-def _document_lines(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Lines from a ``---`` that only prose precedes, up to a ``...`` end marker."""
-    body = [text[s:e].rstrip() for s, e in lines]
-    for i, line in enumerate(body):
-        if line == "---" or line.startswith("--- "):
-            if not any(_is_yaml_line(prev) for prev in body[:i]):
-                lines, body = lines[i:], body[i:]
-            break
-    for i, line in enumerate(body):
-        if line == "...":
-            return lines[: i + 1]
-    return lines
-
-
-def _strip_chatter(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Drop prose lines before and after the YAML document (only while YAML structure remains)."""
-    lines = _trim_blank(text, lines)
-    while len(lines) > 1:
-        first, follow = text[slice(*lines[0])], text[slice(*lines[1])]
-        if not _is_chatter(first, follow) or not _has_structure(text, lines[1:]):
-            break
-        lines = _trim_blank(text, lines[1:])
-    while len(lines) > 1 and _is_chatter(text[slice(*lines[-1])]) and _has_structure(text, lines[:-1]):
-        lines = _trim_blank(text, lines[:-1])
-    return lines
-
-
-def _has_structure(text: str, lines: list[tuple[int, int]]) -> bool:
-    return any(_is_yaml_line(text[s:e]) for s, e in lines)
-
-
-def _trim_blank(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``lines`` without blank lines at either end."""
-    begin, end = 0, len(lines)
-    while begin < end and not text[slice(*lines[begin])].strip():
-        begin += 1
-    while end > begin and not text[slice(*lines[end - 1])].strip():
-        end -= 1
-    return lines[begin:end]
-
-
-def _yaml_payload(text: str, region: _Region) -> _Payload:
-    """The YAML document in ``region``: a fenced body as is, an unfenced one without chatter."""
-    lines = _line_spans(text, region.start, region.end)
-    if not region.fenced:
-        lines = _strip_chatter(text, _document_lines(text, lines))
-    lines = _trim_blank(text, lines)
-    if not lines:
-        return _payload(text, region, region.start, region.start, "yaml")
-    end = lines[-1][1]
-    while end > lines[0][0] and text[end - 1].isspace():
-        end -= 1
-    return _payload(text, region, lines[0][0], end, "yaml")
-
-
-# --- auto: JSON or YAML?
-
-_QUOTED_KEY_LINE = re.compile(r"""\s*(?:-\s+)*(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*')\s*:(?:\s|$)""")
-_LIST_ITEM = re.compile(r"\s*[-?:](?:\s|$)")  # list item, explicit key or value
-_PLAIN_KEY = r"""(?:[^\s\-?:,\[\]{}#&*!|>'"%@`]|[-?:](?=\S))(?:[^:\n]|:(?=\S))*?"""
-_YAML_PREFIX = re.compile(
-    rf"""\s*(?:-\s+)*(?:(?P<key>"[^"]*"|'[^']*'|{_PLAIN_KEY})\s*:\s+)?(?P<props>(?:[!&]\S*\s+)*)"""
-)
-
-
-def _yaml_around(text: str, start: int, span_start: int) -> bool:
-    """Whether the JSON-looking span at ``span_start`` sits inside a YAML document (``key: [1, 2]``)."""
-    line_start = text.rfind("\n", start, span_start) + 1 or start
-    prefix = text[max(line_start, start) : span_start]
-    line_end = text.find("\n", span_start)
-    if _QUOTED_KEY_LINE.match(text, line_start, line_end if line_end >= 0 else len(text)):
-        return True
-    if _LIST_ITEM.match(prefix):
-        return True
-    match = _YAML_PREFIX.fullmatch(prefix)
-    if match is not None and match.group("props"):
-        return True
-    key = match.group("key") if match is not None else None
-    if key is not None and not _is_chatter_label(key) and len(key.split()) < 3:
-        return True
-    return any(_is_yaml_line(line) for line in text[start:line_start].split("\n"))
-
-
-def _auto_payload(text: str) -> _Payload:
-    """The payload for ``format="auto"``, with the format it most likely is."""
-    start, end = _strip_bounds(text, 0, len(text))
-    if _is_strict_json(text[start:end]):
-        return _Payload(text[start:end], start, (), "json")
-    region, lang = _region(text, "auto")
-    if lang in _JSON_LANGS:
-        return _json_payload(text, region)
-    if lang in _YAML_LANGS:
-        return _yaml_payload(text, region)
-    body_start, body_end = _strip_bounds(text, region.start, region.end)
-    span = _first_span(text, body_start, body_end)
-    if span is not None and not _yaml_around(text, body_start, span[0]):
-        return _json_payload(text, region, span)
-    return _yaml_payload(text, region)
-
-
-def _extract(text: str, fmt: FormatOrAuto) -> _Payload:
-    """The payload of ``text`` for ``fmt``."""
-    if fmt == "json":
-        start, end = _strip_bounds(text, 0, len(text))
-        if _is_strict_json(text[start:end]):
-            return _Payload(text[start:end], start, (), "json")
-        return _json_payload(text, _region(text, "json")[0])
-    if fmt == "yaml":
-        return _yaml_payload(text, _region(text, "yaml")[0])
-    return _auto_payload(text)
-
-
-def extract_payload(text: str, format: FormatOrAuto = "auto") -> str:
-    """Strip markdown code fences (```json ... ```, ```yaml, ~~~) and chatter ("Sure! Here is the JSON: ...",
-    trailing explanations); return the first complete JSON object/array (bracket matching that respects
-    strings and escapes) or, for YAML, the fenced block / the document body."""
-    _check_format(format)
-    return _extract(text, format).text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -585,7 +255,7 @@ def _finite(value: Any) -> tuple[Any, int]:
     return value, 0
 
 
-def _finish(reply: str, payload: _Payload, value: Any, fmt: Format, notes: list[str], repair: bool) -> Parsed:
+def _finish(reply: str, payload: Payload, value: Any, fmt: Format, notes: list[str], repair: bool) -> Parsed:
     """The Parsed result, after dealing with non-finite numbers (refused unless repairing)."""
     value, replaced = _finite(value)
     if replaced:
@@ -694,8 +364,8 @@ def _has_json_shape(an: jsonish.Analysis, text: str) -> bool:
     if first is None:
         return False
     if first.kind == "open":
-        return _plausible(text, first.start, len(text))
-    return first.kind == "str" or (first.kind == "word" and _is_scalar_word(text[first.start : first.end]))
+        return plausible(text, first.start, len(text))
+    return first.kind == "str" or (first.kind == "word" and is_scalar_word(text[first.start : first.end]))
 
 
 def _call_json_repair(text: str) -> Any:
@@ -797,7 +467,7 @@ def _unquote_single(token_text: str) -> str:
     return decoded if isinstance(decoded, str) else body
 
 
-def _parse_json_payload(reply: str, payload: _Payload, repair: bool) -> Parsed:
+def _parse_json_payload(reply: str, payload: Payload, repair: bool) -> Parsed:
     """Strict JSON, else (``repair``) repaired JSON."""
     try:
         value = _json_load(payload.text)
@@ -808,7 +478,7 @@ def _parse_json_payload(reply: str, payload: _Payload, repair: bool) -> Parsed:
     return _finish(reply, payload, value, "json", [], repair)
 
 
-def _repaired_json(reply: str, payload: _Payload, strict: _Failure) -> Parsed:
+def _repaired_json(reply: str, payload: Payload, strict: _Failure) -> Parsed:
     """The repaired parse; a failed repair is reported at the strict parser's error position."""
     try:
         value, notes = _repair_json(payload.text)
@@ -821,7 +491,7 @@ def _repaired_json(reply: str, payload: _Payload, strict: _Failure) -> Parsed:
 # YAML parse and repair
 
 
-def _parse_yaml_payload(reply: str, payload: _Payload, repair: bool) -> Parsed:
+def _parse_yaml_payload(reply: str, payload: Payload, repair: bool) -> Parsed:
     """Strict YAML, else (``repair``, syntax errors only) repaired YAML."""
     if _yaml_is_empty(payload.text):
         raise ParseError("no YAML document found in the reply", text=reply)
@@ -861,7 +531,7 @@ def _first_yaml_repair(payload: str, failure: _Failure, auto: bool) -> tuple[Any
     return None
 
 
-def _repaired_yaml(reply: str, payload: _Payload, failure: _Failure) -> Parsed:
+def _repaired_yaml(reply: str, payload: Payload, failure: _Failure) -> Parsed:
     """The first YAML repair candidate that loads; otherwise the strict error."""
     repaired = _first_yaml_repair(payload.text, failure, auto=False)
     if repaired is None:
@@ -915,7 +585,7 @@ def _acceptable_yaml(value: Any, payload: str) -> bool:
     return isinstance(value, list | bool | int | float)
 
 
-def _try_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed | None:
+def _try_yaml(reply: str, payload: Payload, repair: bool) -> Parsed | None:
     """The strict YAML reading of a JSON-looking ``payload`` if acceptable; unsafe tags raise."""
     try:
         value = _yaml_value(payload.text)
@@ -928,7 +598,7 @@ def _try_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed | None:
     return _finish(reply, payload, value, "yaml", [], repair)
 
 
-def _auto_json(reply: str, payload: _Payload, repair: bool) -> Parsed:
+def _auto_json(reply: str, payload: Payload, repair: bool) -> Parsed:
     """A JSON-looking payload: strict JSON, then YAML (where it reads JSON the same), then repair."""
     try:
         return _finish(reply, payload, _json_load(payload.text), "json", [], repair)
@@ -943,12 +613,12 @@ def _auto_json(reply: str, payload: _Payload, repair: bool) -> Parsed:
     return _repaired_json(reply, payload, strict)
 
 
-def _auto_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed:
+def _auto_yaml(reply: str, payload: Payload, repair: bool) -> Parsed:
     """A YAML-looking payload: strict JSON (a bare scalar), strict YAML, then YAML and JSON repair.
 
     YAML errors other than syntax errors (unsafe tags, duplicate keys, bad dates) are final.
     """
-    if _is_strict_json(payload.text):
+    if is_strict_json(payload.text):
         return _parse_json_payload(reply, payload, repair)
     failure = None
     if not _yaml_is_empty(payload.text):
@@ -969,12 +639,12 @@ def _auto_yaml(reply: str, payload: _Payload, repair: bool) -> Parsed:
     raise ParseError("no JSON or YAML structure found in the reply", text=reply)
 
 
-def _auto_repair(reply: str, payload: _Payload, failure: _Failure | None) -> Parsed | None:
+def _auto_repair(reply: str, payload: Payload, failure: _Failure | None) -> Parsed | None:
     """Auto-mode repair: the YAML repairs, then JSON repair where the payload has no bracketed span."""
     repaired = _first_yaml_repair(payload.text, failure, auto=True) if failure is not None else None
     if repaired is not None:
         return _finish(reply, payload, repaired[0], "yaml", repaired[1], repair=True)
-    if _first_span(payload.text, 0, len(payload.text)) is not None:
+    if first_span(payload.text, 0, len(payload.text)) is not None:
         return None
     if not _has_json_shape(jsonish.analyse(payload.text), payload.text):
         return None
@@ -994,7 +664,7 @@ def parse_json(text: str, *, repair: bool = True) -> Parsed:
     """Parse a model reply as JSON: fences/chatter stripped, then strict, then (``repair``) repaired."""
     _reject_unusable(text)
     try:
-        return _parse_json_payload(text, _extract(text, "json"), repair)
+        return _parse_json_payload(text, find_payload(text, "json"), repair)
     except RecursionError as exc:
         raise _too_deep(text) from exc
 
@@ -1003,7 +673,7 @@ def parse_yaml(text: str, *, repair: bool = True) -> Parsed:
     """Parse a model reply as YAML (safe loader only); a bare scalar document is returned as is."""
     _reject_unusable(text)
     try:
-        return _parse_yaml_payload(text, _extract(text, "yaml"), repair)
+        return _parse_yaml_payload(text, find_payload(text, "yaml"), repair)
     except RecursionError as exc:
         raise _too_deep(text) from exc
 
@@ -1014,14 +684,14 @@ def parse_structured(text: str, *, format: FormatOrAuto = "auto", repair: bool =
     In auto mode YAML must yield structure (a mapping, a sequence or a non-string scalar): prose that
     YAML would read as a plain string is refused with ParseError.
     """
-    _check_format(format)
+    check_format(format)
     if format == "json":
         return parse_json(text, repair=repair)
     if format == "yaml":
         return parse_yaml(text, repair=repair)
     _reject_unusable(text)
     try:
-        payload = _extract(text, "auto")
+        payload = find_payload(text, "auto")
         if payload.kind == "json":
             return _auto_json(text, payload, repair)
         return _auto_yaml(text, payload, repair)
