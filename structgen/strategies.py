@@ -163,7 +163,8 @@ def run_chain(model: TextModel, request: Request, *, concurrency: int = 1) -> Re
     """Serve ``request`` through the chain, making each batch of calls with up to ``concurrency`` threads."""
     steps = chain(request, model.caps, model.constraints(request.schema), model.name)
     outcomes: list[Outcome] | None = None
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
         while True:
             try:
                 calls = next(steps) if outcomes is None else steps.send(outcomes)
@@ -174,6 +175,10 @@ def run_chain(model: TextModel, request: Request, *, concurrency: int = 1) -> Re
                 outcomes = [_attempt(model, c) for c in calls]
             else:
                 outcomes = list(pool.map(lambda c: _attempt(model, c), calls))
+    finally:
+        # Not ``with``: on Ctrl-C / SIGTERM that would wait for every request still in flight (minutes on a
+        # slow server) before the interrupt got through. Those requests end on their own.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _attempt(model: TextModel, call: Call) -> Outcome:

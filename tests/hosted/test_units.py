@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import os
+import signal
+import threading
 import time
 from typing import Literal
 
@@ -13,7 +16,7 @@ import structgen
 from structgen.hosted import _retry_after
 from structgen.request import Request
 from structgen.sampler import SamplingParams
-from structgen.strategies import Call, Capabilities, Completion, Constraint, Reply, chain, describe_schema
+from structgen.strategies import Call, Capabilities, Completion, Constraint, Reply, chain, describe_schema, run_chain
 
 
 class Address(BaseModel):
@@ -124,3 +127,40 @@ def test_self_consistency_breaks_a_tie_by_logprob_or_by_order(select: Literal["l
     result = done.value.value
     assert result.value == winner and result.strategy == "self_consistency"
     assert [c.value for c in result.candidates] == texts
+
+
+class _Hanging:
+    """A text model whose requests hang until ``release`` is set (a slow server)."""
+
+    name = "hanging"
+
+    def __init__(self) -> None:
+        self.caps = Capabilities(n=False)
+        self.release = threading.Event()
+        self.started = 0
+
+    def constraints(self, schema: object) -> tuple[Constraint, ...]:
+        return ()
+
+    def complete(self, call: Call) -> Reply:
+        self.started += 1
+        self.release.wait(30)
+        return Reply((Completion('"x"', "stop", 1, (-0.1,)),))
+
+
+def test_an_interrupt_does_not_wait_for_requests_in_flight() -> None:
+    model = _Hanging()
+    req = Request(prompt="hi", schema=structgen.compile_schema(str), sampling=SamplingParams(), seed=1,
+                  strategy="best_of", n=4)
+    # A real SIGINT, as Ctrl-C sends it: it interrupts the main thread's wait for the 4 requests in flight.
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_chain(model, req, concurrency=4)
+        assert time.monotonic() - t0 < 10   # not the 30 s the requests still hang for
+        assert model.started == 4
+    finally:
+        timer.cancel()
+        model.release.set()
