@@ -501,7 +501,8 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: one row per strategy × task."""
     headers = ["strategy", "task", "n", "valid", "valid rate", "mean latency ms", "mean tokens", "accuracy",
                "errors"]
-    rows = [[r["strategy"], r["task"], r["n"], r["valid"], f"{100 * r['valid_rate']:.1f}%", r["mean_latency_ms"],
+    rows = [[r["strategy"] + (" (partial)" if r.get("partial") else ""), r["task"], r["n"], r["valid"],
+             f"{100 * r['valid_rate']:.1f}%", r["mean_latency_ms"],
              r["mean_tokens"], f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else None,
              ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items())) or "–"]
             for r in report["rows"]]
@@ -515,6 +516,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if skipped:
         lines += ["", "Skipped tasks: " + "; ".join(skipped)]
+    if not report.get("complete", True):
+        lines += ["", "The run was stopped before it completed: a row marked (partial) has only the items it finished."]
     for crash in report.get("server_crashes", []):
         lines += ["", f"The server died on {crash['strategy']} × {crash['task']} item {crash['item']} "
                       f"({crash['name'] or 'unnamed'}); that item counts as failed and a fresh server took over."]

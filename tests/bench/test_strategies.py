@@ -54,8 +54,10 @@ def test_a_server_that_dies_is_counted_and_restarted() -> None:
     from structgen_benchmarks import strategies as st
 
     servers: list[int] = []                                       # the server after each item
+    partials: list[dict[str, Any]] = []
 
     def kill_the_server_after_the_first_item(report: dict[str, Any]) -> None:
+        partials.append(report)
         servers.append(_child_server())
         if len(servers) == 1:
             os.kill(servers[0], signal.SIGKILL)
@@ -69,6 +71,9 @@ def test_a_server_that_dies_is_counted_and_restarted() -> None:
     assert crash["strategy"] == "prompt" and crash["task"] == "classification" and crash["item"] == 1
     assert servers[1] == servers[2] != servers[0]                 # restarted after item 1, once
     assert "died on prompt × classification item 1" in st.markdown(report)
+    assert "(partial)" not in st.markdown(report) and "stopped" not in st.markdown(report)
+    first = st.markdown(partials[0])                              # as a stopped run leaves it
+    assert "| prompt (partial) | classification | 1 |" in first and "stopped before it completed" in first
 
 
 def _child_server() -> int:
