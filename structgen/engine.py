@@ -14,9 +14,9 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from .matchers import Backend, MatcherFactory, Vocab
 from .request import Request
 from .result import Attempt, Result, Timings
 from .sampler import SamplingParams
+
+C = TypeVar("C")
 
 
 class LocalModel(decode.StepModel, Protocol):
@@ -203,20 +205,28 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
 
 
 def choose(valid: Sequence[Result[Any]], strategy: str, select: str = "logprob") -> Result[Any]:
+    """The candidate a strategy keeps among local results (see ``pick``)."""
+    return pick(valid, strategy, select, value=lambda r: r.value, score=lambda r: r.avg_logprob)
+
+
+def pick(candidates: Sequence[C], strategy: str, select: str, *, value: Callable[[C], Any],
+         score: Callable[[C], float | None]) -> C:
     """The candidate a strategy keeps: ``self_consistency`` the most frequent ``normalise``d value (ties
-    to the best average logprob), ``best_of`` the best average logprob, anything else the first.
-    ``select="first_valid"``: the first valid candidate instead of the best logprob (a tie: the earliest)."""
-    if not valid:
+    to the best score, an average logprob), ``best_of`` the best score, anything else the first.
+    ``select="first_valid"``, or a candidate without a score: the first instead (in a tie, the earliest).
+    Local results and the hosted chain's replies both choose through here."""
+    if not candidates:
         raise InvalidArgument("no candidate to choose from")
+    ranked = select == "logprob" and all(score(c) is not None for c in candidates)
+    pool: Sequence[C] = candidates
     if strategy == "self_consistency":
-        keys = [normalise(r.value) for r in valid]
+        keys = [normalise(value(c)) for c in candidates]
         counts = Counter(keys)
         top = max(counts.values())
-        winners = [r for r, k in zip(valid, keys, strict=True) if counts[k] == top]
-        return max(winners, key=lambda r: r.avg_logprob) if select == "logprob" else winners[0]
-    if strategy == "best_of" and select == "logprob":
-        return max(valid, key=lambda r: r.avg_logprob)
-    return valid[0]
+        pool = [c for c, k in zip(candidates, keys, strict=True) if counts[k] == top]
+    elif strategy != "best_of":
+        return candidates[0]
+    return max(pool, key=lambda c: cast(float, score(c))) if ranked else pool[0]   # ranked: no None
 
 
 def normalise(value: Any) -> str:

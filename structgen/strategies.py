@@ -32,7 +32,6 @@ import dataclasses
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -399,22 +398,9 @@ def _sampled(run: _Run, caps: Capabilities, step: str) -> Generator[list[Call], 
 
 
 def _select(valid: list[_Valid], step: str, select: str) -> _Valid:
-    def score(v: _Valid) -> float:
-        lp = v.completion.avg_logprob
-        return lp if lp is not None else float("-inf")
+    from .engine import pick
 
-    with_logprobs = all(v.completion.avg_logprob is not None for v in valid)
-    if step == "self_consistency":
-        from .engine import normalise
-
-        keys = [normalise(v.value) for v in valid]
-        counts = Counter(keys)
-        top = max(counts.values())
-        winners = [v for v, k in zip(valid, keys, strict=True) if counts[k] == top]
-        return max(winners, key=score) if with_logprobs and select == "logprob" else winners[0]
-    if select == "logprob" and with_logprobs:
-        return max(valid, key=score)
-    return valid[0]
+    return pick(valid, step, select, value=lambda v: v.value, score=lambda v: v.completion.avg_logprob)
 
 
 # ---- prompts and feedback --------------------------------------------------------------------------
