@@ -29,10 +29,11 @@ from typing import Any
 
 from structgen.apps.regex import RegexCandidate, RegexNotVerified, text_to_regex
 from structgen.apps.sql import SqlCandidate, SqlNotVerified, text_to_sql
-from structgen.apps.sqlite_db import execute_select, open_readonly, shop_db_path
+from structgen.apps.sql_guard import execute_select
+from structgen.apps.sqlite_db import open_readonly, shop_db_path
 from structgen.errors import InvalidArgument, StructgenError
 
-from ._report import grouped_bars, machine, machine_line, markdown_table, progress, versions
+from .report import grouped_bars, machine, machine_line, markdown_table, progress, versions
 
 __all__ = ["MODES", "TASKS_DIR", "format_apps_markdown", "load_tasks", "plot", "result_sets_equal",
            "run_apps_bench"]

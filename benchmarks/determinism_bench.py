@@ -30,7 +30,7 @@ import llama_cpp  # isort: skip  (before numpy: see structgen/__init__.py)
 
 import structgen
 from structgen import Choice, generate, generate_batch
-from structgen.determinism import OTHER_PROMPTS, run_experiment
+from structgen.analysis.determinism import OTHER_PROMPTS, run_experiment
 
 INVOICE = {"type": "object", "additionalProperties": False, "required": ["vendor", "total", "items"],
            "properties": {"vendor": {"type": "string", "maxLength": 30}, "total": {"type": "number"},

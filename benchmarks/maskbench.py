@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import data as mb
-from ._report import machine, machine_line, markdown_table, percentiles, pyplot, versions
+from .report import machine, machine_line, markdown_table, percentiles, pyplot, versions
 from ._worker import Outcome, Worker
 
 TTFM_POINTS = {"p50": 50.0, "p75": 75.0, "p99": 99.0}
@@ -60,8 +60,8 @@ class _State:
 
 def _setup(model_path: str | None, backend: str) -> _State:
     import structgen
-    from structgen.matchers import get_backend
-    from structgen.matchers.llguidance import tokenizer_for
+    from structgen.compile.matchers import get_backend
+    from structgen.compile.matchers.llguidance import tokenizer_for
     from structgen.testing import RandomLogitsModel
 
     vocab = RandomLogitsModel(model_path).vocab   # vocabulary only: no weights are loaded
@@ -77,7 +77,7 @@ def _setup(model_path: str | None, backend: str) -> _State:
 def _forget_compiled(state: _State) -> None:
     """Empty structgen's compile caches so that each TTFM is a cold compile (MaskBench files repeat schemas)."""
     from structgen import schema as schema_mod
-    from structgen.matchers import llguidance as llg_mod
+    from structgen.compile.matchers import llguidance as llg_mod
 
     for fn in (getattr(schema_mod, "_compile_json_dict", None), getattr(llg_mod, "_compile_cached", None)):
         clear = getattr(fn, "cache_clear", None)
@@ -92,8 +92,8 @@ def _compile(state: _State, engine: str, schema: Any) -> dict[str, Any]:
     import llguidance
     import llguidance.numpy as lln
 
+    from structgen.compile.schema import compile_for_decoding
     from structgen.errors import StructgenError
-    from structgen.schema import compile_for_decoding
 
     if engine == RAW:
         mask = state.row.reshape(1, -1)
@@ -277,7 +277,7 @@ def run(data_dir: Path = mb.DEFAULT_DATA, *, backend: str = "llguidance", limit:
         timeout: float = 30.0, model_path: str | None = None,
         on_file: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run MaskBench on the dev split (or a seeded ``limit``-file sample of it); returns the report."""
-    from structgen.models import resolve_model_path
+    from structgen.local.models import resolve_model_path
 
     files = mb.sample(mb.dev_split(data_dir), limit)
     ours, raw = _Tally("structgen"), _Tally(RAW)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data as mb
-from ._report import grouped_bars, machine, machine_line, markdown_table, versions
+from .report import grouped_bars, machine, machine_line, markdown_table, versions
 from .prompts import CLASSIFICATIONS
 
 LOCAL_STRATEGIES = ("prompt", "repair", "best_of", "self_consistency", "constrained")
@@ -207,8 +207,8 @@ def sql_task(tasks_dir: Path) -> Task:
     if not path.is_file():
         return Task("sql", skipped=f"{path} not found")
     import structgen
-    from structgen.apps import sqlite_db
-    from structgen.apps._scoped_sql import scoped_grammar
+    from structgen.apps import sql_guard, sqlite_db
+    from structgen.apps.sql_scope import scoped_grammar
     from structgen.apps.sql import sql_messages
 
     try:
@@ -220,7 +220,7 @@ def sql_task(tasks_dir: Path) -> Task:
 
     def check(value: Any) -> str | None:
         try:
-            sqlite_db.check_select(value, conn)
+            sql_guard.check_select(value, conn)
         except structgen.StructgenError as exc:
             return f"{type(exc).__name__}: {exc}"
         return None
@@ -353,7 +353,7 @@ def run(options: Options, on_item: Callable[[int, int, str], None] | None = None
     marked ``"partial": true``), so a long hosted run that is stopped still leaves its finished rows behind.
     """
     from structgen.errors import InvalidArgument
-    from structgen.models import resolve_model_path
+    from structgen.local.models import resolve_model_path
 
     hosted = options.base_url is not None or options.serve
     allowed = HOSTED_STRATEGIES if hosted else LOCAL_STRATEGIES

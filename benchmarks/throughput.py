@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._report import INSTALL_HINT, MissingBenchDependency, machine, machine_line, markdown_table, pyplot, versions
+from .report import INSTALL_HINT, MissingBenchDependency, machine, machine_line, markdown_table, pyplot, versions
 from ._worker import Worker
 from .prompts import EXTRACTIONS, Extraction
 

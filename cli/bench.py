@@ -24,7 +24,7 @@ PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot 
 
 def _finish(report: dict[str, Any], markdown: str, json_file: Path | None, plot_file: Path | None,
             plot: Any) -> None:
-    from structgen_benchmarks._report import write_json
+    from structgen_benchmarks.report import write_json
 
     if plot_file is not None:
         plot(report, plot_file)
@@ -49,7 +49,7 @@ def masks(
     """MaskBench: compile coverage, TTFM and TBM of structgen's compile path vs raw llguidance."""
     from structgen_benchmarks import data as mb
     from structgen_benchmarks import maskbench
-    from structgen_benchmarks._report import progress
+    from structgen_benchmarks.report import progress
 
     with progress() as bar:
         task = bar.add_task("masks", total=None)
@@ -76,9 +76,9 @@ def throughput(
 ) -> None:
     """Tokens/s: structgen (unconstrained, constrained, +fast-forward) vs llama-cpp-python and outlines."""
     from structgen_benchmarks import throughput as tp
-    from structgen_benchmarks._report import progress
+    from structgen_benchmarks.report import progress
 
-    from structgen.models import resolve_model_path
+    from structgen.local.models import resolve_model_path
 
     chosen = tp.check_configs([c.strip() for c in configs.split(",") if c.strip()] if configs else tp.CONFIGS)
     settings = tp.Settings(model_path=str(resolve_model_path(model)), n_gpu_layers=n_gpu_layers,
@@ -112,7 +112,7 @@ def strategies(
 ) -> None:
     """Valid-output rate, latency and tokens per strategy × task, locally or against a hosted endpoint."""
     from structgen_benchmarks import strategies as st
-    from structgen_benchmarks._report import progress, write_json
+    from structgen_benchmarks.report import progress, write_json
 
     every, per_task = _limits(limit)
     options = st.Options(model_path=model, base_url=base_url, serve=serve, tasks_dir=tasks, data_dir=data,

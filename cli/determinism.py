@@ -68,7 +68,7 @@ def determinism(
     plot_file: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of P(first token) per mode.")] = None,
 ) -> None:
     """Repeat one request N times per mode (alone, batched with other prompts, hosted) and count what changes."""
-    from structgen.determinism import plot, run_experiment
+    from structgen.analysis.determinism import plot, run_experiment
 
     spec = schema_from_options(schema, regex, choice, grammar)
     if deterministic not in ("off", "on", "both"):

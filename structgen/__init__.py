@@ -8,7 +8,9 @@ through a fallback chain. Either way ``generate`` returns a validated value or r
 import llama_cpp  # noqa: F401  # isort: skip
 
 from .agenerate import agenerate
-from .batch import generate_batch
+from .analysis.probs import OptionProbs, probs
+from .compile.kinds import Choice, Grammar, Regex, bundled_grammars
+from .compile.schema import JsonOptions, compile_schema
 from .errors import (
     BackendError,
     DatabaseError,
@@ -23,15 +25,13 @@ from .errors import (
     UnsafeSQL,
     ValidationFailed,
 )
-from .faultproxy import Fault, FaultProxy
-from .generate import Model, default_model, generate
-from .hosted import OpenAICompatible
-from .local import LlamaCpp
-from .models import default_model_path, resolve_model_path
-from .probs import OptionProbs, probs
+from .generate import Model, default_model, generate, generate_batch
+from .hosted.openai_compatible import OpenAICompatible
+from .local.llamacpp import LlamaCpp
+from .local.models import default_model_path, resolve_model_path
+from .request import SamplingParams
 from .result import Attempt, Result, Timings
-from .sampler import SamplingParams
-from .schema import Choice, Grammar, JsonOptions, Regex, bundled_grammars, compile_schema
+from .testing.faultproxy import Fault, FaultProxy
 
 __version__ = "0.1.0"
 

@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .chat import Message
+from .compile.kinds import SchemaLike
 from .generate import build_request, default_model
+from .request import Message
 from .result import Result
-from .schema import SchemaLike
 
 __all__ = ["agenerate"]
 

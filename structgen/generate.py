@@ -1,18 +1,20 @@
-"""``generate``: the one entry point, for local and hosted models alike."""
+"""``generate`` (and ``generate_batch``, several prompts co-batched): the entry point, for local and hosted
+models alike."""
 
 from __future__ import annotations
 
 import inspect
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
-from .chat import Message
-from .errors import InvalidArgument
-from .request import Request, resolve_seed
+from .compile.kinds import SchemaLike
+from .compile.schema import JsonOptions, compile_for_decoding, compile_schema
+from .errors import InvalidArgument, StructgenError
+from .local.batch import run_batch
+from .local.llamacpp import LlamaCpp
+from .request import Message, Request, SamplingParams, resolve_seed
 from .result import Result
-from .sampler import SamplingParams
-from .schema import JsonOptions, SchemaLike, compile_for_decoding, compile_schema
 
 
 @runtime_checkable
@@ -32,8 +34,6 @@ def default_model() -> Any:
     global _default_model
     with _default_lock:
         if _default_model is None:
-            from .local import LlamaCpp
-
             _default_model = LlamaCpp()
         return _default_model
 
@@ -114,3 +114,59 @@ _SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "min_p", "repetition_penal
 _OPTION_DEFAULTS: dict[str, Any] = {
     p.name: p.default for p in inspect.signature(generate).parameters.values()
     if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "model"}
+
+
+def generate_batch(
+    prompts: Sequence[str | Sequence[Message]],
+    schema: SchemaLike = None,
+    *,
+    model: Any = None,
+    seed: int | Sequence[int] | None = None,
+    return_exceptions: bool = False,
+    **options: Any,
+) -> list[Any]:
+    """``generate`` for several prompts at once, co-batched on one local model.
+
+    Entry i is what ``generate(prompts[i], schema, model=model, seed=seeds[i], **options)`` returns —
+    byte-identical on ``LlamaCpp(deterministic=True)``. ``seed``: one seed for every prompt, one per
+    prompt, or None (a random one each, reported in ``Result.seed``). ``options``: any other
+    ``generate`` keyword. Errors are typed ``StructgenError``s: the first one is raised once every
+    request has run, or, with ``return_exceptions=True``, each is returned in its request's place.
+    A model that cannot batch (a hosted endpoint, the random-logits stand-in) serves the requests in turn.
+    """
+    if isinstance(seed, Sequence):
+        if len(seed) != len(prompts):
+            raise InvalidArgument(f"{len(seed)} seeds for {len(prompts)} prompts")
+        seeds: list[int | None] = list(seed)
+    else:
+        seeds = [seed] * len(prompts)
+    if model is None:
+        model = default_model()
+    # generate() itself builds and checks each Request, so the two can never disagree on a parameter.
+    requests = [cast(Request, generate(p, schema, model=_Capture(), seed=s, **options))
+                for p, s in zip(prompts, seeds, strict=True)]
+    if all(hasattr(model, a) for a in ("prefill_many", "share", "n_seq_max")):
+        results = run_batch(model, requests)
+    else:
+        results = [_serve(model, r) for r in requests]
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, StructgenError):
+                raise r
+    return results
+
+
+def _serve(model: Any, request: Request) -> Result[Any] | StructgenError:
+    try:
+        result: Result[Any] = model.run(request)
+    except StructgenError as exc:
+        return exc
+    return result
+
+
+class _Capture:
+    """A stand-in model for ``generate``: ``run`` hands back the ``Request`` it was given."""
+
+    def run(self, request: Request) -> Request:
+        """Return the request unchanged."""
+        return request

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .chat import Message
+from .compile.schema import CompiledSchema
 from .errors import InvalidArgument
-from .sampler import SamplingParams
-from .schema import CompiledSchema
+
+Message = Mapping[str, str]
+"""One chat turn: ``{"role": ..., "content": ...}``."""
 
 Strategy = Literal["auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency"]
 STRATEGIES: tuple[str, ...] = ("auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency")
@@ -62,3 +65,102 @@ def resolve_seed(seed: int | None) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArgument(f"seed must be an integer, got {seed!r}")
     return seed
+
+
+def as_messages(prompt: str | Sequence[Message], system: str | None = None) -> list[dict[str, str]]:
+    """Normalise a prompt (a string or a list of messages) to a list of message dicts."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InvalidArgument("the prompt is empty")
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = [dict(m) for m in prompt]
+        if not messages:
+            raise InvalidArgument("the message list is empty")
+        for i, m in enumerate(messages):
+            if "role" not in m or "content" not in m:
+                raise InvalidArgument(f"message {i} needs 'role' and 'content'")
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How ``sample_token`` turns logits into a token; validated on construction.
+
+    ``temperature`` 0 is greedy (argmax, ties to the lowest index); otherwise logits are divided by it.
+    ``top_k`` (0 = off) keeps the k largest logits, ``top_p`` (1.0 = off, in (0, 1]) the smallest
+    most-probable set holding at least that much probability, ``min_p`` (0 = off, in [0, 1)) the
+    tokens at least ``min_p`` times as probable as the most probable one.
+    Penalties act on tokens already generated (``counts`` > 0): ``repetition_penalty`` (> 0, 1 = off)
+    divides a positive logit and multiplies a negative one (llama.cpp/CTRL); ``frequency_penalty`` and
+    ``presence_penalty`` (in [-2, 2], 0 = off) subtract ``penalty * count`` and ``penalty`` (OpenAI).
+
+    >>> SamplingParams(temperature=0.7, top_p=0.9).greedy
+    False
+    >>> SamplingParams(top_p=2)
+    Traceback (most recent call last):
+    ...
+    structgen.errors.InvalidArgument: top_p must be in (0, 1], got 2
+    """
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Check each field against its range and store it as a plain Python int/float, so that numpy
+        # arithmetic with it never changes the dtype of the (float32) logits.
+        checked: dict[str, float | int] = {
+            "temperature": in_range("temperature", self.temperature, 0.0, math.inf, hi_open=True),
+            "top_k": non_negative_int("top_k", self.top_k),
+            "top_p": in_range("top_p", self.top_p, 0.0, 1.0, lo_open=True),
+            "min_p": in_range("min_p", self.min_p, 0.0, 1.0, hi_open=True),
+            "repetition_penalty": in_range("repetition_penalty", self.repetition_penalty, 0.0, math.inf,
+                                            lo_open=True, hi_open=True),
+            "frequency_penalty": in_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
+            "presence_penalty": in_range("presence_penalty", self.presence_penalty, -2.0, 2.0),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def greedy(self) -> bool:
+        """True when ``temperature`` is 0: the token is the argmax, ties to the lowest index."""
+        return self.temperature == 0.0
+
+    @property
+    def has_penalties(self) -> bool:
+        """Whether any penalty is switched on (otherwise token counts need not be kept)."""
+        return (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
+                or self.presence_penalty != 0.0)
+
+
+def in_range(name: str, value: object, lo: float, hi: float, *,
+              lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a float if it is a real number in the interval, else InvalidArgument naming it."""
+    # Booleans are ints to Python, but ``top_p=True`` is a bug, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    # NaN fails every comparison below, so it is rejected with the same message.
+    above = v > lo if lo_open else v >= lo
+    below = v < hi if hi_open else v <= hi
+    if not (above and below):
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise InvalidArgument(f"{name} must be in {interval}, got {value!r}")
+    return v
+
+
+def non_negative_int(name: str, value: object) -> int:
+    """``value`` as an int if it is an integer >= 0, else InvalidArgument naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
+    if value < 0:
+        raise InvalidArgument(f"{name} must be >= 0 (0 = off), got {value!r}")
+    return int(value)

@@ -25,12 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .batch import generate_batch
-from .engine import normalise
-from .errors import InvalidArgument, StructgenError
-from .generate import generate
-from .result import Result
-from .schema import SchemaLike, compile_schema
+from ..compile.kinds import SchemaLike
+from ..compile.schema import compile_schema
+from ..errors import InvalidArgument, StructgenError
+from ..generate import generate, generate_batch
+from ..result import Result
+from ..selection import normalise
 
 __all__ = ["OTHER_PROMPTS", "DeterminismReport", "ModeStats", "cluster_count", "plot", "run_experiment", "summarise"]
 

@@ -34,11 +34,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .chat import Message
-from .engine import with_hint
-from .errors import GenerationError, InvalidArgument, SchemaError
-from .matchers import Backend, Matcher, MatcherFactory, Vocab
-from .schema import Choice, CompiledSchema, SchemaLike, compile_schema
+from ..compile.kinds import Choice, SchemaLike
+from ..compile.matchers import Backend, Matcher, MatcherFactory, Vocab
+from ..compile.schema import CompiledSchema, compile_schema
+from ..errors import GenerationError, InvalidArgument, SchemaError
+from ..local.engine import with_hint
+from ..request import Message
 
 __all__ = ["OptionProbs", "ScoringModel", "finite_language", "probs"]
 
@@ -163,7 +164,7 @@ def probs(
     """
     t0 = time.perf_counter()
     if model is None:
-        from .generate import default_model
+        from ..generate import default_model
 
         model = default_model()
     if not hasattr(model, "decode_rows"):

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..chat import Message
+from ..compile.kinds import SchemaLike
 from ..errors import TruncatedOutput, ValidationFailed
 from ..generate import generate
-from ..schema import SchemaLike
+from ..request import Message
 
 ROUND_SEED_STRIDE = 1_000_003
 """Seed offset between rounds, so a new round never repeats an earlier round's samples."""

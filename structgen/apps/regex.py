@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compile.kinds import Grammar
 from ..errors import GenerationError, GrammarError, InvalidArgument
 from ..request import resolve_seed
-from ..schema import Grammar
 from ._sampling import Sample, sample_texts
 
 __all__ = [

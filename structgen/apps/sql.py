@@ -3,7 +3,7 @@
 The database is opened read-only (:func:`~structgen.apps.sqlite_db.open_readonly`); its schema goes into
 the prompt and into a schema-aware grammar (:func:`~structgen.apps.sqlite_db.schema_grammar`), so every
 candidate is one SELECT that names only real tables and columns. Each candidate then passes
-:func:`~structgen.apps.sqlite_db.check_select` (a second, independent guard: one statement, no writes,
+:func:`~structgen.apps.sql_guard.check_select` (a second, independent guard: one statement, no writes,
 ``EXPLAIN`` compiles on the read-only connection under an authorizer). The best candidate that passes, by
 average logprob, is returned; with ``execute=True`` it runs with a row limit and a time limit.
 """
@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compile.kinds import Grammar
 from ..errors import DatabaseError, GenerationError, GrammarError, InvalidArgument, UnsafeSQL
 from ..request import resolve_seed
-from ..schema import Grammar
-from . import sqlite_db
+from . import sql_guard, sqlite_db
 from ._sampling import Sample, sample_texts
-from ._scoped_sql import scoped_grammar
+from .sql_scope import scoped_grammar
 
 __all__ = [
     "SqlCandidate",
@@ -177,7 +177,7 @@ def extract_sql(reply: str) -> str:
 def _check(sql: str, conn: sqlite3.Connection) -> tuple[str, str | None]:
     """``(normalised sql, None)`` if ``sql`` passes check_select, else ``(sql, reason)``."""
     try:
-        return sqlite_db.check_select(sql, conn), None
+        return sql_guard.check_select(sql, conn), None
     except UnsafeSQL as exc:
         return sql, f"refused: {exc.reason}"
     except DatabaseError as exc:
@@ -192,7 +192,7 @@ def _tables_read(sql: str, conn: sqlite3.Connection, known: Sequence[str]) -> li
     def authorize(action: int, arg1: str | None, _arg2: str | None, _db: str | None, _src: str | None) -> int:
         if action == sqlite3.SQLITE_READ and arg1 and arg1.casefold() in by_name:
             seen[by_name[arg1.casefold()]] = None
-        return sqlite3.SQLITE_OK if action in sqlite_db.ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK if action in sql_guard.ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
 
     conn.set_authorizer(authorize)
     try:
@@ -222,7 +222,7 @@ def _finish(sql: str, conn: sqlite3.Connection, schema: sqlite_db.DbSchema, *, c
     columns: list[str] | None = None
     rows: list[tuple[Any, ...]] | None = None
     if execute:
-        columns, rows = sqlite_db.execute_select(sql, conn, max_rows=max_rows, timeout_s=timeout_s)
+        columns, rows = sql_guard.execute_select(sql, conn, max_rows=max_rows, timeout_s=timeout_s)
     return SqlResult(sql=sql, explain_ok=True, tables=tables, candidates=candidates, columns=columns, rows=rows,
                      avg_logprob=avg_logprob, seed=seed)
 
@@ -238,7 +238,7 @@ def verify_sql(sql: str, db: str | os.PathLike[str], *, execute: bool = False, m
         raise InvalidArgument("the SQL is empty")
     conn, schema = _open(db)
     try:
-        text = sqlite_db.check_select(sql, conn)
+        text = sql_guard.check_select(sql, conn)
         return _finish(text, conn, schema, candidates=[], avg_logprob=None, seed=None, execute=execute,
                        max_rows=max_rows, timeout_s=timeout_s)
     finally:
@@ -290,7 +290,7 @@ def text_to_sql(
     seeded by ``seed``) under the schema-aware grammar; each must pass ``check_select`` (EXPLAIN on the
     read-only connection). The passing one with the best average logprob is returned. If none passes, up
     to ``rounds`` rounds are drawn, then one round under a narrower grammar whose every query compiles
-    (each column belongs to a table in FROM; see ``_scoped_sql``). :class:`SqlNotVerified`, with every
+    (each column belongs to a table in FROM; see ``sql_scope``). :class:`SqlNotVerified`, with every
     candidate, is raised only if even that yields nothing.
     ``execute=True`` runs it (at most ``max_rows`` rows, stopped after ``timeout_s`` seconds).
     ``constrained=False`` is the prompt-only baseline: free text, the query extracted from the reply.

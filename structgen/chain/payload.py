@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import InvalidArgument
 from . import _jsonish as jsonish
-from .errors import InvalidArgument
 
 Format = Literal["json", "yaml"]
 FormatOrAuto = Literal["json", "yaml", "auto"]

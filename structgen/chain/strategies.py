@@ -35,19 +35,16 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from .chat import Message, as_messages
+from ..compile.schema import CompiledSchema
+from ..errors import BackendError, InvalidArgument, ParseError, ValidationFailed
+from ..request import Message, Request, SamplingParams, as_messages
+from ..result import Attempt, Result, Timings
+from ..selection import pick
 from .coerce import coerce_to_schema
-from .errors import BackendError, InvalidArgument, ParseError, TruncatedOutput, ValidationFailed
 from .parse import parse_structured
-from .request import Request
-from .result import Attempt, Result, Timings
-from .sampler import SamplingParams
-from .schema import CompiledSchema, compile_schema
-
-if TYPE_CHECKING:
-    from .engine import LocalModel
+from .prompting import feedback, instruction
 
 __all__ = [
     "AsyncTextModel",
@@ -55,14 +52,11 @@ __all__ = [
     "Capabilities",
     "Completion",
     "Constraint",
-    "LocalText",
     "Reply",
     "TextModel",
     "arun_chain",
     "chain",
-    "describe_schema",
     "run_chain",
-    "run_local_chain",
 ]
 
 CHAIN_STRATEGIES = ("auto", "server", "prompt", "repair", "best_of", "self_consistency")
@@ -262,7 +256,7 @@ class _Run:
         """The prompt with the format instruction appended to its last turn."""
         req = self.request
         messages = as_messages(req.prompt, req.system)
-        hint = _instruction(req.schema, req.format, req.schema_in_prompt)
+        hint = instruction(req.schema, req.format, req.schema_in_prompt)
         if hint:
             messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n\n{hint}"}
         return tuple(messages)
@@ -356,8 +350,8 @@ def _prompted(run: _Run, *, defensive: bool) -> Generator[list[Call], list[Outco
         valid = run.accept(completion, call.seed, step, defensive=defensive)
         if valid is not None:
             return run.result(valid, step)
-        feedback = _feedback(run.attempts[-1].error or "", run.request, completion.finish_reason)
-        messages = (*base, {"role": "assistant", "content": completion.text}, {"role": "user", "content": feedback})
+        reask = feedback(run.attempts[-1].error or "", run.request, completion.finish_reason)
+        messages = (*base, {"role": "assistant", "content": completion.text}, {"role": "user", "content": reask})
     return None
 
 
@@ -398,147 +392,7 @@ def _sampled(run: _Run, caps: Capabilities, step: str) -> Generator[list[Call], 
 
 
 def _select(valid: list[_Valid], step: str, select: str) -> _Valid:
-    from .engine import pick
-
     return pick(valid, step, select, value=lambda v: v.value, score=lambda v: v.completion.avg_logprob)
-
-
-# ---- prompts and feedback --------------------------------------------------------------------------
-
-def _instruction(schema: CompiledSchema, fmt: str, schema_in_prompt: bool) -> str | None:
-    """What to tell the model about the expected reply."""
-    if schema.kind == "json":
-        lang = "YAML" if fmt == "yaml" else "JSON"
-        if not schema_in_prompt or schema.json_schema is None:
-            return f"Reply with {lang} only."
-        shape = describe_schema(schema.json_schema)
-        if shape is not None:
-            return f"Reply with {lang} only: {shape}."
-        return f"Reply with {lang} only, for a value matching this JSON Schema: {_compact_schema(schema.json_schema)}"
-    if not schema_in_prompt:
-        return None
-    if schema.kind == "choice":
-        return schema.prompt_hint
-    if schema.kind == "regex":
-        return f"Reply with the answer only; it must fully match the regular expression {schema.regex}"
-    if schema.kind == "grammar":
-        return f"Reply with the answer only, in the language of this Lark grammar:\n{schema.source}"
-    return None
-
-
-_SHAPE_LIMIT = 800
-_PLAIN_KEYWORDS = frozenset({"type", "properties", "required", "items", "enum", "const", "format", "pattern",
-                             "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-                             "maxLength", "minItems", "maxItems", "uniqueItems", "description", "title",
-                             "default", "examples", "$ref", "$defs", "definitions", "$schema", "$id",
-                             "additionalProperties"})
-
-
-def describe_schema(schema: dict[str, Any]) -> str | None:
-    """A plain-words shape of a simple JSON Schema ("a JSON object with these keys: city (string), ...").
-
-    Small models copy a JSON Schema back instead of filling it in (measured with SmolLM2-135M: a schema in
-    the prompt got the schema echoed; the same keys in words got the object). None for schemas whose
-    meaning does not fit in words (combinators, conditionals, pattern keys): they are sent verbatim.
-    """
-    try:
-        text = _shape(schema, schema, 0)
-    except _TooComplex:
-        return None
-    return text if len(text) <= _SHAPE_LIMIT else None
-
-
-class _TooComplex(Exception):
-    """The schema does not fit in plain words."""
-
-
-def _resolve(node: Any, root: dict[str, Any]) -> Any:
-    for _ in range(8):
-        if not isinstance(node, dict) or "$ref" not in node:
-            return node
-        ref = node["$ref"]
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            raise _TooComplex(ref)
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            raise _TooComplex(ref)
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    raise _TooComplex("$ref loop")
-
-
-def _shape(node: Any, root: dict[str, Any], depth: int) -> str:
-    node = _resolve(node, root)
-    if node is True or node == {}:
-        return "any JSON value"
-    if isinstance(node, dict) and set(node) & {"anyOf", "oneOf"} and not set(node) - _PLAIN_KEYWORDS - {
-            "anyOf", "oneOf"}:
-        branches = node.get("anyOf") or node.get("oneOf")
-        if not isinstance(branches, list) or not 0 < len(branches) <= 4:
-            raise _TooComplex("union")
-        return " or ".join(_shape(b, root, depth + 1) for b in branches) + _notes(node)
-    if not isinstance(node, dict) or depth > 3 or set(node) - _PLAIN_KEYWORDS:
-        raise _TooComplex("keywords")
-    if "const" in node:
-        return f"exactly {json.dumps(node['const'])}"
-    if isinstance(node.get("enum"), list):
-        return "one of " + ", ".join(json.dumps(v) for v in node["enum"])
-    types = node.get("type")
-    names = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
-    if "properties" in node and not names:
-        names = ["object"]
-    if "items" in node and not names:
-        names = ["array"]
-    if len(names) != 1:
-        if not names or any(n in ("object", "array") for n in names):
-            raise _TooComplex("type")
-        return " or ".join(str(n) for n in names) + _notes(node)
-    kind = names[0]
-    if kind == "object":
-        props = node.get("properties")
-        if not isinstance(props, dict) or not props or node.get("additionalProperties") not in (None, False):
-            raise _TooComplex("object")
-        required = set(node.get("required") or ())
-        keys = ", ".join(f"{json.dumps(k)} ({_shape(v, root, depth + 1)}{'' if k in required else ', optional'})"
-                         for k, v in props.items())
-        return f"a JSON object with these keys: {keys}" if depth == 0 else f"an object with keys {keys}"
-    if kind == "array":
-        items = node.get("items", {})
-        return f"a list of {_shape(items, root, depth + 1)}{_notes(node)}" if isinstance(items, dict) else (
-            _raise_complex())
-    return f"{kind}{_notes(node)}"
-
-
-def _raise_complex() -> str:
-    raise _TooComplex("tuple items")
-
-
-_NOTE_WORDS = (("format", "format {}"), ("pattern", "matching {}"), ("minimum", "at least {}"),
-               ("maximum", "at most {}"), ("exclusiveMinimum", "above {}"), ("exclusiveMaximum", "below {}"),
-               ("minLength", "at least {} characters"), ("maxLength", "at most {} characters"),
-               ("minItems", "at least {} items"), ("maxItems", "at most {} items"))
-
-
-def _notes(node: dict[str, Any]) -> str:
-    notes = [template.format(node[k]) for k, template in _NOTE_WORDS if k in node]
-    if node.get("uniqueItems") is True:
-        notes.append("no duplicates")
-    description = node.get("description")
-    if isinstance(description, str) and description.strip():
-        notes.append(" ".join(description.split())[:80])
-    return ", " + ", ".join(notes) if notes else ""
-
-
-def _compact_schema(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
-
-
-def _feedback(error: str, request: Request, finish_reason: str) -> str:
-    what = "YAML" if request.schema.kind == "json" and request.format == "yaml" else (
-        "JSON" if request.schema.kind == "json" else "answer")
-    cut = " It was cut off at the length limit: keep it short." if finish_reason == "length" else ""
-    return f"That reply was not valid: {error}.{cut} Reply again with only the corrected {what}, nothing else."
 
 
 # ---- parse and validate ----------------------------------------------------------------------------
@@ -612,45 +466,3 @@ def _text_candidates(raw: str, schema: CompiledSchema, *, defensive: bool, exact
             if m.group(0):
                 yield m.group(0)
                 break
-
-
-# ---- local models ----------------------------------------------------------------------------------
-
-class LocalText:
-    """A local model as a text model for the chain: unconstrained generation, one request at a time."""
-
-    def __init__(self, model: LocalModel) -> None:
-        self.model = model
-        self.caps = Capabilities(json_schema=False, json_object=False, grammar=False, n=False, logprobs=True)
-
-    @property
-    def name(self) -> str:
-        """The local model's name."""
-        return self.model.name
-
-    def constraints(self, schema: CompiledSchema) -> tuple[Constraint, ...]:
-        """No forms: a local model is masked by the ``constrained`` strategy, not through the chain."""
-        return ()
-
-    def complete(self, call: Call) -> Reply:
-        """Generate free text for the call's messages with structgen's own decode loop."""
-        from .engine import run_local
-
-        request = Request(prompt=call.messages, schema=compile_schema(None), sampling=call.sampling, seed=call.seed,
-                          max_tokens=call.max_tokens, strategy="constrained", schema_in_prompt=False)
-        try:
-            result = run_local(self.model, request)
-        except TruncatedOutput as exc:
-            ids = tuple(exc.tokens)
-            return Reply((Completion(exc.partial_text, "length", len(ids), None, ids),),
-                         prompt_tokens=0, completion_tokens=len(ids))
-        ids = tuple(result.tokens)
-        return Reply((Completion(result.text, result.finish_reason, len(ids), tuple(result.logprobs), ids),),
-                     prompt_tokens=result.timings.prompt_tokens, completion_tokens=len(ids))
-
-
-def run_local_chain(model: LocalModel, request: Request) -> Result[Any]:
-    """Serve a ``prompt`` / ``repair`` request on a local model through the chain."""
-    if not request.chat:
-        raise InvalidArgument(f"strategy {request.strategy!r} re-asks in chat turns: it needs chat=True")
-    return run_chain(LocalText(model), request)

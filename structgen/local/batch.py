@@ -1,4 +1,4 @@
-"""Several different requests in one llama.cpp batch: ``generate_batch`` and ``run_batch``.
+"""Several different requests in one llama.cpp batch: ``run_batch`` (``structgen.generate_batch``'s engine).
 
 Each request's prompt goes into its own llama.cpp sequence (best-of-n requests get n of them, sharing
 their prompt's KV), and every step advances all live sequences of all requests together, as a serving
@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import InvalidArgument, StructgenError
+from ..request import Request
+from ..result import Result
 from . import decode
-from .chat import Message
 from .engine import Job, LocalModel, conclude, loop_options, prepare, run_attempts, sampling, sequences
-from .errors import InvalidArgument, StructgenError
-from .generate import generate
-from .request import Request
-from .result import Result
-from .schema import SchemaLike
 
-__all__ = ["BatchModel", "generate_batch", "run_batch"]
+__all__ = ["BatchModel", "run_batch"]
 
 
 class BatchModel(LocalModel, Protocol):
@@ -44,48 +41,6 @@ class BatchModel(LocalModel, Protocol):
 
     def share(self, src: int, dst: int, n_prompt: int) -> None:
         """Let sequence ``dst`` start from the first ``n_prompt`` positions of ``src``."""
-
-
-def generate_batch(
-    prompts: Sequence[str | Sequence[Message]],
-    schema: SchemaLike = None,
-    *,
-    model: Any = None,
-    seed: int | Sequence[int] | None = None,
-    return_exceptions: bool = False,
-    **options: Any,
-) -> list[Any]:
-    """``generate`` for several prompts at once, co-batched on one local model.
-
-    Entry i is what ``generate(prompts[i], schema, model=model, seed=seeds[i], **options)`` returns —
-    byte-identical on ``LlamaCpp(deterministic=True)``. ``seed``: one seed for every prompt, one per
-    prompt, or None (a random one each, reported in ``Result.seed``). ``options``: any other
-    ``generate`` keyword. Errors are typed ``StructgenError``s: the first one is raised once every
-    request has run, or, with ``return_exceptions=True``, each is returned in its request's place.
-    A model that cannot batch (a hosted endpoint, the random-logits stand-in) serves the requests in turn.
-    """
-    if isinstance(seed, Sequence):
-        if len(seed) != len(prompts):
-            raise InvalidArgument(f"{len(seed)} seeds for {len(prompts)} prompts")
-        seeds: list[int | None] = list(seed)
-    else:
-        seeds = [seed] * len(prompts)
-    if model is None:
-        from .generate import default_model
-
-        model = default_model()
-    # generate() itself builds and checks each Request, so the two can never disagree on a parameter.
-    requests = [cast(Request, generate(p, schema, model=_Capture(), seed=s, **options))
-                for p, s in zip(prompts, seeds, strict=True)]
-    if all(hasattr(model, a) for a in ("prefill_many", "share", "n_seq_max")):
-        results = run_batch(model, requests)
-    else:
-        results = [_serve(model, r) for r in requests]
-    if not return_exceptions:
-        for r in results:
-            if isinstance(r, StructgenError):
-                raise r
-    return results
 
 
 def run_batch(model: BatchModel, requests: Sequence[Request]) -> list[Result[Any] | StructgenError]:
@@ -182,11 +137,3 @@ def _serve(model: Any, request: Request) -> Result[Any] | StructgenError:
     except StructgenError as exc:
         return exc
     return result
-
-
-class _Capture:
-    """A stand-in model for ``generate``: ``run`` hands back the ``Request`` it was given."""
-
-    def run(self, request: Request) -> Request:
-        """Return the request unchanged."""
-        return request

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import InvalidArgument
-
-Message = Mapping[str, str]
+from ..errors import InvalidArgument
+from ..request import Message
 
 # Used when a GGUF carries no template: ChatML, the most common default.
 CHATML_TEMPLATE = (
@@ -57,21 +56,3 @@ class ChatTemplate:
             )
         except jinja2.TemplateError as exc:
             raise InvalidArgument(f"the chat template failed to render: {exc}") from exc
-
-
-def as_messages(prompt: str | Sequence[Message], system: str | None = None) -> list[dict[str, str]]:
-    """Normalise a prompt (a string or a list of messages) to a list of message dicts."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise InvalidArgument("the prompt is empty")
-        messages = [{"role": "user", "content": prompt}]
-    else:
-        messages = [dict(m) for m in prompt]
-        if not messages:
-            raise InvalidArgument("the message list is empty")
-        for i, m in enumerate(messages):
-            if "role" not in m or "content" not in m:
-                raise InvalidArgument(f"message {i} needs 'role' and 'content'")
-    if system is not None:
-        messages.insert(0, {"role": "system", "content": system})
-    return messages

@@ -18,9 +18,10 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import GenerationError, InvalidArgument, TruncatedOutput
-from .matchers import Matcher
-from .sampler import SamplingParams, sample_token
+from ..compile.matchers import Matcher
+from ..errors import GenerationError, InvalidArgument, TruncatedOutput
+from ..request import SamplingParams
+from .sampler import sample_token
 
 
 class StepModel(Protocol):

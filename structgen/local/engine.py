@@ -11,22 +11,19 @@ judged by ``conclude``. ``structgen.batch`` uses the same pieces to run several 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from ..compile.matchers import Backend, MatcherFactory, Vocab
+from ..errors import GenerationError, TruncatedOutput, ValidationFailed
+from ..request import Message, Request, SamplingParams
+from ..result import Attempt, Result, Timings
+from ..selection import pick
 from . import decode
-from .chat import Message
-from .errors import GenerationError, InvalidArgument, TruncatedOutput, ValidationFailed
-from .matchers import Backend, MatcherFactory, Vocab
-from .request import Request
-from .result import Attempt, Result, Timings
-from .sampler import SamplingParams
 
 C = TypeVar("C")
 
@@ -56,15 +53,6 @@ LOOP_FREQUENCY_PENALTY = 0.5
 """Added per truncated attempt to a retry's frequency penalty (when the request set no penalties itself): on
 SmolLM2-135M over 60 MaskBench extraction prompts, greedy decoding ran out of 256 tokens on 20 (loops, schemas
 echoed, endless strings); one warm retry alone finished 43 % of those, a warm retry with this penalty 82 %."""
-
-
-def run_local(model: LocalModel, request: Request) -> Result[Any]:
-    """Serve ``request`` on a local model."""
-    if request.strategy in ("prompt", "repair"):
-        from .strategies import run_local_chain  # the text-model chain, on unconstrained local generation
-
-        return run_local_chain(model, request)
-    return run_attempts(model, prepare(model, request))
 
 
 @dataclass(eq=False)
@@ -209,45 +197,6 @@ def choose(valid: Sequence[Result[Any]], strategy: str, select: str = "logprob")
     return pick(valid, strategy, select, value=lambda r: r.value, score=lambda r: r.avg_logprob)
 
 
-def pick(candidates: Sequence[C], strategy: str, select: str, *, value: Callable[[C], Any],
-         score: Callable[[C], float | None]) -> C:
-    """The candidate a strategy keeps: ``self_consistency`` the most frequent ``normalise``d value (ties
-    to the best score, an average logprob), ``best_of`` the best score, anything else the first.
-    ``select="first_valid"``, or a candidate without a score: the first instead (in a tie, the earliest).
-    Local results and the hosted chain's replies both choose through here."""
-    if not candidates:
-        raise InvalidArgument("no candidate to choose from")
-    ranked = select == "logprob" and all(score(c) is not None for c in candidates)
-    pool: Sequence[C] = candidates
-    if strategy == "self_consistency":
-        keys = [normalise(value(c)) for c in candidates]
-        counts = Counter(keys)
-        top = max(counts.values())
-        pool = [c for c, k in zip(candidates, keys, strict=True) if counts[k] == top]
-    elif strategy != "best_of":
-        return candidates[0]
-    return max(pool, key=lambda c: cast(float, score(c))) if ranked else pool[0]   # ranked: no None
-
-
-def normalise(value: Any) -> str:
-    """A canonical string for voting: models dumped to JSON, keys sorted, strings stripped and casefolded."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-
-    def canon(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {str(k): canon(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [canon(x) for x in v]
-        if isinstance(v, str):
-            return " ".join(v.split()).casefold()
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        return v
-
-    return json.dumps(canon(value), sort_keys=True, default=str)
-
-
 def _with_hint(request: Request) -> Any:
     return with_hint(request.prompt, request.schema.prompt_hint if request.schema_in_prompt else None,
                      chat=request.chat)
@@ -265,5 +214,5 @@ def with_hint(prompt: str | Sequence[Message], hint: str | None, *, chat: bool =
     return messages
 
 
-__all__ = ["GenerationError", "Job", "choose", "conclude", "loop_options", "normalise", "prepare", "run_attempts",
-           "run_local", "sampling", "sequences", "with_hint"]
+__all__ = ["GenerationError", "Job", "choose", "conclude", "loop_options", "prepare", "run_attempts",
+           "sampling", "sequences", "with_hint"]

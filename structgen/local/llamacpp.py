@@ -11,14 +11,14 @@ import llama_cpp
 import numpy as np
 from numpy.typing import NDArray
 
-from ._llama import LlamaContext, LlamaModel
-from .chat import CHATML_TEMPLATE, ChatTemplate, Message, as_messages
-from .engine import run_local
-from .errors import InvalidArgument
-from .matchers import Backend, Vocab, get_backend
+from ..compile.matchers import Backend, Vocab, get_backend
+from ..errors import InvalidArgument
+from ..request import Message, Request, as_messages
+from ..result import Result
+from .binding import LlamaContext, LlamaModel
+from .chat import CHATML_TEMPLATE, ChatTemplate
 from .models import resolve_model_path
-from .request import Request
-from .result import Result
+from .run import run_local
 
 
 class LlamaCpp:

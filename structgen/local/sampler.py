@@ -16,17 +16,15 @@ ascending index order, so a given seed picks the same token on every platform.
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
+from ..request import SamplingParams, in_range, non_negative_int
 
 __all__ = [
-    "SamplingParams",
     "apply_penalties",
     "apply_temperature",
     "log_softmax",
@@ -42,92 +40,6 @@ _TINY_TEMPERATURE = float(np.finfo(np.float32).tiny)
 _NUCLEUS_PROBE = 1024
 # Above this many survivors the inverse CDF goes in two levels: block masses, then one block.
 _DRAW_BLOCK = 4096
-
-
-# ----------------------------------------------------------------------------------------------------
-# Parameters
-# ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingParams:
-    """How ``sample_token`` turns logits into a token; validated on construction.
-
-    ``temperature`` 0 is greedy (argmax, ties to the lowest index); otherwise logits are divided by it.
-    ``top_k`` (0 = off) keeps the k largest logits, ``top_p`` (1.0 = off, in (0, 1]) the smallest
-    most-probable set holding at least that much probability, ``min_p`` (0 = off, in [0, 1)) the
-    tokens at least ``min_p`` times as probable as the most probable one.
-    Penalties act on tokens already generated (``counts`` > 0): ``repetition_penalty`` (> 0, 1 = off)
-    divides a positive logit and multiplies a negative one (llama.cpp/CTRL); ``frequency_penalty`` and
-    ``presence_penalty`` (in [-2, 2], 0 = off) subtract ``penalty * count`` and ``penalty`` (OpenAI).
-
-    >>> SamplingParams(temperature=0.7, top_p=0.9).greedy
-    False
-    >>> SamplingParams(top_p=2)
-    Traceback (most recent call last):
-    ...
-    structgen.errors.InvalidArgument: top_p must be in (0, 1], got 2
-    """
-
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-
-    def __post_init__(self) -> None:
-        # Check each field against its range and store it as a plain Python int/float, so that numpy
-        # arithmetic with it never changes the dtype of the (float32) logits.
-        checked: dict[str, float | int] = {
-            "temperature": _in_range("temperature", self.temperature, 0.0, math.inf, hi_open=True),
-            "top_k": _non_negative_int("top_k", self.top_k),
-            "top_p": _in_range("top_p", self.top_p, 0.0, 1.0, lo_open=True),
-            "min_p": _in_range("min_p", self.min_p, 0.0, 1.0, hi_open=True),
-            "repetition_penalty": _in_range("repetition_penalty", self.repetition_penalty, 0.0, math.inf,
-                                            lo_open=True, hi_open=True),
-            "frequency_penalty": _in_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
-            "presence_penalty": _in_range("presence_penalty", self.presence_penalty, -2.0, 2.0),
-        }
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
-
-    @property
-    def greedy(self) -> bool:
-        """True when ``temperature`` is 0: the token is the argmax, ties to the lowest index."""
-        return self.temperature == 0.0
-
-    @property
-    def has_penalties(self) -> bool:
-        """Whether any penalty is switched on (otherwise token counts need not be kept)."""
-        return (self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
-                or self.presence_penalty != 0.0)
-
-
-def _in_range(name: str, value: object, lo: float, hi: float, *,
-              lo_open: bool = False, hi_open: bool = False) -> float:
-    """``value`` as a float if it is a real number in the interval, else InvalidArgument naming it."""
-    # Booleans are ints to Python, but ``top_p=True`` is a bug, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgument(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    # NaN fails every comparison below, so it is rejected with the same message.
-    above = v > lo if lo_open else v >= lo
-    below = v < hi if hi_open else v <= hi
-    if not (above and below):
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise InvalidArgument(f"{name} must be in {interval}, got {value!r}")
-    return v
-
-
-def _non_negative_int(name: str, value: object) -> int:
-    """``value`` as an int if it is an integer >= 0, else InvalidArgument naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
-    if value < 0:
-        raise InvalidArgument(f"{name} must be >= 0 (0 = off), got {value!r}")
-    return int(value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -196,7 +108,7 @@ def apply_temperature(logits: NDArray[np.float32], temperature: float) -> NDArra
     >>> apply_temperature(np.array([2.0, 1.0, 0.0], dtype=np.float32), 0.5).tolist()
     [4.0, 2.0, 0.0]
     """
-    t = _in_range("temperature", temperature, 0.0, math.inf, lo_open=True, hi_open=True)
+    t = in_range("temperature", temperature, 0.0, math.inf, lo_open=True, hi_open=True)
     x = _as_logits(logits)
     _checked_max(x)
     with np.errstate(over="ignore"):
@@ -213,7 +125,7 @@ def top_k_filter(logits: NDArray[np.float32], k: int) -> NDArray[np.float32]:
     >>> top_k_filter(np.array([1.0, 2.0, 2.0, 2.0], dtype=np.float32), 2).tolist()  # tie: lowest first
     [-inf, 2.0, 2.0, -inf]
     """
-    k = _non_negative_int("top_k", k)
+    k = non_negative_int("top_k", k)
     x = _as_logits(logits)
     _checked_max(x)
     if k == 0 or k >= x.size:
@@ -230,7 +142,7 @@ def top_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
     >>> np.isfinite(top_p_filter(x, 0.8)).tolist()    # 0.6 < 0.8 <= 0.6 + 0.3
     [False, True, True]
     """
-    p = _in_range("top_p", p, 0.0, 1.0, lo_open=True)
+    p = in_range("top_p", p, 0.0, 1.0, lo_open=True)
     x = _as_logits(logits)
     _, top = _checked_max(x)
     if p == 1.0:
@@ -249,7 +161,7 @@ def min_p_filter(logits: NDArray[np.float32], p: float) -> NDArray[np.float32]:
     >>> np.isfinite(min_p_filter(x, 0.1)).tolist()     # threshold 0.1 * 0.5 = 0.05
     [True, True, False, True]
     """
-    p = _in_range("min_p", p, 0.0, 1.0, hi_open=True)
+    p = in_range("min_p", p, 0.0, 1.0, hi_open=True)
     x = _as_logits(logits)
     _, top = _checked_max(x)
     if p == 0.0:

@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 __all__ = ["Fault", "FaultProxy", "ProxyRecord"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.apps import _top_level_order_by, format_apps_markdown, load_tasks, result_sets_equal, run_apps_bench
-from structgen.apps.sqlite_db import check_select, open_readonly, shop_db_path
+from structgen.apps.sql_guard import check_select
+from structgen.apps.sqlite_db import open_readonly, shop_db_path
 from structgen.testing import RandomLogitsModel
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from structgen.testing import RandomLogitsModel
 
-from ..sql_attacks import STATEMENT_ATTACKS
 from .conftest import CliRun, digest
+from .sql_attacks import STATEMENT_ATTACKS
 
 
 def test_regex_json_output(run_cli: CliRun, random_model: RandomLogitsModel) -> None:

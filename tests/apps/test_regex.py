@@ -102,10 +102,10 @@ def test_text_to_regex_rejects_bad_arguments(kwargs: dict[str, object], message:
 def test_unreadable_or_broken_grammar_is_a_grammar_error(content: bytes, expect: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          random_model: RandomLogitsModel) -> None:
-    import structgen.schema
+    import structgen.compile.kinds
 
     (tmp_path / "python_regex.lark").write_bytes(content)
-    monkeypatch.setattr(structgen.schema, "_grammar_dir", lambda: tmp_path)
+    monkeypatch.setattr(structgen.compile.kinds, "_grammar_dir", lambda: tmp_path)
     with pytest.raises(GrammarError, match=expect):
         text_to_regex("a word", model=random_model, seed=1)
 

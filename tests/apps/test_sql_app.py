@@ -11,14 +11,15 @@ import pytest
 
 import structgen
 from structgen.apps import SqlNotVerified, SqlResult, sqlite_db, text_to_sql, verify_sql
-from structgen.apps._scoped_sql import scoped_grammar
+from structgen.apps.sql_scope import scoped_grammar
 from structgen.apps.sql import extract_sql, sql_messages
-from structgen.apps.sqlite_db import check_select, open_readonly, read_schema
+from structgen.apps.sql_guard import check_select
+from structgen.apps.sqlite_db import open_readonly, read_schema
 from structgen.errors import DatabaseError, GrammarError, InvalidArgument, UnsafeSQL
 from structgen.testing import RandomLogitsModel
 
-from ..sql_attacks import STATEMENT_ATTACKS
 from .conftest import digest
+from .sql_attacks import STATEMENT_ATTACKS
 
 # A database whose names need quoting: keywords, a space, mixed case, a self reference.
 ODD_DB = """

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 import structgen
 from structgen import Choice, Fault, FaultProxy, OpenAICompatible, Regex, ValidationFailed
-from structgen.engine import normalise
+from structgen.selection import normalise
 
 
 class City(BaseModel):

@@ -13,10 +13,10 @@ import pytest
 from pydantic import BaseModel
 
 import structgen
-from structgen.hosted import _retry_after
-from structgen.request import Request
-from structgen.sampler import SamplingParams
-from structgen.strategies import Call, Capabilities, Completion, Constraint, Reply, chain, describe_schema, run_chain
+from structgen.chain.prompting import describe_schema
+from structgen.chain.strategies import Call, Capabilities, Completion, Constraint, Reply, chain, run_chain
+from structgen.hosted.openai_compatible import _retry_after
+from structgen.request import Request, SamplingParams
 
 
 class Address(BaseModel):

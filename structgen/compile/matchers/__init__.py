@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import InvalidArgument
+from ...errors import InvalidArgument
 from .base import Backend, Matcher, MatcherFactory, Vocab
 
 

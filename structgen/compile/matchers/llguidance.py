@@ -11,7 +11,7 @@ import llguidance
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import SchemaError
+from ...errors import SchemaError
 from ..schema import CompiledSchema
 from .base import Vocab
 

@@ -11,7 +11,7 @@ import numpy as np
 import outlines_core
 from numpy.typing import NDArray
 
-from ..errors import SchemaError
+from ...errors import SchemaError
 from ..schema import CompiledSchema
 from .base import Vocab
 

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from structgen.coerce import coerce_to_schema
+from structgen.chain.coerce import coerce_to_schema
+from structgen.chain.parse import Parsed, parse_json, parse_structured, parse_yaml
+from structgen.chain.payload import extract_payload
 from structgen.errors import InvalidArgument, ParseError
-from structgen.parse import Parsed, extract_payload, parse_json, parse_structured, parse_yaml
 
 # --------------------------------------------------------------------------------------------------
 # helpers and strategies

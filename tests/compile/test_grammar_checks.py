@@ -6,7 +6,7 @@ import pytest
 
 import structgen
 from structgen import Grammar, compile_schema, generate
-from structgen.schema import python_regex_check
+from structgen.compile.kinds import python_regex_check
 
 COIN = Grammar('start: "heads" | "tails"\n', name="coin")
 

@@ -7,7 +7,7 @@ import pytest
 
 import structgen
 from structgen import Choice, Regex, compile_schema
-from structgen.matchers import Matcher, get_backend
+from structgen.compile.matchers import Matcher, get_backend
 
 BACKENDS = ["llguidance", "outlines-core"]
 

@@ -83,8 +83,8 @@ def test_unsupported_keywords_fall_back_to_a_relaxed_grammar() -> None:
 
 
 def test_deferred_check_gives_the_same_errors_and_fallback_at_matcher_build() -> None:
-    from structgen.matchers import get_backend
-    from structgen.schema import compile_for_decoding
+    from structgen.compile.matchers import get_backend
+    from structgen.compile.schema import compile_for_decoding
     from structgen.testing import RandomLogitsModel
 
     vocab = RandomLogitsModel(None).vocab
@@ -137,7 +137,7 @@ def test_unsupported_schema_kind() -> None:
 def test_property_order_is_kept() -> None:
     schema = {"type": "object", "properties": {"zeta": {"type": "integer"}, "alpha": {"type": "integer"}},
               "required": ["zeta", "alpha"], "additionalProperties": False}
-    from structgen._byte_tokenizer import grammar_accepts
+    from structgen.compile._byte_tokenizer import grammar_accepts
 
     c = compile_schema(schema)
     assert grammar_accepts(c.grammar, '{"zeta":1,"alpha":2}')

@@ -12,8 +12,7 @@ import pytest
 from numpy.typing import NDArray
 
 from structgen.errors import InvalidArgument
-from structgen.sampler import (
-    SamplingParams,
+from structgen.local.sampler import (
     apply_penalties,
     apply_temperature,
     log_softmax,
@@ -22,6 +21,7 @@ from structgen.sampler import (
     top_k_filter,
     top_p_filter,
 )
+from structgen.request import SamplingParams
 
 INF = math.inf
 

@@ -10,7 +10,7 @@ import pytest
 
 import structgen
 from structgen import Choice, Grammar, Regex, generate
-from structgen.probs import finite_language
+from structgen.analysis.probs import finite_language
 
 SAMPLE_CALLS = 10   # x 16 candidates per call (one prompt decode each) = 160 samples
 

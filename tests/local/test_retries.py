@@ -9,11 +9,10 @@ import pytest
 
 import structgen
 from structgen import generate
-from structgen.decode import LOOP_MIN_SPAN, looping
-from structgen.engine import LOOP_FREQUENCY_PENALTY, RETRY_TEMPERATURE, Job, sampling
-from structgen.request import Request
-from structgen.sampler import SamplingParams
-from structgen.schema import compile_schema
+from structgen.compile.schema import compile_schema
+from structgen.local.decode import LOOP_MIN_SPAN, looping
+from structgen.local.engine import LOOP_FREQUENCY_PENALTY, RETRY_TEMPERATURE, Job, sampling
+from structgen.request import Request, SamplingParams
 
 # A MaskBench schema whose values may be anything: greedy SmolLM2-135M echoes schema keywords into it forever.
 ECHO_PRONE = {

@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from structgen._byte_tokenizer import byte_tokenizer, grammar_accepts
+from structgen.compile._byte_tokenizer import byte_tokenizer, grammar_accepts
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRAMMARS = REPO / "grammars"
 REGEX_TASKS = REPO / "benchmarks" / "tasks" / "regex.jsonl"
 NAMES = ("json", "python_regex", "csv")

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import structgen
 from structgen import Choice
-from structgen.determinism import ModeStats, cluster_count, plot, run_experiment, summarise
-from structgen.engine import choose
+from structgen.analysis.determinism import ModeStats, cluster_count, plot, run_experiment, summarise
+from structgen.local.engine import choose
 
 FIELDS = {"runs", "distinct_texts", "distinct_values", "distinct_logprob_vectors", "first_divergence", "p_first_token"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import structgen
-from structgen.models import gemma_model_path, resolve_model_path
+from structgen.local.models import gemma_model_path, resolve_model_path
 
 
 def test_the_default_and_its_name_are_the_bundled_gguf() -> None:

@@ -26,16 +26,10 @@ import lark
 import llguidance
 import pytest
 
-from structgen._byte_tokenizer import byte_tokenizer, grammar_accepts
-from structgen.apps import sqlite_db
-from structgen.apps.sqlite_db import (
-    DbSchema,
-    check_select,
-    execute_select,
-    open_readonly,
-    read_schema,
-    schema_grammar,
-)
+from structgen.apps import sql_guard, sqlite_db
+from structgen.apps.sql_guard import check_select, execute_select
+from structgen.apps.sqlite_db import DbSchema, open_readonly, read_schema, schema_grammar
+from structgen.compile._byte_tokenizer import byte_tokenizer, grammar_accepts
 from structgen.errors import DatabaseError, InvalidArgument, StructgenError, UnsafeSQL
 
 from .sql_attacks import ATTACKS
@@ -44,7 +38,7 @@ from .sql_attacks import ATTACKS
 CHECKER_ONLY = {"SELECT '\u202e; DROP TABLE customers'", "SELECT " + "1 + " * 6000 + "1"}
 GRAMMAR_ATTACKS = list(dict.fromkeys(a.format(tmp="/tmp") for a in ATTACKS if a not in CHECKER_ONLY))
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRAMMAR = REPO / "grammars" / "sqlite_select.lark"
 SQL_TASKS = REPO / "benchmarks" / "tasks" / "sql.jsonl"
 
@@ -456,7 +450,7 @@ def test_sqlite_layer_alone_refuses_attacks(template: str, shop_copy: Path, tmp_
     conn = open_readonly(shop_copy)
     try:
         with pytest.raises(UnsafeSQL):
-            sqlite_db._engine_check(_attack(template, tmp_path), conn)
+            sql_guard._engine_check(_attack(template, tmp_path), conn)
     finally:
         conn.close()
     assert _digest(shop_copy) == before
