@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ._unicode import check_text
 from .compile.schema import CompiledSchema
 from .errors import InvalidArgument
 
@@ -40,8 +41,9 @@ class Request:
     model_logprobs: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.prompt, str) and not self.prompt.strip():
-            raise InvalidArgument("the prompt is empty")
+        _check_prompt(self.prompt)
+        if self.system is not None:
+            check_text("the system prompt", self.system)
         if self.strategy not in STRATEGIES:
             raise InvalidArgument(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
         if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
@@ -65,6 +67,23 @@ def resolve_seed(seed: int | None) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArgument(f"seed must be an integer, got {seed!r}")
     return seed
+
+
+def _check_prompt(prompt: object) -> None:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InvalidArgument("the prompt is empty")
+        check_text("the prompt", prompt)
+        return
+    if not isinstance(prompt, Sequence) or isinstance(prompt, bytes | bytearray):
+        raise InvalidArgument(f"the prompt must be a string or a list of messages, got {type(prompt).__name__}")
+    if not prompt:
+        raise InvalidArgument("the message list is empty")
+    for i, message in enumerate(prompt):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise InvalidArgument(f"message {i} needs 'role' and 'content'")
+        check_text(f"message {i}'s role", message["role"])
+        check_text(f"message {i}'s content", message["content"])
 
 
 def as_messages(prompt: str | Sequence[Message], system: str | None = None) -> list[dict[str, str]]:

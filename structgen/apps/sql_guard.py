@@ -16,24 +16,29 @@ the first line of defence; :func:`check_select` is the second and does not rely 
 4. the connection: :func:`~structgen.apps.sqlite_db.open_readonly` opens the file with ``mode=ro``, sets
    ``query_only`` and ``trusted_schema=OFF`` and allows no attached databases.
 
-:func:`execute_select` runs the checked statement again under the same authorizer, with a time limit (a
-progress handler) and a row limit.
+:func:`execute_select` runs the checked statement again under the same authorizer, in a child process that is
+killed at the deadline, with bounds on rows, result bytes, string length and memory.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import sqlite3
-import time
+import subprocess
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..errors import DatabaseError, InvalidArgument, UnsafeSQL
-from .sqlite_db import MAX_SQL_CHARS, SQLITE_KEYWORDS, UNSAFE_CATEGORIES
+from ..errors import DatabaseError, InvalidArgument, StructgenError, UnsafeSQL
+from .sqlite_db import FORBIDDEN_WORDS, MAX_SQL_CHARS, SQLITE_KEYWORDS, UNSAFE_CATEGORIES
 
-__all__ = ["ALLOWED_ACTIONS", "ALLOWED_FUNCTIONS", "check_select", "execute_select"]
+__all__ = ["ALLOWED_ACTIONS", "ALLOWED_FUNCTIONS", "MAX_RESULT_BYTES", "QUERY_MEMORY_BYTES", "check_select",
+           "execute_select"]
 
 
 def _words(text: str) -> frozenset[str]:
@@ -66,12 +71,6 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
 """Side-effect-free functions a query may call (lower case). Left out on purpose, among others:
 load_extension, fts3_tokenizer, readfile/writefile/edit (CLI only), zeroblob/randomblob and printf/format
 (memory), random, and the sqlite_* introspection functions."""
-
-# Words that never belong in a read-only SELECT (REPLACE only as the function replace(...)).
-_FORBIDDEN_WORDS = _words(
-    """INSERT UPDATE DELETE REPLACE UPSERT CREATE DROP ALTER ATTACH DETACH PRAGMA VACUUM REINDEX ANALYZE
-    BEGIN COMMIT ROLLBACK SAVEPOINT RELEASE TRANSACTION RETURNING INTO EXPLAIN TRIGGER"""
-)
 
 # Bytecode that writes (or changes the schema or settings); a SELECT never contains it. Transaction is
 # checked separately (p2 != 0 opens a write transaction).
@@ -181,15 +180,28 @@ def _check_tokens(tokens: list[_Token], sql: str) -> None:
             continue
         word = token.text.upper()
         calls = k + 1 < len(tokens) and tokens[k + 1].text == "("
-        if word in _FORBIDDEN_WORDS and not (word == "REPLACE" and calls):
+        if word in FORBIDDEN_WORDS and not (word == "REPLACE" and calls):
             raise _refuse(f"{word} is not allowed in a read-only SELECT", sql)
         if word.startswith("PRAGMA_"):
             raise _refuse(f"{token.text} is not allowed", sql)
         if calls and (word not in SQLITE_KEYWORDS or word == "REPLACE"):
-            if _declares_cte_columns(tokens, k):
-                continue
-            if token.text.lower() not in ALLOWED_FUNCTIONS:
-                raise _refuse(f"function {token.text}() is not allowed", sql)
+            _check_call(tokens, k, token.text, sql)
+    # A quoted name is a name, never a keyword; but a quoted name called like a function is that function.
+    for k, token in enumerate(tokens[:-1]):
+        if token.kind == "quoted" and tokens[k + 1].text == "(":
+            _check_call(tokens, k, _unquote(token.text), sql)
+
+
+def _check_call(tokens: list[_Token], k: int, name: str, sql: str) -> None:
+    """``tokens[k]`` (spelt ``name``) is followed by "(": a CTE's column list, or a call of an allowed function."""
+    if not _declares_cte_columns(tokens, k) and name.lower() not in ALLOWED_FUNCTIONS:
+        raise _refuse(f"function {name}() is not allowed", sql)
+
+
+def _unquote(text: str) -> str:
+    """The name inside a quoted identifier ("a""b", `a`, [a])."""
+    opening, body = text[0], text[1:-1]
+    return body.replace(opening * 2, opening) if opening in "\"`" else body
 
 
 def _declares_cte_columns(tokens: list[_Token], k: int) -> bool:
@@ -277,48 +289,92 @@ def check_select(sql: str, conn: sqlite3.Connection) -> str:
     return text
 
 
+MAX_RESULT_BYTES = 8_000_000
+"""Default byte budget of :func:`execute_select`'s result (values as UTF-8 or raw bytes, 8 per number, 16 per row)."""
+
+QUERY_MEMORY_BYTES = 512 * 2**20
+"""Address space of the child process that runs a query (SQLite's own heap is held to half of it)."""
+
+_CHILD = Path(__file__).with_name("_sql_child.py")
+_KILL_GRACE_S = 0.25   # past the deadline, the parent kills a child that has not stopped by itself
+
+
 def execute_select(
-    sql: str, conn: sqlite3.Connection, *, max_rows: int = 1000, timeout_s: float = 5.0
+    sql: str, conn: sqlite3.Connection, *, max_rows: int = 1000, timeout_s: float = 5.0,
+    max_bytes: int = MAX_RESULT_BYTES,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Check ``sql`` with :func:`check_select`, run it, and return ``(column names, at most max_rows rows)``.
 
-    The query runs under the same authorizer and is stopped after ``timeout_s`` seconds (progress handler)
-    with :class:`DatabaseError`; other SQLite errors are DatabaseError too.
+    The query runs in a child process (on the same file, read-only, under the same authorizer), so its bounds
+    hold whatever SQLite does inside one call: it is killed ``timeout_s`` seconds in (a single long ``instr``
+    or ``LIKE`` included), its result may hold at most ``max_bytes`` bytes, no string or blob it builds may
+    be longer than that, and its memory is bounded by :data:`QUERY_MEMORY_BYTES`. Each overrun, and any other
+    SQLite error, is a :class:`DatabaseError`.
     """
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise InvalidArgument(f"max_rows must be a positive int, not {max_rows!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise InvalidArgument(f"max_bytes must be a positive int, not {max_bytes!r}")
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not (
         math.isfinite(timeout_s) and timeout_s > 0
     ):
         raise InvalidArgument(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
     text = check_select(sql, conn)
-    deadline = time.monotonic() + timeout_s
-    expired = False
+    request = {"path": _database_file(conn), "sql": text, "max_rows": max_rows, "max_bytes": max_bytes,
+               "max_length": max(1, min(max_bytes, _MAX_VALUE_LENGTH)), "timeout_s": timeout_s,
+               "max_memory": QUERY_MEMORY_BYTES, "allowed_actions": sorted(ALLOWED_ACTIONS),
+               "allowed_functions": sorted(ALLOWED_FUNCTIONS)}
+    return _run_child(request, text, timeout_s, max_bytes)
 
-    def progress() -> int:
-        nonlocal expired
-        if time.monotonic() > deadline:
-            expired = True
-            return 1
-        return 0
 
-    denied: list[str] = []
-    cursor: sqlite3.Cursor | None = None
-    conn.set_progress_handler(progress, 1000)
-    conn.set_authorizer(_authorizer(denied))
-    try:
-        cursor = conn.execute(text)
-        columns = [d[0] for d in cursor.description or ()]
-        rows = [tuple(r) for r in cursor.fetchmany(max_rows)]
-    except sqlite3.Error as exc:
-        if expired:
-            raise DatabaseError(f"query stopped after the {timeout_s:g} s time limit") from exc
-        if denied:
-            raise _refuse(f"not authorized: {', '.join(denied)}", text) from exc
-        raise DatabaseError(f"query failed: {exc}") from exc
-    finally:
-        if cursor is not None:
-            cursor.close()
-        conn.set_progress_handler(None, 0)
-        conn.set_authorizer(None)
-    return columns, rows
+_MAX_VALUE_LENGTH = 100_000_000   # SQLite's own default SQLITE_LIMIT_LENGTH is 1e9
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    path = next((r[2] for r in rows if r[1] == "main"), "")
+    if not path:
+        raise DatabaseError("execute_select needs a connection to a database file (not an in-memory one)")
+    return str(path)
+
+
+def _run_child(request: dict[str, Any], text: str, timeout_s: float, max_bytes: int) -> tuple[
+        list[str], list[tuple[Any, ...]]]:
+    cmd = [sys.executable, "-I", "-S", str(_CHILD)]
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            out, err = proc.communicate(json.dumps(request).encode() + b"\n", timeout=timeout_s + _KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise DatabaseError(f"query stopped after the {timeout_s:g} s time limit") from None
+    columns: list[str] | None = None
+    rows: list[tuple[Any, ...]] = []
+    for line in out.splitlines():
+        record = json.loads(line)
+        if "columns" in record:
+            columns = record["columns"]
+        elif "row" in record:
+            rows.append(tuple(_decode(v) for v in record["row"]))
+        elif "error" in record:
+            raise _child_error(record["error"], record["message"], text, timeout_s, max_bytes)
+        elif record.get("done") and columns is not None:
+            return columns, rows
+    tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+    raise DatabaseError(f"the query process failed: {tail[0]}")
+
+
+def _decode(value: Any) -> Any:
+    return base64.b64decode(value["$b"]) if isinstance(value, dict) else value
+
+
+def _child_error(kind: str, message: str, sql: str, timeout_s: float, max_bytes: int) -> StructgenError:
+    if kind == "timeout":
+        return DatabaseError(f"query stopped after the {timeout_s:g} s time limit")
+    if kind == "denied":
+        return _refuse(f"not authorized: {message}", sql)
+    if kind == "too_big":
+        return DatabaseError(f"the result is larger than the {max_bytes:,}-byte budget ({message})")
+    if kind == "memory":
+        return DatabaseError(f"the query needed more than {QUERY_MEMORY_BYTES // 2**20} MiB of memory")
+    return DatabaseError(f"query failed: {message}")

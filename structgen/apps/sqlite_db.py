@@ -3,10 +3,12 @@ first line of defence; :mod:`structgen.apps.sql_guard` is the second), plus the 
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import os
 import re
 import sqlite3
+import string
 import tempfile
 import unicodedata
 import urllib.parse
@@ -14,12 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 import llguidance
 
 from ..errors import DatabaseError, GrammarError, SchemaError
 
 __all__ = [
+    "FORBIDDEN_WORDS",
     "MAX_SQL_CHARS",
     "SQLITE_KEYWORDS",
     "UNSAFE_CATEGORIES",
@@ -28,6 +32,7 @@ __all__ = [
     "Table",
     "build_shop_db",
     "grammar_path",
+    "keyword_free_name_regex",
     "open_readonly",
     "quote_identifier",
     "read_schema",
@@ -58,6 +63,13 @@ SQLITE_KEYWORDS = frozenset(
     THEN TIES TO TRANSACTION TRIGGER UNBOUNDED UNION UNIQUE UPDATE USING VACUUM VALUES VIEW VIRTUAL WHEN
     WHERE WINDOW WITH WITHOUT""".split()  # noqa: SIM905
 )
+
+FORBIDDEN_WORDS = frozenset(
+    """INSERT UPDATE DELETE REPLACE UPSERT CREATE DROP ALTER ATTACH DETACH PRAGMA VACUUM REINDEX ANALYZE
+    BEGIN COMMIT ROLLBACK SAVEPOINT RELEASE TRANSACTION RETURNING INTO EXPLAIN TRIGGER""".split()  # noqa: SIM905
+)
+"""Words that never belong in a read-only SELECT, bare (REPLACE only as the function replace(...)): the guard
+refuses them, so :func:`quote_identifier` quotes a name spelt like one."""
 
 _GRAMMAR_FILE = "sqlite_select.lark"
 _NAMES_BEGIN = "// ==== BEGIN NAMES"
@@ -201,8 +213,11 @@ def read_schema(conn: sqlite3.Connection) -> DbSchema:
 
 
 def quote_identifier(name: str) -> str:
-    """``name`` as SQLite text: bare if it is a plain identifier and no keyword, else double-quoted."""
-    if _BARE_NAME.fullmatch(name) and name.upper() not in SQLITE_KEYWORDS:
+    """``name`` as SQLite text: bare if it is a plain identifier that neither SQLite nor the guard reads as
+    something else (a keyword, a forbidden word, a ``pragma_`` table), else double-quoted."""
+    upper = name.upper()
+    if (_BARE_NAME.fullmatch(name) and upper not in SQLITE_KEYWORDS and upper not in FORBIDDEN_WORDS
+            and not upper.startswith("PRAGMA_")):
         return name
     return '"' + name.replace('"', '""') + '"'
 
@@ -238,6 +253,48 @@ def _alternatives(rule: str, names: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
+_NAME_RULE = "NAME: /[a-z_][A-Za-z0-9_]*/"
+_IDENT_CHARS = frozenset(string.ascii_letters + string.digits + "_")
+
+
+def _char_class(chars: Iterable[str]) -> str:
+    """A regex character class for ``chars``, consecutive runs written as ranges."""
+    ordered = sorted(set(chars))
+    parts, i = [], 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ord(ordered[j + 1]) == ord(ordered[j]) + 1:
+            j += 1
+        parts.append(ordered[i] if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return "[" + "".join(parts) + "]"
+
+
+@functools.cache
+def keyword_free_name_regex() -> str:
+    """A regex for the grammar's bare ``NAME`` (``[a-z_][A-Za-z0-9_]*``) less every SQLite keyword in any case,
+    without look-arounds (llguidance has none): the complement of the keyword trie, node by node. An alias
+    such as ``AS from`` would only fail EXPLAIN and waste a candidate."""
+    trie: dict[str, Any] = {}
+    for word in SQLITE_KEYWORDS:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node["$"] = {}
+    tail = "[A-Za-z0-9_]*"
+
+    def below(node: dict[str, Any]) -> str:
+        kids = sorted(k for k in node if k != "$")
+        alts = [_char_class(_IDENT_CHARS - {c for k in kids for c in (k, k.lower())}) + tail]
+        alts += [_char_class({k, k.lower()}) + below(node[k]) for k in kids]
+        group = "(?:" + "|".join(alts) + ")"
+        return group if "$" in node else group + "?"   # a keyword must go on; any other prefix may stop
+
+    kids = sorted(k for k in trie if k != "$")
+    first = (set(string.ascii_lowercase) | {"_"}) - {k.lower() for k in kids}
+    return "(?:" + "|".join([_char_class(first) + tail] + [k.lower() + below(trie[k]) for k in kids]) + ")"
+
+
 def schema_grammar(schema: DbSchema) -> str:
     """The Lark text of ``sqlite_select.lark`` with ``table_name`` / ``column_name`` replaced by the
     names of exactly this database (quoted where SQLite needs it), for llguidance and ``lark`` alike.
@@ -257,6 +314,9 @@ def schema_grammar(schema: DbSchema) -> str:
         ]
     )
     grammar = text[:begin] + block + "\n" + text[end:]
+    if _NAME_RULE not in grammar:
+        raise GrammarError("the NAME rule is missing", file=_GRAMMAR_FILE)
+    grammar = grammar.replace(_NAME_RULE, f"NAME: /{keyword_free_name_regex()}/")
     error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(grammar))
     if error:
         raise GrammarError(f"the schema-aware grammar does not compile: {error}", file=_GRAMMAR_FILE)

@@ -67,9 +67,9 @@ def _next_token(text: str, pos: int, prev: str) -> Tok:
     return Tok("word", pos, match.end()) if match else Tok("other", pos, pos + 1)
 
 
-def tokens(text: str, pos: int = 0) -> Iterator[Tok]:
-    """Tokens of ``text`` from ``pos`` on."""
-    prev, n = "", len(text)
+def tokens(text: str, pos: int = 0, end: int | None = None) -> Iterator[Tok]:
+    """Tokens of ``text`` from ``pos`` on (up to ``end``: none starts at or after it)."""
+    prev, n = "", len(text) if end is None else end
     while pos < n:
         if text[pos].isspace():
             pos += 1

@@ -39,7 +39,7 @@ from .payload import (
 )
 from .repair import has_json_shape, repair_json
 
-__all__ = ["Parsed", "extract_payload", "parse_json", "parse_structured", "parse_yaml"]
+__all__ = ["MAX_REPLY_CHARS", "Parsed", "extract_payload", "parse_json", "parse_structured", "parse_yaml"]
 
 
 
@@ -69,8 +69,18 @@ def _error(reply: str, payload: Payload, failure: LoadFailure, what: str) -> Par
 _MARKUP = re.compile(r"\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<\?xml\s)", re.I)
 
 
+MAX_REPLY_CHARS = 200_000
+"""Longest reply the defensive parser reads (each step is linear; this bounds the seconds a hosted endpoint can
+make it spend, ~2 s at worst here). A structured answer that long is a runaway, not a value."""
+
+
 def _reject_unusable(reply: str) -> None:
-    """Refuse replies that cannot hold a payload: empty, or an HTML/XML page (an error page)."""
+    """Refuse replies that cannot hold a payload: too long, empty, or an HTML/XML page (an error page)."""
+    if not isinstance(reply, str):
+        raise ParseError(f"a reply must be text, got {type(reply).__name__}", text="")
+    if len(reply) > MAX_REPLY_CHARS:
+        raise ParseError(f"reply of {len(reply):,} characters is longer than the parser reads "
+                         f"({MAX_REPLY_CHARS:,})", text=reply[:1000])
     if not reply.strip():
         raise ParseError("empty reply", text=reply)
     if _MARKUP.match(reply):

@@ -7,6 +7,7 @@ payload is ``parse.py``'s, which also uses the predicates here to tell a JSON-lo
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -129,9 +130,13 @@ def is_strict_json(candidate: str) -> bool:
     return True
 
 
-def plausible(text: str, start: int, end: int) -> bool:
-    """Whether the bracket at ``start`` opens JSON rather than prose such as ``[see below]``."""
-    toks = [tok for tok in jsonish.tokens(text[:end], start + 1) if tok.kind != "comment"][:2]
+def plausible(text: str, start: int, end: int | None = None) -> bool:
+    """Whether the bracket at ``start`` opens JSON rather than prose such as ``[see below]``.
+
+    Looks at the two tokens after the bracket only (``end`` bounds the text they may come from), so it
+    costs the same on a 100 KB reply as on a short one."""
+    limit = len(text) if end is None else end
+    toks = list(itertools.islice((tok for tok in jsonish.tokens(text, start + 1, limit) if tok.kind != "comment"), 2))
     if not toks:
         return True
     first, word = toks[0], text[toks[0].start : toks[0].end]
@@ -158,13 +163,13 @@ def first_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     """The first JSON-looking bracketed span in ``text[start:end]`` (to ``end`` when truncated)."""
     region = text[:end]
     pos = start
+    # Plausibility first (two tokens), the span only for the one plausible opener: linear in the reply.
     for _ in range(_MAX_CANDIDATES):
         match = _OPENER.search(region, pos)
         if match is None:
             return None
-        span_end = jsonish.match_span(region, match.start())
-        if plausible(region, match.start(), span_end):
-            return match.start(), span_end
+        if plausible(region, match.start()):
+            return match.start(), jsonish.match_span(region, match.start())
         pos = match.start() + 1
     return None
 
@@ -250,20 +255,30 @@ def _document_lines(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, 
 
 
 def _strip_chatter(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Drop prose lines before and after the YAML document (only while YAML structure remains)."""
+    """Drop prose lines before and after the YAML document (only while YAML structure remains).
+
+    Each line is classified once and the "structure remains" test reads running counts, so a reply of many
+    lines costs linear time (it was quadratic: a hosted endpoint chooses the reply)."""
     lines = _trim_blank(text, lines)
-    while len(lines) > 1:
-        first, follow = text[slice(*lines[0])], text[slice(*lines[1])]
-        if not _is_chatter(first, follow) or not _has_structure(text, lines[1:]):
+    seen = [0]   # seen[i]: YAML-looking lines among lines[:i]
+    for s, e in lines:
+        seen.append(seen[-1] + _is_yaml_line(text[s:e]))
+
+    def blank(i: int) -> bool:
+        return not text[slice(*lines[i])].strip()
+
+    lo, hi = 0, len(lines)
+    while hi - lo > 1:
+        if not _is_chatter(text[slice(*lines[lo])], text[slice(*lines[lo + 1])]) or seen[hi] == seen[lo + 1]:
             break
-        lines = _trim_blank(text, lines[1:])
-    while len(lines) > 1 and _is_chatter(text[slice(*lines[-1])]) and _has_structure(text, lines[:-1]):
-        lines = _trim_blank(text, lines[:-1])
-    return lines
-
-
-def _has_structure(text: str, lines: list[tuple[int, int]]) -> bool:
-    return any(_is_yaml_line(text[s:e]) for s, e in lines)
+        lo += 1
+        while lo < hi and blank(lo):
+            lo += 1
+    while hi - lo > 1 and _is_chatter(text[slice(*lines[hi - 1])]) and seen[hi - 1] > seen[lo]:
+        hi -= 1
+        while hi > lo and blank(hi - 1):
+            hi -= 1
+    return lines[lo:hi]
 
 
 def _trim_blank(text: str, lines: list[tuple[int, int]]) -> list[tuple[int, int]]:

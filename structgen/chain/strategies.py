@@ -28,6 +28,7 @@ The chain is written once, as a generator that yields batches of ``Call``s and i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
@@ -37,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..compile import regex_match
 from ..compile.schema import CompiledSchema
 from ..errors import BackendError, InvalidArgument, ParseError, ValidationFailed
 from ..request import Message, Request, SamplingParams, as_messages
@@ -462,7 +464,5 @@ def _text_candidates(raw: str, schema: CompiledSchema, *, defensive: bool, exact
         if len(found) == 1:
             yield found[0]
     elif schema.kind == "regex" and schema.regex is not None:
-        for m in re.finditer(schema.regex, inner):
-            if m.group(0):
-                yield m.group(0)
-                break
+        with contextlib.suppress(ValueError):   # MatchTimeout: no candidate from here
+            yield from regex_match.search_all(schema.regex, inner, limit=1)

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -22,7 +22,9 @@ import llguidance
 import pydantic
 from jsonschema.validators import validator_for
 
+from .._unicode import check_text
 from ..errors import GrammarError, InvalidArgument, SchemaError
+from . import regex_match
 from .kinds import Choice, Grammar, Regex, SchemaLike
 
 if TYPE_CHECKING:
@@ -124,16 +126,19 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
     if schema is None:
         return _compile_text()
     if isinstance(schema, Regex):
-        return _compile_regex(schema.pattern)
+        return _compile_regex(check_text("the regex", schema.pattern, SchemaError))
     if isinstance(schema, Choice):
+        for i, option in enumerate(schema.options):
+            check_text(f"Choice option {i}", option, SchemaError)
         return _compile_choice(schema.options)
     if isinstance(schema, Grammar):
-        return _compile_grammar(schema.source, schema.name, schema.check)
+        return _compile_grammar(check_text("the grammar", schema.source, GrammarError), schema.name, schema.check)
     if isinstance(schema, Mapping):
         try:
             # Order-preserving: llguidance emits properties in the order the schema lists them.
-            key = json.dumps(schema, allow_nan=False)   # NaN / Infinity are not JSON
-        except (TypeError, ValueError) as exc:
+            key = json.dumps(schema, allow_nan=False, ensure_ascii=False)   # NaN / Infinity are not JSON
+            key.encode("utf-8")   # a lone surrogate (a key or string that was not UTF-8) fails here
+        except (TypeError, ValueError) as exc:   # UnicodeEncodeError included
             raise SchemaError(f"the JSON Schema is not JSON-serialisable: {exc}") from exc
         return _compile_json_dict(key, options, checked)
     if isinstance(schema, type) or _is_typing_form(schema):
@@ -160,7 +165,7 @@ def _compile_regex(pattern: str) -> CompiledSchema:
     if not isinstance(pattern, str) or pattern == "":
         raise SchemaError("the regex is empty")
     try:
-        compiled = re.compile(pattern)
+        re.compile(pattern)   # the syntax check; matching untrusted text is bounded in time (regex_match)
     except re.error as exc:
         raise SchemaError(f"invalid regex: {exc.msg}", pointer=f"pattern[{exc.pos}]") from exc
     grammar = llguidance.LLMatcher.grammar_from_regex(pattern)
@@ -168,8 +173,12 @@ def _compile_regex(pattern: str) -> CompiledSchema:
                                                        f"{_first_line(msg)}", pointer="pattern"))
 
     def validate(text: str) -> str:
-        if compiled.fullmatch(text) is None:
-            raise _Invalid(f"{text!r} does not fully match /{pattern}/")
+        try:
+            matched = regex_match.fullmatch(pattern, text)
+        except ValueError as exc:   # MatchTimeout: not verified, so not valid
+            raise _Invalid(str(exc)) from None
+        if not matched:
+            raise _Invalid(f"{_clip(text)!r} does not fully match /{pattern}/")
         return text
 
     return CompiledSchema(kind="regex", grammar=grammar, validator=validate, regex=pattern, source=pattern)
@@ -342,7 +351,41 @@ def _json_hint(schema: dict[str, Any]) -> str:
 
 def _json_validator(schema: dict[str, Any]) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    bounded = jsonschema.validators.extend(cls, {"pattern": _bounded_pattern,
+                                                 "patternProperties": _bounded_pattern_properties})
+    return bounded(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """jsonschema's ``pattern``, with the match bounded in time (see ``regex_match``)."""
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        if not regex_match.search(pattern, instance):
+            yield jsonschema.ValidationError(f"{_clip(instance)!r} does not match {pattern!r}")
+    except ValueError as exc:
+        yield jsonschema.ValidationError(str(exc))
+
+
+def _bounded_pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
+                                schema: Any) -> Iterator[Any]:
+    """jsonschema's ``patternProperties``, with each key match bounded in time."""
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            try:
+                matched = regex_match.search(pattern, key)
+            except ValueError as exc:
+                yield jsonschema.ValidationError(str(exc))
+                continue
+            if matched:
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """``text`` shortened for an error message."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} chars)"
 
 
 def _check_meta_schema(schema: dict[str, Any]) -> None:
