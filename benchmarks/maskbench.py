@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from . import data as mb
-from .report import machine, machine_line, markdown_table, percentiles, pyplot, versions
 from ._worker import Outcome, Worker
+from .report import machine, machine_line, markdown_table, percentiles, pyplot, versions
 
 TTFM_POINTS = {"p50": 50.0, "p75": 75.0, "p99": 99.0}
 TBM_POINTS = {"p50": 50.0, "p75": 75.0, "p99": 99.0, "p999": 99.9}
@@ -76,7 +76,7 @@ def _setup(model_path: str | None, backend: str) -> _State:
 
 def _forget_compiled(state: _State) -> None:
     """Empty structgen's compile caches so that each TTFM is a cold compile (MaskBench files repeat schemas)."""
-    from structgen import schema as schema_mod
+    from structgen.compile import schema as schema_mod
     from structgen.compile.matchers import llguidance as llg_mod
 
     for fn in (getattr(schema_mod, "_compile_json_dict", None), getattr(llg_mod, "_compile_cached", None)):

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from . import data as mb
-from .report import grouped_bars, machine, machine_line, markdown_table, versions
 from .prompts import CLASSIFICATIONS
+from .report import grouped_bars, machine, machine_line, markdown_table, versions
 
 LOCAL_STRATEGIES = ("prompt", "repair", "best_of", "self_consistency", "constrained")
 HOSTED_STRATEGIES = ("prompt", "repair", "best_of", "self_consistency", "server")
@@ -208,8 +208,8 @@ def sql_task(tasks_dir: Path) -> Task:
         return Task("sql", skipped=f"{path} not found")
     import structgen
     from structgen.apps import sql_guard, sqlite_db
-    from structgen.apps.sql_scope import scoped_grammar
     from structgen.apps.sql import sql_messages
+    from structgen.apps.sql_scope import scoped_grammar
 
     try:
         conn = sqlite_db.open_readonly(sqlite_db.shop_db_path())

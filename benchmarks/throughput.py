@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .report import INSTALL_HINT, MissingBenchDependency, machine, machine_line, markdown_table, pyplot, versions
 from ._worker import Worker
 from .prompts import EXTRACTIONS, Extraction
+from .report import INSTALL_HINT, MissingBenchDependency, machine, machine_line, markdown_table, pyplot, versions
 
 OURS_UNCONSTRAINED = "structgen unconstrained"
 OURS_CONSTRAINED = "structgen constrained"

@@ -22,11 +22,14 @@ TempOpt = Annotated[float | None, typer.Option("--temperature", "-t",
                                                help="Sampling temperature for --n > 1 (default 0.7).")]
 
 
-def load_model(model: str | None, n_gpu_layers: int = 0, n_threads: int | None = None) -> Any:
+def load_model(model: str | None, n_gpu_layers: int = 0, n_threads: int | None = None,
+               n_ctx: int | None = None) -> Any:
     """A ``LlamaCpp`` for ``--model`` (default: the bundled model)."""
     from structgen import LlamaCpp
 
-    return LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
+    if n_ctx is None:
+        return LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
+    return LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_ctx=n_ctx)
 
 
 def _echo_json(obj: dict[str, Any]) -> None:
@@ -100,6 +103,11 @@ def sql(
     n: NOpt = 4,
     max_rows: Annotated[int, typer.Option("--max-rows", help="Most rows --execute returns.")] = 100,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before --execute stops a query.")] = 5.0,
+    max_bytes: Annotated[int, typer.Option("--max-bytes", help="Most bytes of rows --execute returns.")]
+    = 8_000_000,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="Context size of the model (default 4096); a "
+                                              "schema too large for it is narrowed to the tables the question "
+                                              "needs.")] = None,
     model: ModelOpt = None,
     n_gpu_layers: GpuOpt = 0,
     n_threads: ThreadsOpt = None,
@@ -118,14 +126,15 @@ def sql(
     if given_sql is not None:
         if question:
             raise InvalidArgument("give either a question or --sql, not both")
-        result = verify_sql(given_sql, path, execute=execute, max_rows=max_rows, timeout_s=timeout)
+        result = verify_sql(given_sql, path, execute=execute, max_rows=max_rows, timeout_s=timeout,
+                            max_bytes=max_bytes)
     else:
         if question is None or not question.strip():
             raise InvalidArgument("the question is empty")
-        m = load_model(model, n_gpu_layers, n_threads)
+        m = load_model(model, n_gpu_layers, n_threads, n_ctx)
         try:
             result = text_to_sql(question, path, n=n, execute=execute, model=m, seed=seed, temperature=temperature,
-                                 max_rows=max_rows, timeout_s=timeout)
+                                 max_rows=max_rows, timeout_s=timeout, max_bytes=max_bytes)
         except SqlNotVerified as exc:
             if as_json:
                 _echo_json(exc.to_dict())
@@ -146,10 +155,19 @@ def _rows_table(console: Any, result: Any) -> None:
 
     table = Table(caption=f"{len(result.rows)} row(s)", caption_justify="left")
     for name in result.columns:
-        table.add_column(name, overflow="fold")
+        table.add_column(_cell(name), overflow="fold")
     for row in result.rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
+        table.add_row(*("NULL" if v is None else _cell(v) for v in row))
     console.print(table, highlight=False, markup=False)
+
+
+CELL_CHARS = 300
+"""A cell longer than this is cut in the table (``--json`` has the whole value, within ``--max-bytes``)."""
+
+
+def _cell(value: Any) -> str:
+    text = value.hex() if isinstance(value, bytes) else str(value)
+    return text if len(text) <= CELL_CHARS else f"{text[:CELL_CHARS]}… ({len(text):,} chars)"
 
 
 def register(app: typer.Typer) -> None:

@@ -142,18 +142,27 @@ def generate_batch(
         seeds = [seed] * len(prompts)
     if model is None:
         model = default_model()
-    # generate() itself builds and checks each Request, so the two can never disagree on a parameter.
-    requests = [cast(Request, generate(p, schema, model=_Capture(), seed=s, **options))
-                for p, s in zip(prompts, seeds, strict=True)]
+    # generate() itself builds and checks each Request, so the two can never disagree on a parameter; a
+    # request that fails its checks is that entry's error.
+    built = [_build(p, schema, s, options) for p, s in zip(prompts, seeds, strict=True)]
+    requests = [r for r in built if isinstance(r, Request)]
     if all(hasattr(model, a) for a in ("prefill_many", "share", "n_seq_max")):
-        results = run_batch(model, requests)
+        served = iter(run_batch(model, requests))
     else:
-        results = [_serve(model, r) for r in requests]
+        served = iter([_serve(model, r) for r in requests])
+    results = [next(served) if isinstance(r, Request) else r for r in built]
     if not return_exceptions:
         for r in results:
             if isinstance(r, StructgenError):
                 raise r
     return results
+
+
+def _build(prompt: Any, schema: SchemaLike, seed: int | None, options: dict[str, Any]) -> Request | StructgenError:
+    try:
+        return cast(Request, generate(prompt, schema, model=_Capture(), seed=seed, **options))
+    except StructgenError as exc:
+        return exc
 
 
 def _serve(model: Any, request: Request) -> Result[Any] | StructgenError:

@@ -78,10 +78,17 @@ def any_backend_model(request: pytest.FixtureRequest, model: structgen.LlamaCpp,
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the validity-fuzz counts (tests/test_fuzz.py) at the end of the run."""
+    """Print the validity-fuzz counts (tests/test_fuzz.py) and the bad-input fuzz's outcomes
+    (tests/test_hostile_inputs.py) at the end of the run."""
     from .test_fuzz import SUMMARY
+    from .test_hostile_inputs import OUTCOMES
 
     if SUMMARY:
         terminalreporter.section("validity fuzz (MaskBench sample)")
         for label, counts in SUMMARY.items():
             terminalreporter.write_line(f"{label}: {dict(sorted(counts.items()))}")
+    if OUTCOMES:
+        total = sum(sum(c.values()) for c in OUTCOMES.values())
+        terminalreporter.section(f"bad-input fuzz: {total} cases, each a valid value or a typed error")
+        for family, counts in OUTCOMES.items():
+            terminalreporter.write_line(f"{family} ({sum(counts.values())}): {dict(counts.most_common())}")

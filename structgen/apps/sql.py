@@ -20,9 +20,11 @@ from typing import Any
 
 from ..compile.kinds import Grammar
 from ..errors import DatabaseError, GenerationError, GrammarError, InvalidArgument, UnsafeSQL
+from ..generate import default_model
 from ..request import resolve_seed
 from . import sql_guard, sqlite_db
 from ._sampling import Sample, sample_texts
+from .schema_focus import focus_schema
 from .sql_scope import scoped_grammar
 
 __all__ = [
@@ -217,18 +219,19 @@ def _open(db: str | os.PathLike[str]) -> tuple[sqlite3.Connection, sqlite_db.DbS
 
 def _finish(sql: str, conn: sqlite3.Connection, schema: sqlite_db.DbSchema, *, candidates: list[SqlCandidate],
             avg_logprob: float | None, seed: int | None, execute: bool, max_rows: int,
-            timeout_s: float) -> SqlResult:
+            timeout_s: float, max_bytes: int) -> SqlResult:
     tables = _tables_read(sql, conn, schema.table_names())
     columns: list[str] | None = None
     rows: list[tuple[Any, ...]] | None = None
     if execute:
-        columns, rows = sql_guard.execute_select(sql, conn, max_rows=max_rows, timeout_s=timeout_s)
+        columns, rows = sql_guard.execute_select(sql, conn, max_rows=max_rows, timeout_s=timeout_s,
+                                                 max_bytes=max_bytes)
     return SqlResult(sql=sql, explain_ok=True, tables=tables, candidates=candidates, columns=columns, rows=rows,
                      avg_logprob=avg_logprob, seed=seed)
 
 
 def verify_sql(sql: str, db: str | os.PathLike[str], *, execute: bool = False, max_rows: int = 1000,
-               timeout_s: float = 5.0) -> SqlResult:
+               timeout_s: float = 5.0, max_bytes: int = sql_guard.MAX_RESULT_BYTES) -> SqlResult:
     """Check a given query exactly as generated ones are checked, and run it only if ``execute``.
 
     Raises :class:`~structgen.errors.UnsafeSQL` for anything but one read-only SELECT and
@@ -240,7 +243,7 @@ def verify_sql(sql: str, db: str | os.PathLike[str], *, execute: bool = False, m
     try:
         text = sql_guard.check_select(sql, conn)
         return _finish(text, conn, schema, candidates=[], avg_logprob=None, seed=None, execute=execute,
-                       max_rows=max_rows, timeout_s=timeout_s)
+                       max_rows=max_rows, timeout_s=timeout_s, max_bytes=max_bytes)
     finally:
         conn.close()
 
@@ -283,6 +286,8 @@ def text_to_sql(
     constrained: bool = True,
     max_rows: int = 1000,
     timeout_s: float = 5.0,
+    max_bytes: int = sql_guard.MAX_RESULT_BYTES,
+    max_schema_chars: int | None = None,
 ) -> SqlResult:
     """Answer ``question`` about the SQLite file ``db`` with one verified, read-only SELECT.
 
@@ -292,8 +297,11 @@ def text_to_sql(
     to ``rounds`` rounds are drawn, then one round under a narrower grammar whose every query compiles
     (each column belongs to a table in FROM; see ``sql_scope``). :class:`SqlNotVerified`, with every
     candidate, is raised only if even that yields nothing.
-    ``execute=True`` runs it (at most ``max_rows`` rows, stopped after ``timeout_s`` seconds).
-    ``constrained=False`` is the prompt-only baseline: free text, the query extracted from the reply.
+    ``execute=True`` runs it (at most ``max_rows`` rows and ``max_bytes`` bytes, stopped after ``timeout_s``
+    seconds). ``constrained=False`` is the prompt-only baseline: free text, the query extracted from the reply.
+    A schema too large for the prompt is narrowed to the tables the question needs (``schema_focus``), prompt
+    and grammar alike: to ``max_schema_chars`` characters, or by default to what the local model's ``n_ctx``
+    leaves after the instructions and the token budget.
 
     Raises :class:`~structgen.errors.DatabaseError` for a missing, non-SQLite or empty database and
     :class:`~structgen.errors.InvalidArgument` for an empty question.
@@ -305,8 +313,12 @@ def text_to_sql(
             raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
     temp = (0.0 if n == 1 else 0.7) if temperature is None else temperature
     base_seed = resolve_seed(seed)
-    conn, schema = _open(db)
+    model = default_model() if model is None else model
+    conn, full_schema = _open(db)
     try:
+        budget_chars = max_schema_chars if max_schema_chars is not None else _schema_budget(
+            model, question, full_schema, max(max_tokens, SCOPED_MAX_TOKENS))
+        schema = focus_schema(full_schema, question, budget_chars) if budget_chars is not None else full_schema
         messages = sql_messages(question, schema.to_prompt())
         candidates: list[SqlCandidate] = []
         for k, (grammar, label, budget) in enumerate(_plan(schema, constrained, rounds, max_tokens)):
@@ -322,10 +334,29 @@ def text_to_sql(
             why = f"; the most likely, {top.sql!r}: {top.error}" if top else ""
             raise SqlNotVerified(f"no query passed the checks among {len(candidates)} candidate(s){why}",
                                  candidates=candidates)
-        return _finish(best.sql, conn, schema, candidates=candidates, avg_logprob=best.avg_logprob,
-                       seed=base_seed, execute=execute, max_rows=max_rows, timeout_s=timeout_s)
+        return _finish(best.sql, conn, full_schema, candidates=candidates, avg_logprob=best.avg_logprob,
+                       seed=base_seed, execute=execute, max_rows=max_rows, timeout_s=timeout_s, max_bytes=max_bytes)
     finally:
         conn.close()
+
+
+def _schema_budget(model: Any, question: str, schema: sqlite_db.DbSchema, reserve: int) -> int | None:
+    """Characters of schema text that fit in a local model's context (None: unknown, e.g. a hosted model)."""
+    n_ctx = getattr(model, "n_ctx", None)
+    prompt_tokens = getattr(model, "prompt_tokens", None)
+    if not isinstance(n_ctx, int) or prompt_tokens is None:
+        return None
+    text = schema.to_prompt()
+    base = len(prompt_tokens(sql_messages(question, "")))
+    per_char = len(prompt_tokens(text, chat=False)) / max(1, len(text))
+    room = n_ctx - base - reserve - _CONTEXT_MARGIN
+    if room <= 0:
+        raise InvalidArgument(f"n_ctx={n_ctx} leaves no room for the schema after the instructions and "
+                              f"{reserve} tokens of answer; raise n_ctx")
+    return int(room / max(per_char, 1e-3))
+
+
+_CONTEXT_MARGIN = 32   # tokens kept free: the estimate of characters per token is an average
 
 
 def _check_samples(samples: Sequence[Sample], conn: sqlite3.Connection, grammar: str,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import re
 import time
@@ -74,6 +75,9 @@ class Capabilities:
     grammar: bool | None = None
     n: bool | None = None
     logprobs: bool | None = None
+    # Constraints (``Constraint.key``) whose request ended in a transport failure: the server may have died on
+    # them. They are never sent to this endpoint again.
+    unsafe: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,12 @@ class Constraint:
 
     kind: Literal["json_schema", "json_object", "grammar"]
     payload: Any
+
+    @property
+    def key(self) -> str:
+        """A fingerprint of this exact constraint (kind and payload)."""
+        text = json.dumps([self.kind, self.payload], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +224,10 @@ def chain(request: Request, caps: Capabilities, constraints: Sequence[Constraint
                               f"{', '.join(CHAIN_STRATEGIES)}")
     run = _Run(request, model_name)
     strategy = request.strategy
-    forms = [c for c in constraints if getattr(caps, c.kind) is not False]
+    safe = [c for c in constraints if c.key not in caps.unsafe]
+    forms = [c for c in safe if getattr(caps, c.kind) is not False]
     if strategy == "server" and not forms:
-        forms = list(constraints)
+        forms = safe
     steps = [strategy]
     if strategy in ("auto", "server"):
         steps = ["server", "repair"] if forms else ["repair"]
@@ -325,8 +336,15 @@ def _server(run: _Run, caps: Capabilities, forms: Sequence[Constraint]) -> Gener
         [outcome] = yield from run.send([call])
         if isinstance(outcome, BackendError):
             # An HTTP error status on the constrained request (not a transport failure) is a refusal of this
-            # form: try the next one. Transport failures and exhausted retries are the endpoint's, not the form's.
-            if outcome.retryable or outcome.status_code is None:
+            # form: try the next one. A transport failure with no status may be the server dying on this very
+            # constraint: it is never sent again, and the chain goes on without it (a dead server then fails
+            # the next step too). Other retryable failures (exhausted retries) are the endpoint's.
+            if outcome.status_code is None:
+                caps.unsafe.add(constraint.key)
+                run.attempts.append(Attempt(text="", error=f"the endpoint failed on {constraint.kind}: {outcome}",
+                                            strategy="server"))
+                continue
+            if outcome.retryable:
                 raise outcome
             setattr(caps, constraint.kind, False)
             run.attempts.append(Attempt(text="", error=f"refused: the endpoint rejected {constraint.kind} "

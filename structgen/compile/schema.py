@@ -134,6 +134,7 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
     if isinstance(schema, Grammar):
         return _compile_grammar(check_text("the grammar", schema.source, GrammarError), schema.name, schema.check)
     if isinstance(schema, Mapping):
+        _check_depth(schema)
         try:
             # Order-preserving: llguidance emits properties in the order the schema lists them.
             key = json.dumps(schema, allow_nan=False, ensure_ascii=False)   # NaN / Infinity are not JSON
@@ -145,6 +146,26 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
         return _compile_pydantic(schema, options, checked)
     raise SchemaError(f"unsupported schema kind {type(schema).__name__}: pass a Pydantic model, a JSON Schema "
                       "dict, Regex, Choice, Grammar or None")
+
+
+MAX_SCHEMA_DEPTH = 128
+"""Deepest nesting of objects and arrays a JSON Schema may have (real-world schemas stay under ~30); deeper ones
+are refused up front, before any recursive step (serialising, meta-validation, the grammar compiler) can
+overflow the stack."""
+
+
+def _check_depth(schema: Mapping[str, Any]) -> None:
+    """``SchemaError`` at the first node nested deeper than ``MAX_SCHEMA_DEPTH`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(schema, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            raise SchemaError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels",
+                              pointer=_pointer(path[:8]) + ("/…" if len(path) > 8 else ""))
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1, (*path[:9], k)) for k, v in node.items())
+        elif isinstance(node, list | tuple):
+            stack.extend((v, depth + 1, (*path[:9], i)) for i, v in enumerate(node))
 
 
 def _is_typing_form(obj: object) -> bool:

@@ -24,6 +24,7 @@ import functools
 import importlib
 import importlib.util
 import json
+import math
 import random
 import re
 import threading
@@ -38,6 +39,7 @@ from ..errors import BackendError, InvalidArgument
 from ..request import Request
 from ..result import Result
 from .gbnf import to_gbnf
+from .portable import portable_schema
 
 if TYPE_CHECKING:
     import openai
@@ -137,13 +139,17 @@ class OpenAICompatible:
 
     def constraints(self, schema: CompiledSchema) -> tuple[Constraint, ...]:
         """The server-side forms of ``schema``: a strict json_schema ``response_format`` then the
-        json_object + schema one; or a GBNF grammar; or none."""
+        json_object + schema one (both with the schema's portable copy); or a GBNF grammar; or none."""
         if schema.kind == "json" and schema.json_schema is not None:
+            # Only the portable subset is sent (see hosted/portable.py); the chain validates the full schema.
+            sendable, _ = portable_schema(schema.json_schema)
+            if sendable is None:
+                return ()
             title = schema.json_schema.get("title")
             name = re.sub(r"[^A-Za-z0-9_-]", "_", title)[:64] if isinstance(title, str) and title else "output"
             return (Constraint("json_schema", {"type": "json_schema", "json_schema": {
-                        "name": name, "schema": schema.json_schema, "strict": True}}),
-                    Constraint("json_object", {"type": "json_object", "schema": schema.json_schema}))
+                        "name": name, "schema": sendable, "strict": True}}),
+                    Constraint("json_object", {"type": "json_object", "schema": sendable}))
         gbnf = to_gbnf(schema)
         return (Constraint("grammar", gbnf),) if gbnf is not None else ()
 
@@ -349,19 +355,48 @@ def _from_completion(resp: Any) -> Reply:
 
     if not isinstance(resp, ChatCompletion):
         raise BackendError(f"the reply is not a chat completion: {str(resp)[:200]!r}", retryable=True)
-    if not resp.choices:
+    if not isinstance(resp.choices, list) or not resp.choices:
         raise BackendError("the reply has an empty choices list", retryable=True)
-    choices = sorted(resp.choices, key=lambda c: c.index)
+    # The SDK does not check the types of what a server sent: every field read here is checked.
+    choices = sorted(resp.choices, key=lambda c: _count(getattr(c, "index", 0)))
     usage = resp.usage
-    total = usage.completion_tokens if usage is not None else 0
+    total = _count(getattr(usage, "completion_tokens", 0))
     completions = []
     for ch in choices:
-        content = ch.logprobs.content if ch.logprobs is not None else None
-        logprobs = tuple(t.logprob for t in content) if content else None
+        message = getattr(ch, "message", None)
+        content = getattr(getattr(ch, "logprobs", None), "content", None)
+        logprobs = _logprobs(content)
         tokens = len(logprobs) if logprobs else (total if len(choices) == 1 else total // len(choices))
-        completions.append(Completion(ch.message.content or "", ch.finish_reason or "unknown", tokens, logprobs))
-    return Reply(tuple(completions), prompt_tokens=usage.prompt_tokens if usage is not None else 0,
+        completions.append(Completion(_text(getattr(message, "content", None)),
+                                      _text(getattr(ch, "finish_reason", None)) or "unknown", tokens, logprobs))
+    return Reply(tuple(completions), prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
                  completion_tokens=total or sum(c.tokens for c in completions))
+
+
+def _text(value: Any) -> str:
+    """A text field of a reply (None: empty); anything else is a malformed reply."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BackendError(f"the reply has {type(value).__name__} where text belongs: {str(value)[:100]!r}",
+                           retryable=True)
+    return value
+
+
+def _count(value: Any) -> int:
+    """A token count or an index of a reply (0 when missing or not a non-negative integer)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _logprobs(content: Any) -> tuple[float, ...] | None:
+    """Token logprobs of a reply, or None when missing or malformed (they only rank candidates)."""
+    if not isinstance(content, list) or not content:
+        return None
+    values = [getattr(t, "logprob", None) for t in content]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v <= 0
+               for v in values):
+        return None
+    return tuple(float(v) for v in values)   # type: ignore[arg-type]   # checked just above
 
 
 async def _collect(events: AsyncIterator[ChatCompletionChunk]) -> Iterator[ChatCompletionChunk]:
@@ -381,13 +416,17 @@ def _from_stream(events: Iterator[ChatCompletionChunk]) -> Reply:
             raise BackendError(f"the stream sent something that is not a chunk: {str(chunk)[:200]!r}",
                                retryable=True)
         if chunk.usage is not None:
-            prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-        for ch in chunk.choices:
-            texts.setdefault(ch.index, []).append(ch.delta.content or "")
-            if ch.logprobs is not None and ch.logprobs.content:
-                logprobs.setdefault(ch.index, []).extend(t.logprob for t in ch.logprobs.content)
-            if ch.finish_reason is not None:
-                finish[ch.index] = ch.finish_reason
+            prompt_tokens = _count(getattr(chunk.usage, "prompt_tokens", 0))
+            completion_tokens = _count(getattr(chunk.usage, "completion_tokens", 0))
+        for ch in chunk.choices if isinstance(chunk.choices, list) else ():
+            index = _count(getattr(ch, "index", 0))
+            texts.setdefault(index, []).append(_text(getattr(getattr(ch, "delta", None), "content", None)))
+            lps = _logprobs(getattr(getattr(ch, "logprobs", None), "content", None))
+            if lps:
+                logprobs.setdefault(index, []).extend(lps)
+            reason = _text(getattr(ch, "finish_reason", None))
+            if reason:
+                finish[index] = reason
     if not texts:
         raise BackendError("the stream carried no choices", retryable=True)
     unfinished = sorted(set(texts) - set(finish))

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..compile.matchers import Backend, Vocab, get_backend
+from ..errors import InvalidArgument
 from ..local.binding import LlamaModel
 from ..local.models import resolve_model_path
 from ..local.run import run_local
@@ -29,6 +30,7 @@ class RandomLogitsModel:
     deterministic = False
     n_batch = 512
     n_seq_max = 64
+    n_ctx = 4096   # positions per sequence, enforced as LlamaCpp enforces its own
 
     def __init__(self, model_path: str | Path | None = None, *, seed: int = 0, scale: float = 3.0,
                  backend: str = "llguidance") -> None:
@@ -68,10 +70,14 @@ class RandomLogitsModel:
         return self._logits()
 
     def fork(self, n_prompt: int, copies: int) -> None:
-        """Nothing to share."""
+        """Nothing to share; more sequences than ``n_seq_max`` are refused, as by ``LlamaCpp``."""
+        if copies > self.n_seq_max:
+            raise InvalidArgument(f"n={copies} exceeds this model's n_seq_max={self.n_seq_max}")
 
     def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
-        """Fresh random logits for each item."""
+        """Fresh random logits for each item (positions past ``n_ctx`` are refused, as by ``LlamaCpp``)."""
+        if max((start + len(t) for _, t, start in items), default=0) > self.n_ctx:
+            raise InvalidArgument(f"generation reached n_ctx={self.n_ctx} tokens; raise n_ctx or lower max_tokens")
         return [self._logits() for _ in items]
 
     def decode_async(

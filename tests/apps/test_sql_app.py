@@ -11,9 +11,9 @@ import pytest
 
 import structgen
 from structgen.apps import SqlNotVerified, SqlResult, sqlite_db, text_to_sql, verify_sql
-from structgen.apps.sql_scope import scoped_grammar
 from structgen.apps.sql import extract_sql, sql_messages
 from structgen.apps.sql_guard import check_select
+from structgen.apps.sql_scope import scoped_grammar
 from structgen.apps.sqlite_db import open_readonly, read_schema
 from structgen.errors import DatabaseError, GrammarError, InvalidArgument, UnsafeSQL
 from structgen.testing import RandomLogitsModel

@@ -1,0 +1,142 @@
+"""JSON Schemas in the portable subset that OpenAI-compatible servers' converters take, so that a request of
+structgen's never takes a server down.
+
+llama-cpp-python's server turns a ``response_format`` schema into GBNF with its own converter, which passes a
+``pattern``'s escapes through as they are: ``\\d`` becomes a GBNF escape llama.cpp does not know, its grammar
+parser fails, and the server then segfaults, failing every later request of every client. A careful client
+sends only what the server can take:
+
+1. every ``pattern`` (and ``patternProperties`` key) is rewritten without shorthand classes (``\\d`` →
+   ``[0-9]``, ``\\w`` → ``[A-Za-z0-9_]``, ``\\s`` → ``[ \\t\\n\\r\\x0C\\x0B]``, their negations, and ``\\f``/``\\v``);
+   a pattern that cannot be rewritten (look-arounds, back-references, ``(?...)`` groups, inline flags, no
+   ``^...$`` anchors) is left out of the copy sent, and so is a ``patternProperties`` with such a key
+   (with its ``additionalProperties``, so that the copy admits more, never less);
+2. the copy is converted with llama-cpp-python's own converter and the GBNF checked with llama.cpp's own
+   parser, here, before anything is sent; if that fails, every pattern is left out, and if that still fails
+   no JSON constraint is sent at all (the chain's prompting steps carry the schema).
+
+Whatever was left out is still enforced: the chain validates every reply against the full schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+from .gbnf import llama_accepts
+
+__all__ = ["portable_pattern", "portable_schema"]
+
+_OUTSIDE = {"d": "[0-9]", "D": "[^0-9]", "w": "[A-Za-z0-9_]", "W": "[^A-Za-z0-9_]",
+            "s": "[ \\t\\n\\r\\x0C\\x0B]", "S": "[^ \\t\\n\\r\\x0C\\x0B]", "f": "\\x0C", "v": "\\x0B"}
+_INSIDE = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\x0C\\x0B", "f": "\\x0C", "v": "\\x0B"}
+_PLAIN_ESCAPES = set("\\/.^$|?*+()[]{}-tnr\"'")   # escapes every converter passes through safely
+
+
+def portable_pattern(pattern: str) -> str | None:
+    """``pattern`` rewritten without shorthand classes, or None where it cannot be written portably."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$") or len(pattern) < 2:
+        return None
+    out: list[str] = []
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n:
+                return None
+            nxt = pattern[i + 1]
+            table = _INSIDE if in_class else _OUTSIDE
+            if nxt in table:
+                out.append(table[nxt])
+            elif nxt in _PLAIN_ESCAPES:
+                out.append(pattern[i:i + 2])
+            else:
+                return None   # \b, \1, \p{...}, \u..., \x..., negated shorthand inside a class ...
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+            elif c == "[":
+                return None   # a nested set or a POSIX class
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            if pattern.startswith("^", i + 1):
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i + 1):
+                return None   # a literal ] first in a class: converters read it as the end
+            i += 1
+            continue
+        elif c == "(" and pattern.startswith("?", i + 1):
+            return None   # (?:...), (?=...), (?P<name>...), (?i) ...
+        elif c in "^$" and 0 < i < n - 1:
+            return None   # an anchor inside the pattern
+        out.append(c)
+        i += 1
+    return None if in_class else "".join(out)
+
+
+def _rewrite(node: Any, pointer: str, dropped: list[str], strip_all: bool) -> Any:
+    if isinstance(node, list):
+        return [_rewrite(v, f"{pointer}/{i}", dropped, strip_all) for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        where = f"{pointer}/{key}"
+        if key == "pattern" and isinstance(value, str):
+            rewritten = None if strip_all else portable_pattern(value)
+            if rewritten is None:
+                dropped.append(where)
+            else:
+                out[key] = rewritten
+        elif key == "patternProperties" and isinstance(value, dict):
+            keys = {k: None if strip_all else portable_pattern(k) for k in value}
+            if any(v is None for v in keys.values()):
+                dropped.append(where)
+                if "additionalProperties" in node:
+                    dropped.append(f"{pointer}/additionalProperties")
+            else:
+                out[key] = {keys[k]: _rewrite(v, f"{where}/{k}", dropped, strip_all) for k, v in value.items()}
+        elif key in ("properties", "$defs", "definitions", "dependentSchemas") and isinstance(value, dict):
+            out[key] = {k: _rewrite(v, f"{where}/{k}", dropped, strip_all) for k, v in value.items()}
+        elif key in ("const", "enum", "default", "examples"):
+            out[key] = value   # values, not schemas
+        else:
+            out[key] = _rewrite(value, where, dropped, strip_all)
+    if f"{pointer}/patternProperties" in dropped:
+        out.pop("additionalProperties", None)
+    return out
+
+
+def _llama_cpp_takes(schema: dict[str, Any]) -> bool:
+    """Whether llama-cpp-python's converter turns ``schema`` into GBNF that llama.cpp parses."""
+    try:
+        gbnf = json_schema_to_gbnf(json.dumps(schema))
+    except Exception:   # the converter asserts and raises on what it does not handle
+        return False
+    return llama_accepts(gbnf)
+
+
+@functools.lru_cache(maxsize=256)
+def _portable(key: str) -> tuple[str | None, tuple[str, ...]]:
+    schema = json.loads(key)
+    for strip_all in (False, True):
+        dropped: list[str] = []
+        candidate = _rewrite(copy.deepcopy(schema), "", dropped, strip_all)
+        if _llama_cpp_takes(candidate):
+            return json.dumps(candidate), tuple(dropped)
+    return None, ("",)
+
+
+def portable_schema(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """The copy of ``schema`` to send as a server-side constraint, and the JSON pointers of what it leaves out;
+    ``(None, ("",))`` when no form of it is safe to send."""
+    text, dropped = _portable(json.dumps(schema, sort_keys=False))
+    return (json.loads(text) if text is not None else None), dropped

@@ -1,0 +1,114 @@
+"""Server-side constraints a server can take: the portable rewrite of patterns (units, checked against ``re``), and
+a corpus of real-world schemas whose patterns use shorthand classes, sent through the ``server`` step of the
+real ``llama_cpp.server``, which must still be alive after every one of them (it segfaulted on ``\\d`` before)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import structgen
+from structgen import OpenAICompatible
+from structgen.hosted.portable import portable_pattern, portable_schema
+from structgen.testing import server_answers
+
+from ..conftest import MASKBENCH
+
+REWRITES = [
+    (r"^\d{5}$", "^[0-9]{5}$"),
+    (r"^[\w.-]+@[\w-]+\.\w+$", r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_-]+\.[A-Za-z0-9_]+$"),
+    (r"^[^\s]+$", r"^[^ \t\n\r\x0C\x0B]+$"),
+    (r"^\S+\s\S+$", r"^[^ \t\n\r\x0C\x0B]+[ \t\n\r\x0C\x0B][^ \t\n\r\x0C\x0B]+$"),
+    (r"^\$\d+(\.\d\d)?$", r"^\$[0-9]+(\.[0-9][0-9])?$"),
+    (r"^[A-Z]{2}-\W$", "^[A-Z]{2}-[^A-Za-z0-9_]$"),
+]
+NOT_PORTABLE = [r"\d+", r"^(?:a|b)$", r"^[\D]$", r"^a\bb$", r"^(a)\1$", r"^\p{L}+$", r"^a$|^b$", r"^a\$",
+                r"(?i)^ab$", r"^[[:alpha:]]$", r"^\u00e9$", r"^(?=a)a$"]
+
+
+@pytest.mark.parametrize(("pattern", "expected"), REWRITES)
+def test_shorthand_classes_are_written_out(pattern: str, expected: str) -> None:
+    assert portable_pattern(pattern) == expected
+
+
+@pytest.mark.parametrize("pattern", NOT_PORTABLE)
+def test_what_cannot_be_written_portably_is_left_out(pattern: str) -> None:
+    assert portable_pattern(pattern) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([p for p, _ in REWRITES]), st.text(alphabet="ab019 _.-@$\t\nXYZ!", max_size=12))
+def test_a_rewrite_matches_the_same_ascii_strings(pattern: str, text: str) -> None:
+    rewritten = portable_pattern(pattern)
+    assert rewritten is not None
+    assert bool(re.fullmatch(pattern, text)) == bool(re.fullmatch(rewritten, text))
+
+
+def test_a_schema_copy_only_ever_admits_more() -> None:
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": {"zip": {"type": "string", "pattern": r"^\d{5}$"},
+                             "code": {"type": "string", "pattern": r"(?i)^ab$"},
+                             "pattern": {"type": "string", "pattern": r"^\w+$"}},
+              "patternProperties": {r"^x-(?=a)": {"type": "integer"}}}
+    sent, dropped = portable_schema(schema)
+    assert sent is not None
+    assert sent["properties"]["zip"]["pattern"] == "^[0-9]{5}$"
+    assert "pattern" not in sent["properties"]["code"]
+    assert sent["properties"]["pattern"]["pattern"] == "^[A-Za-z0-9_]+$"   # a property named "pattern"
+    # Without its patternProperties, additionalProperties: false would refuse x-... keys: both go.
+    assert "patternProperties" not in sent and "additionalProperties" not in sent
+    assert set(dropped) == {"/properties/code/pattern", "/patternProperties", "/additionalProperties"}
+    assert schema["properties"]["zip"]["pattern"] == r"^\d{5}$"   # the caller's schema is not touched
+
+
+def _shorthand_schemas(n: int) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``n`` MaskBench schemas (by file name) with a shorthand class in a pattern, that compile."""
+    found = []
+    for path in sorted(MASKBENCH.glob("*.json")):
+        schema = json.loads(path.read_text())["schema"]
+        text = json.dumps(schema)
+        if not re.search(r'"pattern": "[^"]*\\\\[dws]', text) or len(text) > 3000:
+            continue
+        try:
+            structgen.compile_schema(schema)
+        except structgen.StructgenError:
+            continue
+        found.append((path.name, schema))
+        if len(found) == n:
+            break
+    if len(found) < n:
+        pytest.fail(f"only {len(found)} MaskBench schemas with shorthand patterns at {MASKBENCH}")
+    return found
+
+
+def _sweep(hosted: OpenAICompatible, llama_server: str, n: int) -> dict[str, int]:
+    counts = {"valid": 0, "typed error": 0}
+    for name, schema in _shorthand_schemas(n):
+        try:
+            result = structgen.generate(f"Fill in an example value ({name}).", schema, model=hosted,
+                                        strategy="auto", max_tokens=96, max_attempts=1, seed=0)
+        except structgen.StructgenError:
+            counts["typed error"] += 1
+        else:
+            counts["valid"] += 1
+            assert structgen.compile_schema(schema).validate(result.text) is not None
+        assert server_answers(f"{llama_server}/v1"), f"the server died on {name}"
+    return counts
+
+
+def test_real_world_shorthand_patterns_never_take_the_server_down(hosted: OpenAICompatible,
+                                                                   llama_server: str) -> None:
+    counts = _sweep(hosted, llama_server, 6)
+    assert sum(counts.values()) == 6
+
+
+@pytest.mark.slow
+def test_forty_real_world_shorthand_patterns_never_take_the_server_down(hosted: OpenAICompatible,
+                                                                         llama_server: str) -> None:
+    counts = _sweep(hosted, llama_server, 40)
+    assert counts["valid"] >= 0.9 * 40, counts
