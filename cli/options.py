@@ -46,6 +46,8 @@ def schema_from_options(schema: Path | None, regex: str | None, choice: list[str
             raise SchemaError(f"cannot read schema file {schema}: {exc.strerror}") from exc
         except json.JSONDecodeError as exc:
             raise SchemaError(f"{schema}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise SchemaError(f"{schema}: nested too deeply to read") from None
         except UnicodeDecodeError as exc:
             raise SchemaError(f"{schema}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8 "
                               "(schema files are read as UTF-8)") from exc

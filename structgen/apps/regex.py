@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._unicode import check_text
 from ..compile.kinds import Grammar
 from ..errors import GenerationError, GrammarError, InvalidArgument
 from ..request import resolve_seed
@@ -255,9 +256,8 @@ def _strings(values: Iterable[str], what: str) -> list[str]:
     if isinstance(values, str):
         raise InvalidArgument(f"{what} must be a list of strings, not one string")
     out = list(dict.fromkeys(values))
-    for v in out:
-        if not isinstance(v, str):
-            raise InvalidArgument(f"{what} must be strings, got {type(v).__name__}")
+    for i, v in enumerate(out):
+        check_text(f"{what}[{i}]", v)
     return out
 
 
@@ -294,6 +294,7 @@ def text_to_regex(
     """
     if not isinstance(description, str) or not description.strip():
         raise InvalidArgument("the description is empty")
+    check_text("the description", description)
     ex, co = _strings(examples, "examples"), _strings(counters, "counters")
     both = sorted(set(ex) & set(co))
     if both:

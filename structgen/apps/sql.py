@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._unicode import check_text
 from ..compile.kinds import Grammar
 from ..errors import DatabaseError, GenerationError, GrammarError, InvalidArgument, UnsafeSQL
 from ..generate import default_model
@@ -308,6 +309,7 @@ def text_to_sql(
     """
     if not isinstance(question, str) or not question.strip():
         raise InvalidArgument("the question is empty")
+    check_text("the question", question)
     for name, value in (("n", n), ("rounds", rounds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
@@ -344,11 +346,12 @@ def _schema_budget(model: Any, question: str, schema: sqlite_db.DbSchema, reserv
     """Characters of schema text that fit in a local model's context (None: unknown, e.g. a hosted model)."""
     n_ctx = getattr(model, "n_ctx", None)
     prompt_tokens = getattr(model, "prompt_tokens", None)
+    tokenize = getattr(model, "tokenize", None)
     if not isinstance(n_ctx, int) or prompt_tokens is None:
         return None
     text = schema.to_prompt()
     base = len(prompt_tokens(sql_messages(question, "")))
-    per_char = len(prompt_tokens(text, chat=False)) / max(1, len(text))
+    per_char = len(tokenize(text)) / max(1, len(text)) if tokenize is not None else 1 / 3
     room = n_ctx - base - reserve - _CONTEXT_MARGIN
     if room <= 0:
         raise InvalidArgument(f"n_ctx={n_ctx} leaves no room for the schema after the instructions and "

@@ -192,11 +192,12 @@ def read_schema(conn: sqlite3.Connection) -> DbSchema:
         ]
         tables = []
         for name in names:
-            info = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_info(?)', (name,)).fetchall()
-            columns = [Column(str(n), str(t or ""), bool(pk), bool(nn)) for n, t, nn, pk in info]
-            fks = conn.execute(
-                'SELECT "from", "table", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
-            ).fetchall()
+            # PRAGMA statements, not the pragma_table_info() functions: a user table of that name shadows them.
+            quoted = '"' + str(name).replace('"', '""') + '"'
+            info = conn.execute(f"PRAGMA main.table_info({quoted})").fetchall()
+            columns = [Column(str(row[1]), str(row[2] or ""), bool(row[5]), bool(row[3])) for row in info]
+            fks = [(row[3], row[2], row[4]) for row in sorted(
+                conn.execute(f"PRAGMA main.foreign_key_list({quoted})").fetchall(), key=lambda r: (r[0], r[1]))]
             tables.append((name, columns, fks))
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot read the schema: {exc}") from exc

@@ -132,7 +132,7 @@ def _load_repaired(text: str) -> tuple[Any, list[str]]:
     if duplicate:  # the duplicate may have been seen before a syntax error further on
         try:
             return json.loads(text), ["kept the last value of a duplicated key"]
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     return _call_json_repair(text), []
 

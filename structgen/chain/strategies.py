@@ -46,7 +46,7 @@ from ..request import Message, Request, SamplingParams, as_messages
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from .coerce import coerce_to_schema
-from .parse import parse_structured
+from .parse import MAX_REPLY_CHARS, parse_structured
 from .prompting import feedback, instruction
 
 __all__ = [
@@ -423,9 +423,15 @@ def _extract(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
     if schema.kind == "json":
         return _extract_json(raw, schema, "json" if exact else fmt, defensive=defensive, exact=exact)
     first_error: ValueError | None = None
+    tried: set[str] = set()
     for text in _text_candidates(raw, schema, defensive=defensive, exact=exact):
+        if text in tried:
+            continue
+        tried.add(text)
         try:
             return text, schema.validate(text), text != raw.strip()
+        except regex_match.MatchTimeout as exc:   # the pattern backtracks on this reply: its other cuts would too
+            raise ValueError(f"validation: {exc}") from None
         except ValueError as exc:
             first_error = first_error or exc
     raise ValueError(f"validation: {first_error}")
@@ -434,10 +440,14 @@ def _extract(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
 def _extract_json(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
                   exact: bool) -> tuple[str, Any, bool]:
     if exact:
+        if len(raw) > MAX_REPLY_CHARS:
+            raise ParseError(f"reply of {len(raw):,} characters is longer than the parser reads", text=raw[:1000])
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ParseError(f"parse: not JSON: {exc.msg}", text=raw, line=exc.lineno, column=exc.colno) from None
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"parse: not usable JSON: {exc}", text=raw[:1000]) from None
         repaired = False
     else:
         try:

@@ -194,10 +194,7 @@ def _compile_regex(pattern: str) -> CompiledSchema:
                                                        f"{_first_line(msg)}", pointer="pattern"))
 
     def validate(text: str) -> str:
-        try:
-            matched = regex_match.fullmatch(pattern, text)
-        except ValueError as exc:   # MatchTimeout: not verified, so not valid
-            raise _Invalid(str(exc)) from None
+        matched = regex_match.fullmatch(pattern, text)   # MatchTimeout (a ValueError): not verified, not valid
         if not matched:
             raise _Invalid(f"{_clip(text)!r} does not fully match /{pattern}/")
         return text
@@ -294,9 +291,11 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
     def validate(text: str) -> Any:
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as exc:
+            errors = sorted(validator().iter_errors(value), key=lambda e: list(e.path))
+        except ValueError as exc:   # JSONDecodeError, or an integer past Python's digit limit
             raise _Invalid(f"not JSON: {exc}") from None
-        errors = sorted(validator().iter_errors(value), key=lambda e: list(e.path))
+        except RecursionError:
+            raise _Invalid("nested too deeply to check") from None
         if errors:
             raise _Invalid("; ".join(f"{_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
         return value

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._llama_runtime import init_backend
+from .._unicode import check_text
 from ..errors import BackendError, InvalidArgument, ModelNotFound
 
 
@@ -61,7 +62,7 @@ class LlamaModel:
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         """Text to token ids with llama.cpp's own tokenizer."""
-        data = text.encode("utf-8")
+        data = check_text("the text to tokenize", text).encode("utf-8")   # a lone surrogate: InvalidArgument
         cap = len(data) + 8
         buf = (llama_cpp.llama_token * cap)()
         n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -50,3 +54,44 @@ def test_help_texts_are_plain_text(command: list[str]) -> None:
     out = CliRunner().invoke(app, command, env={"COLUMNS": "400"})
     assert out.exit_code == 0, out.output
     assert "structgen[bench-gemma]" in out.output
+
+
+def _installed() -> str:
+    return str(Path(sys.executable).with_name("structgen"))
+
+
+@pytest.mark.parametrize("argv", [
+    [b"generate", b"caf\xe9", b"--choice", b"a,b"],                 # a Latin-1 byte in a shell argument
+    [b"sql", b"Combien de caf\xe9s ?"],
+    [b"regex", b"caf\xe9 or tea"],
+], ids=["generate", "sql", "regex"])
+def test_an_argument_that_is_not_utf8_is_refused_in_one_line(argv: list[bytes]) -> None:
+    # A UnicodeEncodeError traceback from the tokenizer before; now InvalidArgument, exit 2, with the byte.
+    out = subprocess.run([_installed().encode(), *argv], capture_output=True, timeout=120,
+                         env={**os.environ, "LC_ALL": "C.UTF-8"})
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "InvalidArgument" in err and "0xe9" in err
+
+
+def test_a_schema_file_that_is_not_utf8_or_too_deep_is_a_schema_error(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"description": "caf\xe9"}')
+    with pytest.raises(SchemaError, match="0xe9 at offset 20 is not UTF-8"):
+        schema_from_options(latin, None, None, None)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000, encoding="utf-8")
+    with pytest.raises(SchemaError, match="nested too deeply"):
+        schema_from_options(deep, None, None, None)
+
+
+def test_the_api_refuses_lone_surrogates_with_their_index(random_model: Any) -> None:
+    import structgen
+
+    with pytest.raises(InvalidArgument, match=r"the prompt is not valid Unicode: lone surrogate U\+DCE9 at index 3"):
+        structgen.generate("caf\udce9", Choice(["a", "b"]), model=random_model)
+    with pytest.raises(InvalidArgument, match="message 0's content is not valid Unicode"):
+        structgen.generate([{"role": "user", "content": "\ud800"}], Choice(["a", "b"]), model=random_model)
+    with pytest.raises(SchemaError, match="Choice option 1 is not valid Unicode"):
+        structgen.generate("ok", Choice(["a", "b\ud800"]), model=random_model)
