@@ -264,15 +264,22 @@ SQL_PIECES = ["SELECT", "WITH RECURSIVE r(s, n) AS (SELECT 'a', 0 UNION ALL SELE
               "zeroblob(1000000000)", "randomblob(99999999)", "printf('%.*c', 2000000000, 'x')", "LIKE", "'%a%'",
               "WHERE", "UNION ALL", "ORDER BY", "LIMIT 5", "pragma_table_info('orders')", "sqlite_master",
               "ATTACH", "'\u202e'", "\u00e9", "1e999", "x'00ff'", "CAST(s AS BLOB)", "n", "s", "r", "JOIN", "ON"]
+heavy_selects = st.builds(
+    "WITH RECURSIVE r(s, n) AS (SELECT {}, 0 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < {}) "
+    "SELECT {} FROM r{}".format,
+    st.sampled_from(["'a'", "'ab'", "x'00'", "'é'"]), st.integers(0, 27),
+    st.sampled_from(["length(s)", "instr(s, substr(s, 2) || 'b')", "replace(s, 'a', 'aa')", "s", "upper(s)",
+                     "like('%' || s || '%', s)", "count(*)", "group_concat(s)", "max(s)", "n"]),
+    st.sampled_from(["", " WHERE n = 20", " ORDER BY s DESC", ", r AS q"]))
 sql_texts = st.lists(st.sampled_from(SQL_PIECES), min_size=1, max_size=14).map(" ".join) | st.sampled_from(
-    [a.format(tmp="/tmp") for a in ATTACKS]) | st.text(max_size=60)
+    [a.format(tmp="/tmp") for a in ATTACKS]) | st.text(max_size=60) | heavy_selects
 
 
 def check_sql(fx: Fixtures, sql: str) -> None:
     shop = shop_db_path()
     before = digest(shop)
     try:
-        result = verify_sql(sql, shop, execute=True, timeout_s=1.0, max_bytes=200_000, max_rows=50)
+        result = verify_sql(sql, shop, execute=True, timeout_s=0.5, max_bytes=200_000, max_rows=50)
         assert result.explain_ok and result.rows is not None and len(result.rows) <= 50
     finally:
         assert digest(shop) == before, "the database changed"
