@@ -84,7 +84,7 @@ def test_extract_regex(reply: str, regex: str) -> None:
     ({"description": "  \n "}, "description is empty"),
     ({"examples": ["a"], "counters": ["a"]}, "both an example and a counter-example"),
     ({"examples": "abc"}, "not one string"),
-    ({"examples": [1]}, "must be strings"),
+    ({"examples": [1]}, "must be a string"),
     ({"n": 0}, "n must be a positive integer"),
     ({"rounds": 0}, "rounds must be a positive integer"),
 ])
