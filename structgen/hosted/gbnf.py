@@ -3,11 +3,12 @@ faithful translation exists, and checked with llama.cpp's own parser before anyt
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-import llama_cpp
-
-from .._llama_runtime import init_backend
 from ..compile.schema import CompiledSchema
 
 __all__ = ["llama_accepts", "to_gbnf"]
@@ -28,18 +29,32 @@ def to_gbnf(schema: CompiledSchema) -> str | None:
             return None
     except _Untranslatable:
         return None
-    # llama-cpp-python's server crashes on a grammar llama.cpp cannot parse: never send one.
+    # llama-cpp-python's server crashes on a grammar llama.cpp cannot parse (or crashes parsing): never send one.
     return gbnf if llama_accepts(gbnf) else None
 
 
+MAX_GBNF_CHARS = 200_000
+"""Longest GBNF ever sent to a server (a larger one is a grammar the server would spend its memory on)."""
+
+_CHILD = Path(__file__).with_name("_gbnf_child.py")
+
+
+@functools.lru_cache(maxsize=512)
 def llama_accepts(gbnf: str) -> bool:
-    """Whether llama.cpp's own GBNF parser accepts ``gbnf`` (parsed locally; no model or vocabulary needed)."""
-    init_backend()  # routes llama.cpp's log (parse errors included) away from stderr
-    sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode("utf-8"), b"root")
-    if not sampler:
+    """Whether llama.cpp's own GBNF parser takes ``gbnf`` without failing or crashing, checked here in a child
+    process (no model or vocabulary needed; ~0.3 s, cached per grammar)."""
+    data = gbnf.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_GBNF_CHARS:
         return False
-    llama_cpp.llama_sampler_free(sampler)
-    return True
+    try:
+        done = subprocess.run([sys.executable, "-I", str(_CHILD)], input=data, capture_output=True,
+                              timeout=_CHECK_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+_CHECK_TIMEOUT_S = 30.0
 
 
 class _Untranslatable(Exception):

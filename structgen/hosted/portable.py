@@ -10,10 +10,13 @@ sends only what the server can take:
    ``[0-9]``, ``\\w`` → ``[A-Za-z0-9_]``, ``\\s`` → ``[ \\t\\n\\r\\x0C\\x0B]``, their negations, and ``\\f``/``\\v``);
    a pattern that cannot be rewritten (look-arounds, back-references, ``(?...)`` groups, inline flags, no
    ``^...$`` anchors) is left out of the copy sent, and so is a ``patternProperties`` with such a key
-   (with its ``additionalProperties``, so that the copy admits more, never less);
+   (with its ``additionalProperties``, so that the copy admits more, never less); so are length and count
+   bounds over ``PORTABLE_MAX_REPEAT`` (llama.cpp writes a bounded repetition out rule by rule, and a
+   ``maxLength`` of 32,767 crashed its grammar parser);
 2. the copy is converted with llama-cpp-python's own converter and the GBNF checked with llama.cpp's own
-   parser, here, before anything is sent; if that fails, every pattern is left out, and if that still fails
-   no JSON constraint is sent at all (the chain's prompting steps carry the schema).
+   parser, in a child process (it can crash), before anything is sent; if that fails, every pattern is
+   left out, and if that still fails no JSON constraint is sent at all (the chain's prompting steps carry
+   the schema).
 
 Whatever was left out is still enforced: the chain validates every reply against the full schema.
 """
@@ -34,6 +37,9 @@ __all__ = ["portable_pattern", "portable_schema"]
 _OUTSIDE = {"d": "[0-9]", "D": "[^0-9]", "w": "[A-Za-z0-9_]", "W": "[^A-Za-z0-9_]",
             "s": "[ \\t\\n\\r\\x0C\\x0B]", "S": "[^ \\t\\n\\r\\x0C\\x0B]", "f": "\\x0C", "v": "\\x0B"}
 _INSIDE = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\x0C\\x0B", "f": "\\x0C", "v": "\\x0B"}
+PORTABLE_MAX_REPEAT = 500
+"""Largest minLength / maxLength / minItems / maxItems kept in the copy sent (a larger bound is left out)."""
+_REPEAT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
 _PLAIN_ESCAPES = set("\\/.^$|?*+()[]{}-tnr\"'")   # escapes every converter passes through safely
 
 
@@ -108,6 +114,8 @@ def _rewrite(node: Any, pointer: str, dropped: list[str], strip_all: bool) -> An
             out[key] = {k: _rewrite(v, f"{where}/{k}", dropped, strip_all) for k, v in value.items()}
         elif key in ("const", "enum", "default", "examples"):
             out[key] = value   # values, not schemas
+        elif key in _REPEAT_BOUNDS and isinstance(value, int) and value > PORTABLE_MAX_REPEAT:
+            dropped.append(where)   # llama.cpp writes x{0,N} out as N nested rules: 32,767 crashed its parser
         else:
             out[key] = _rewrite(value, where, dropped, strip_all)
     if f"{pointer}/patternProperties" in dropped:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,9 +18,30 @@ import llama_cpp  # isort: skip
 import numpy as np
 from numpy.typing import NDArray
 
-from .._llama_runtime import init_backend
 from .._unicode import check_text
 from ..errors import BackendError, InvalidArgument, ModelNotFound
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def _drop_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp logs every load step to stderr; structgen reports failures as typed errors instead."""
+
+
+# ctypes keeps only a weak reference to the callback: hold it for the life of the process.
+_quiet_log = llama_cpp.llama_log_callback(_drop_log)
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process, its log routed away from stderr (``STRUCTGEN_LLAMA_LOG=1`` keeps it)."""
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            if not os.environ.get("STRUCTGEN_LLAMA_LOG"):  # set it to see llama.cpp's own log
+                llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
 
 
 class LlamaModel:

@@ -112,3 +112,18 @@ def test_forty_real_world_shorthand_patterns_never_take_the_server_down(hosted: 
                                                                          llama_server: str) -> None:
     counts = _sweep(hosted, llama_server, 40)
     assert counts["valid"] >= 0.9 * 40, counts
+
+
+def test_a_grammar_that_crashes_llama_cpp_is_checked_in_a_child() -> None:
+    # llama.cpp's parser overflowed its stack on this one (a maxLength of 32,767 written out rule by rule): in
+    # process, that check took the test run down with it.
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from structgen.hosted.gbnf import llama_accepts
+
+    assert not llama_accepts(json_schema_to_gbnf(json.dumps({"type": "string", "maxLength": 32767})))
+    assert llama_accepts('root ::= "a" [0-9]*\n')
+    sent, dropped = portable_schema({"type": "object", "properties": {"d": {"type": "string", "maxLength": 32767,
+                                                                            "pattern": r"^\d*$"}}})
+    assert sent == {"type": "object", "properties": {"d": {"type": "string", "pattern": "^[0-9]*$"}}}
+    assert dropped == ("/properties/d/maxLength",)
