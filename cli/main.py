@@ -59,6 +59,8 @@ def generate(
     backend: Annotated[str, typer.Option("--backend", help="llguidance | outlines-core")] = "llguidance",
     system: SystemOpt = None,
     raw: Annotated[bool, typer.Option("--raw", help="No chat template: the prompt is the raw text.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a JSON Schema the grammar cannot enforce in "
+                                         "full, instead of relaxing it (see 'relaxed' in --json).")] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Generate a value valid for a JSON Schema, regex, choice or grammar."""
@@ -68,7 +70,7 @@ def generate(
     m = load_model(model, n_gpu_layers, backend)
     r = structgen.generate(prompt, spec, model=m, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                            min_p=min_p, max_tokens=max_tokens, strategy=strategy, n=n, system=system,
-                           chat=not raw)
+                           chat=not raw, strict=strict)
     if as_json:
         typer.echo(json.dumps(r.to_dict(), ensure_ascii=False))
     elif isinstance(r.value, str):

@@ -44,6 +44,7 @@ async def agenerate(
     fast_forward: bool = True,
     json_whitespace: str = "compact",
     model_logprobs: bool = False,
+    strict: bool = False,
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}

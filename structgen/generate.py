@@ -63,6 +63,7 @@ def generate(
     fast_forward: bool = True,
     json_whitespace: str = "compact",
     model_logprobs: bool = False,
+    strict: bool = False,
 ) -> Result[Any]:
     """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
 
@@ -75,6 +76,9 @@ def generate(
     (a hosted endpoint is then not asked for logprobs, which some compute slowly).
     Sampling: ``temperature`` 0 is greedy; then top-k, top-p, min-p, penalties; ``seed`` makes it
     reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
+    A JSON Schema the grammar cannot enforce in full is relaxed (``Result.relaxed`` lists what the grammar left
+    to the validator; every value is still validated against the whole schema); ``strict=True`` refuses such a
+    schema with a ``SchemaError`` instead.
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
@@ -99,7 +103,7 @@ def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLi
     # A model with a matcher backend builds the matcher right away, and that build finds unsupported
     # schemas itself (see compile_for_decoding); a hosted one gets the fully checked schema.
     compile_fn = compile_for_decoding if getattr(target, "backend", None) is not None else compile_schema
-    compiled = compile_fn(schema, JsonOptions(whitespace=fields.pop("json_whitespace")))
+    compiled = compile_fn(schema, JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict")))
     sampling = SamplingParams(**{name: fields.pop(name) for name in _SAMPLING_OPTIONS})
     if fields["strategy"] in ("best_of", "self_consistency") and fields["n"] == 1:
         fields["n"] = 4 if fields["strategy"] == "best_of" else 5

@@ -40,6 +40,23 @@ class Attempt:
     avg_logprob: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Relaxation:
+    """One thing the grammar does not enforce, left to the validator: ``keyword`` at ``pointer`` (a JSON pointer
+    into the schema), and how it was relaxed (``structgen.compile.relax``)."""
+
+    keyword: str
+    pointer: str
+    how: str
+
+    def __str__(self) -> str:
+        return f"{self.keyword} at {self.pointer or '/'}: {self.how}"
+
+    def to_dict(self) -> dict[str, str]:
+        """A JSON-ready form."""
+        return {"keyword": self.keyword, "pointer": self.pointer, "how": self.how}
+
+
 @dataclass(slots=True)
 class Result(Generic[T]):
     """A validated generation.
@@ -64,6 +81,7 @@ class Result(Generic[T]):
     candidates: list[Result[Any]] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     model: str = ""
+    relaxed: list[Relaxation] = field(default_factory=list)   # what the grammar left to the validator
 
     @property
     def avg_logprob(self) -> float:
@@ -96,4 +114,5 @@ class Result(Generic[T]):
             "attempts": [asdict(a) for a in self.attempts],
             "candidates": [c.to_dict() for c in self.candidates],
             "model": self.model,
+            "relaxed": [r.to_dict() for r in self.relaxed],
         }

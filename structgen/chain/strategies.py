@@ -320,6 +320,7 @@ class _Run:
         out.timings = timings
         out.attempts = self.attempts
         out.candidates = [_as_result(c, step, self.model_name) for c in candidates]
+        out.relaxed = list(self.request.schema.relaxations)   # what a server-side or local grammar left out
         return out
 
 

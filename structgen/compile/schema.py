@@ -20,12 +20,16 @@ import jsonschema
 import jsonschema_rs
 import llguidance
 import pydantic
+import referencing.exceptions
 from jsonschema.validators import validator_for
 
 from .._unicode import check_text
 from ..errors import GrammarError, InvalidArgument, SchemaError
+from ..result import Relaxation
 from . import regex_match
+from .emptiness import check_grammar_productive, check_schema_finite
 from .kinds import Choice, Grammar, Regex, SchemaLike
+from .relax import relax_json_schema
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
@@ -46,10 +50,12 @@ class JsonOptions:
     """How JSON is laid out. ``whitespace``: "compact" (none), "spaced" (``", "`` and ``": "``) or a regex
     for each gap between tokens, e.g. ``r"[ \\n]{0,4}"`` — always bounded, so the model cannot loop on
     whitespace until ``max_tokens``. ``lenient``: let llguidance skip keywords it does not implement
-    (the output is then checked by the validator and resampled if invalid)."""
+    (the output is then checked by the validator and resampled if invalid). ``strict``: refuse a schema the
+    grammar cannot enforce in full (``SchemaError`` listing what would be relaxed) instead of relaxing it."""
 
     whitespace: str = "compact"
     lenient: bool = False
+    strict: bool = False
 
     def compile_options(self) -> JsonCompileOptions:
         """The llguidance ``JsonCompileOptions`` for these settings."""
@@ -84,12 +90,17 @@ class CompiledSchema:
     validator: Callable[[str], Any]     # text -> value, raises _Invalid
     json_schema: dict[str, Any] | None = None
     regex: str | None = None            # a regex form where one exists (for regex-only backends)
-    relaxed: bool = False               # compiled leniently: the grammar may admit invalid values
+    relaxations: tuple[Relaxation, ...] = ()   # what the grammar leaves to the validator (compile/relax.py)
     hint: str | Callable[[], str] | None = None  # the prompt hint, or a function that writes it on first use
     warnings: tuple[str, ...] = field(default_factory=tuple)
     source: Any = None
     # Set when the grammar has not been through llguidance's own check yet (see ``compile_for_decoding``).
     deferred_check: Callable[[], CompiledSchema] | None = None
+
+    @property
+    def relaxed(self) -> bool:
+        """Whether the grammar may admit invalid values (each output is then validated and resampled)."""
+        return bool(self.relaxations)
 
     @functools.cached_property
     def prompt_hint(self) -> str | None:
@@ -245,6 +256,8 @@ def _compile_grammar(source: str, name: str | None, check: Callable[[str], objec
 
     _check_llguidance(grammar, error)
     oracle = _lark_oracle(source)
+    if oracle is not None:
+        check_grammar_productive(oracle, name)
 
     def validate(text: str) -> str:
         if oracle is not None:
@@ -285,6 +298,7 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
     if not isinstance(schema, dict):
         raise SchemaError("a JSON Schema must be an object")
     _check_meta_schema(schema)
+    check_schema_finite(schema)
     # Built on first use: the decode loop needs the validator only once the output is complete.
     validator = functools.cache(functools.partial(_json_validator, schema))
 
@@ -296,6 +310,8 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
             raise _Invalid(f"not JSON: {exc}") from None
         except RecursionError:
             raise _Invalid("nested too deeply to check") from None
+        except referencing.exceptions.Unresolvable as exc:   # never fetched: the value cannot be checked
+            raise _Invalid(f"cannot be checked: $ref {exc} does not resolve here") from None
         if errors:
             raise _Invalid("; ".join(f"{_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
         return value
@@ -339,7 +355,6 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                    source: Any, deferred: Callable[[], CompiledSchema] | None,
                    text: str | None = None) -> CompiledSchema:
     compile_opts = options.compile_options()
-    relaxed = False
     try:
         # ``text`` is the schema already serialised: llguidance would serialise the dict again (half its cost here).
         grammar = llguidance.LLMatcher.grammar_from_json_schema(text or schema, overrides=compile_opts)
@@ -349,19 +364,22 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
         return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                               hint=functools.partial(_json_hint, schema), source=source, deferred_check=deferred)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
-    if is_error and not options.lenient and "Unimplemented" in messages[0]:
-        # Unsupported keywords: fall back to a relaxed grammar; every result is then validated and resampled.
-        lenient_opts = cast("JsonCompileOptions", {**compile_opts, "lenient": True})
-        relaxed_grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=lenient_opts)
-        relaxed_error, relaxed_messages = llguidance.LLMatcher.validate_grammar_with_warnings(relaxed_grammar)
-        if not relaxed_error:
-            grammar, is_error, relaxed = relaxed_grammar, False, True
-            messages = [*messages, *relaxed_messages]
+    relaxations: tuple[Relaxation, ...] = ()
+    if is_error and not options.lenient:
+        if "Unsatisfiable" in messages[0]:
+            raise SchemaError(f"the schema cannot be satisfied: {_first_line(messages[0])}",
+                              pointer=_locate(schema, messages[0]))
+        grammar, relaxations, relaxed_messages = relax_json_schema(schema, dict(compile_opts), messages[0])
+        if options.strict:
+            raise SchemaError("strict=True: the grammar cannot enforce all of this schema: "
+                              + "; ".join(str(r) for r in relaxations[:8]), pointer=relaxations[0].pointer)
+        is_error, messages = False, [*messages, *relaxed_messages]
     if is_error:
         raise SchemaError(f"JSON Schema not supported: {_first_line(messages[0])}",
                           pointer=_locate(schema, messages[0]))
-    return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema, relaxed=relaxed,
-                          hint=functools.partial(_json_hint, schema), warnings=tuple(messages), source=source)
+    return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
+                          relaxations=relaxations, hint=functools.partial(_json_hint, schema),
+                          warnings=tuple(messages), source=source)
 
 
 def _json_hint(schema: dict[str, Any]) -> str:

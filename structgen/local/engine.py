@@ -144,6 +144,7 @@ def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt:
     best.attempts = job.attempts
     best.candidates = candidates_list(candidates) if job.n > 1 else []
     best.model = model.name
+    best.relaxed = list(getattr(job.factory, "relaxations", job.request.schema.relaxations))
     return best
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...errors import SchemaError
+from ...result import Relaxation
 from ..schema import CompiledSchema
 from .base import Vocab
 
@@ -95,10 +96,12 @@ class LLGuidanceMatcher:
 
 
 class LLGuidanceFactory:
-    """A compiled llguidance grammar: a template matcher copied for every new sequence."""
+    """A compiled llguidance grammar: a template matcher copied for every new sequence. ``relaxations``: what
+    this grammar leaves to the validator (``CompiledSchema.relaxations`` of the schema it was built from)."""
 
-    def __init__(self, template: llguidance.LLMatcher) -> None:
+    def __init__(self, template: llguidance.LLMatcher, relaxations: tuple[Relaxation, ...] = ()) -> None:
         self._template = template
+        self.relaxations = relaxations
 
     def new_matcher(self) -> LLGuidanceMatcher:
         """A fresh matcher (a deep copy of the template: no recompilation)."""
@@ -116,19 +119,19 @@ class LLGuidanceBackend:
             raise SchemaError("free text has no grammar to compile")
         tokenizer = tokenizer_for(vocab)
         try:
-            return _compile_cached(tokenizer, schema.grammar)
+            return LLGuidanceFactory(_compile_cached(tokenizer, schema.grammar), schema.relaxations)
         except SchemaError:
             if schema.deferred_check is None:
                 raise
         # Not checked yet: the full check raises the located error, or gives the relaxed grammar.
         checked = schema.checked()
         assert checked.grammar is not None
-        return _compile_cached(tokenizer, checked.grammar)
+        return LLGuidanceFactory(_compile_cached(tokenizer, checked.grammar), checked.relaxations)
 
 
 @functools.lru_cache(maxsize=256)
-def _compile_cached(tokenizer: llguidance.LLTokenizer, grammar: str) -> LLGuidanceFactory:
+def _compile_cached(tokenizer: llguidance.LLTokenizer, grammar: str) -> llguidance.LLMatcher:
     matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
     if matcher.is_error():
         raise SchemaError(f"the grammar engine rejected the schema: {matcher.get_error().splitlines()[0]}")
-    return LLGuidanceFactory(matcher)
+    return matcher
