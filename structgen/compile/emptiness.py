@@ -103,15 +103,21 @@ def check_schema_finite(root: dict[str, Any]) -> None:
         return "array" in kinds and _array_finite(node, depth)
 
     def _object_finite(node: dict[str, Any], depth: int) -> bool:
-        props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
-        required = node.get("required") if isinstance(node.get("required"), list) else []
+        props = node.get("properties")
+        required = node.get("required")
+        if not isinstance(props, dict):
+            props = {}
+        if not isinstance(required, list):
+            required = []
         return all(finite(props.get(name, True), depth + 1) for name in required if isinstance(name, str))
 
     def _array_finite(node: dict[str, Any], depth: int) -> bool:
         min_items = node.get("minItems", 0)
         if not isinstance(min_items, int) or min_items <= 0:
             return True
-        prefix = node.get("prefixItems") if isinstance(node.get("prefixItems"), list) else []
+        prefix = node.get("prefixItems")
+        if not isinstance(prefix, list):
+            prefix = []
         needed = prefix[:min_items]
         rest = node.get("items", True) if min_items > len(prefix) else True
         return all(finite(p, depth + 1) for p in needed) and finite(rest, depth + 1)

@@ -44,9 +44,54 @@ _PLAIN_ESCAPES = set("\\/.^$|?*+()[]{}-tnr\"'")   # escapes every converter pass
 
 
 def portable_pattern(pattern: str) -> str | None:
-    """``pattern`` rewritten without shorthand classes, or None where it cannot be written portably."""
-    if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$") or len(pattern) < 2:
+    """``pattern`` rewritten without shorthand classes and anchored at both ends (the converters require it: an
+    unanchored JSON Schema pattern matches anywhere, so it is written ``^.*(p).*$``, which differs only on
+    strings with line breaks), or None where it cannot be written portably."""
+    start = pattern.startswith("^")
+    end = pattern.endswith("$") and not _escaped_at(pattern, len(pattern) - 1)
+    core = pattern[1 if start else 0: len(pattern) - 1 if end else len(pattern)]
+    if not core or ((start or end) and _top_level_alternation(core)):
+        return None   # ^a|b$ is (^a)|(b$): the anchors do not bind the whole
+    rewritten = _portable_core(core)
+    if rewritten is None:
         return None
+    if start and end:
+        return f"^{rewritten}$"
+    return f"^{'' if start else '.*'}({rewritten}){'' if end else '.*'}$"
+
+
+def _top_level_alternation(pattern: str) -> bool:
+    """Whether ``pattern`` has a ``|`` outside every group and class."""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def _escaped_at(text: str, index: int) -> bool:
+    """Whether ``text[index]`` is escaped by an odd run of backslashes before it."""
+    run = 0
+    while index - run - 1 >= 0 and text[index - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
+
+
+def _portable_core(pattern: str) -> str | None:
+    """The body of a pattern (no outer anchors) without shorthand classes; None where that cannot be done."""
     out: list[str] = []
     i, n, in_class = 0, len(pattern), False
     while i < n:
@@ -81,7 +126,7 @@ def portable_pattern(pattern: str) -> str | None:
             continue
         elif c == "(" and pattern.startswith("?", i + 1):
             return None   # (?:...), (?=...), (?P<name>...), (?i) ...
-        elif c in "^$" and 0 < i < n - 1:
+        elif c in "^$":
             return None   # an anchor inside the pattern
         out.append(c)
         i += 1

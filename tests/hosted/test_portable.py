@@ -27,13 +27,29 @@ REWRITES = [
     (r"^\$\d+(\.\d\d)?$", r"^\$[0-9]+(\.[0-9][0-9])?$"),
     (r"^[A-Z]{2}-\W$", "^[A-Z]{2}-[^A-Za-z0-9_]$"),
 ]
-NOT_PORTABLE = [r"\d+", r"^(?:a|b)$", r"^[\D]$", r"^a\bb$", r"^(a)\1$", r"^\p{L}+$", r"^a$|^b$", r"^a\$",
-                r"(?i)^ab$", r"^[[:alpha:]]$", r"^\u00e9$", r"^(?=a)a$"]
+NOT_PORTABLE = [r"^(?:a|b)$", r"^[\D]$", r"^a\bb$", r"^(a)\1$", r"^\p{L}+$", r"^a$|^b$", r"(?i)^ab$",
+                r"^[[:alpha:]]$", r"^\u00e9$", r"^(?=a)a$", "", "^$", r"a|b$", r"^a|b"]
+# Unanchored patterns match anywhere (JSON Schema's search semantics): the converters need ^...$.
+UNANCHORED = [(r"\d+", "^.*([0-9]+).*$"), (r"^[A-Z]+", "^([A-Z]+).*$"), (r"\d{4}-\d{2}", "^.*([0-9]{4}-[0-9]{2}).*$"),
+              (r"a|bb", "^.*(a|bb).*$"), (r"^a\$", r"^(a\$).*$")]
 
 
 @pytest.mark.parametrize(("pattern", "expected"), REWRITES)
 def test_shorthand_classes_are_written_out(pattern: str, expected: str) -> None:
     assert portable_pattern(pattern) == expected
+
+
+@pytest.mark.parametrize(("pattern", "expected"), UNANCHORED)
+def test_unanchored_patterns_keep_their_search_semantics(pattern: str, expected: str) -> None:
+    assert portable_pattern(pattern) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([p for p, _ in UNANCHORED]), st.text(alphabet="ab019-AZ$ _", max_size=12))
+def test_an_anchored_rewrite_matches_where_the_original_searches(pattern: str, text: str) -> None:
+    rewritten = portable_pattern(pattern)
+    assert rewritten is not None
+    assert bool(re.search(pattern, text)) == bool(re.fullmatch(rewritten, text))
 
 
 @pytest.mark.parametrize("pattern", NOT_PORTABLE)
