@@ -260,6 +260,8 @@ def _summary(t: _Tally, files: int) -> dict[str, Any]:
     row: dict[str, Any] = {"name": t.name, "files": files}
     row.update({k: t.status[k] for k in STATUSES})
     row["relaxed"] = t.relaxed
+    # Usable: the schema compiles (strictly or relaxed), so generate() can serve it.
+    row["usable"] = files - t.status["compile_errors"] - t.status["timeouts"] - t.status["crashes"]
     row["untyped_errors"] = t.untyped
     row["ttfm_us"] = percentiles(t.ttfm, TTFM_POINTS)
     row["tbm_us"] = percentiles(tbm_us, TBM_POINTS)
@@ -363,15 +365,19 @@ def _compare(ours: dict[str, Any], raw: dict[str, Any], gained: list[str], same:
             "ttfm_p50_le_1.1ms": ttfm_p50 is not None and ttfm_p50 <= 1100,
             "tbm_p99_le_1.1x_llguidance": tbm_ratio is not None and tbm_ratio <= 1.1,
             "passing_ge_llguidance": ours["passing"] >= raw["passing"],
+            "usable_ge_98pct": ours["usable"] >= 0.98 * ours["files"],
+            "validation_errors_le_llguidance_plus_10": ours["validation_errors"] <= raw["validation_errors"] + 10,
+            "ttfm_p50_le_1.1x_llguidance": same["ttfm_p50_ratio"] is not None and same["ttfm_p50_ratio"] <= 1.1,
         },
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: machine, one row per engine, the comparison and its targets."""
-    headers = ["engine", "files", "passing", "compile err", "validation err", "invalidation err", "timeouts",
-               "crashes", "relaxed", "TTFM p50 µs", "TTFM p99 µs", "TBM p50 µs", "TBM p99 µs", "TBM p99.9 µs"]
-    rows = [[e["name"], e["files"], e["passing"], e["compile_errors"], e["validation_errors"],
+    headers = ["engine", "files", "usable", "passing", "compile err", "validation err", "invalidation err",
+               "timeouts", "crashes", "relaxed", "TTFM p50 µs", "TTFM p99 µs", "TBM p50 µs", "TBM p99 µs",
+               "TBM p99.9 µs"]
+    rows = [[e["name"], e["files"], e.get("usable", "-"), e["passing"], e["compile_errors"], e["validation_errors"],
              e["invalidation_errors"], e["timeouts"], e["crashes"], e["relaxed"], e["ttfm_us"]["p50"],
              e["ttfm_us"]["p99"], e["tbm_us"]["p50"], e["tbm_us"]["p99"], e["tbm_us"]["p999"]]
             for e in report["engines"]]

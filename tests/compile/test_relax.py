@@ -64,7 +64,8 @@ def test_a_relaxed_result_reports_what_was_relaxed(random_model: RandomLogitsMod
     result = structgen.generate("Tag?", schema, model=random_model, max_tokens=48, temperature=0.5, seed=3)
     assert [(r.keyword, r.pointer) for r in result.relaxed] == [("format", "/properties/tag/format")]
     assert result.to_dict()["relaxed"][0]["keyword"] == "format"
-    strict = structgen.generate("Tag?", {"type": "object", "properties": {"tag": {"type": "string"}}},
+    strict = structgen.generate("Tag?", {"type": "object", "properties": {"tag": {"enum": ["a/b", "c"]}},
+                                         "required": ["tag"]},
                                 model=random_model, max_tokens=48, temperature=0.5, seed=3, strict=True)
     assert strict.relaxed == []
     with pytest.raises(SchemaError, match="strict=True"):
