@@ -145,13 +145,17 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
     if isinstance(schema, Grammar):
         return _compile_grammar(check_text("the grammar", schema.source, GrammarError), schema.name, schema.check)
     if isinstance(schema, Mapping):
-        _check_depth(schema)
         try:
             # Order-preserving: llguidance emits properties in the order the schema lists them.
             key = json.dumps(schema, allow_nan=False, ensure_ascii=False)   # NaN / Infinity are not JSON
             key.encode("utf-8")   # a lone surrogate (a key or string that was not UTF-8) fails here
+        except RecursionError:
+            _check_depth(schema)   # raises the located error
+            raise SchemaError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels") from None
         except (TypeError, ValueError) as exc:   # UnicodeEncodeError included
             raise SchemaError(f"the JSON Schema is not JSON-serialisable: {exc}") from exc
+        if key.count("{") + key.count("[") > MAX_SCHEMA_DEPTH:   # fewer brackets than that: it cannot be deeper
+            _check_depth(schema)
         return _compile_json_dict(key, options, checked)
     if isinstance(schema, type) or _is_typing_form(schema):
         return _compile_pydantic(schema, options, checked)
@@ -298,7 +302,8 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
     if not isinstance(schema, dict):
         raise SchemaError("a JSON Schema must be an object")
     _check_meta_schema(schema)
-    check_schema_finite(schema)
+    if '"$ref"' in key:   # without a $ref there is no cycle, and llguidance finds every other contradiction
+        check_schema_finite(schema)
     # Built on first use: the decode loop needs the validator only once the output is complete.
     validator = functools.cache(functools.partial(_json_validator, schema))
 
@@ -391,7 +396,18 @@ def _json_validator(schema: dict[str, Any]) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     bounded = jsonschema.validators.extend(cls, {"pattern": _bounded_pattern,
                                                  "patternProperties": _bounded_pattern_properties})
-    return bounded(schema, format_checker=cls.FORMAT_CHECKER)
+    # Every format jsonschema knows, whatever the draft: a draft-04 schema may still say "iri" or "uuid", and a
+    # format the validator skips is a format nobody enforces once the grammar has relaxed it.
+    return bounded(schema, format_checker=_format_checker(cls))
+
+
+@functools.cache
+def _format_checker(cls: Any) -> jsonschema.FormatChecker:
+    """The schema's own draft's format checks, then 2020-12's, then any other format jsonschema knows."""
+    checker = jsonschema.FormatChecker(formats=())
+    newest = jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers
+    checker.checkers = {**jsonschema.FormatChecker().checkers, **newest, **cls.FORMAT_CHECKER.checkers}
+    return checker
 
 
 def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
