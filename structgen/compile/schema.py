@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -30,6 +30,7 @@ from . import regex_match
 from .emptiness import check_grammar_productive, check_schema_finite
 from .kinds import Choice, Grammar, Regex, SchemaLike
 from .relax import relax_json_schema
+from .validation import clip, json_validator
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
@@ -211,7 +212,7 @@ def _compile_regex(pattern: str) -> CompiledSchema:
     def validate(text: str) -> str:
         matched = regex_match.fullmatch(pattern, text)   # MatchTimeout (a ValueError): not verified, not valid
         if not matched:
-            raise _Invalid(f"{_clip(text)!r} does not fully match /{pattern}/")
+            raise _Invalid(f"{clip(text)!r} does not fully match /{pattern}/")
         return text
 
     return CompiledSchema(kind="regex", grammar=grammar, validator=validate, regex=pattern, source=pattern)
@@ -305,7 +306,7 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
     if '"$ref"' in key:   # without a $ref there is no cycle, and llguidance finds every other contradiction
         check_schema_finite(schema)
     # Built on first use: the decode loop needs the validator only once the output is complete.
-    validator = functools.cache(functools.partial(_json_validator, schema))
+    validator = functools.cache(functools.partial(json_validator, schema))
 
     def validate(text: str) -> Any:
         try:
@@ -390,56 +391,6 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
 def _json_hint(schema: dict[str, Any]) -> str:
     return "Reply with JSON only, matching this JSON Schema: " + json.dumps(_strip_titles(schema),
                                                                            separators=(",", ":"))
-
-
-def _json_validator(schema: dict[str, Any]) -> Any:
-    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    bounded = jsonschema.validators.extend(cls, {"pattern": _bounded_pattern,
-                                                 "patternProperties": _bounded_pattern_properties})
-    # Every format jsonschema knows, whatever the draft: a draft-04 schema may still say "iri" or "uuid", and a
-    # format the validator skips is a format nobody enforces once the grammar has relaxed it.
-    return bounded(schema, format_checker=_format_checker(cls))
-
-
-@functools.cache
-def _format_checker(cls: Any) -> jsonschema.FormatChecker:
-    """The schema's own draft's format checks, then 2020-12's, then any other format jsonschema knows."""
-    checker = jsonschema.FormatChecker(formats=())
-    newest = jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers
-    checker.checkers = {**jsonschema.FormatChecker().checkers, **newest, **cls.FORMAT_CHECKER.checkers}
-    return checker
-
-
-def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    """jsonschema's ``pattern``, with the match bounded in time (see ``regex_match``)."""
-    if not validator.is_type(instance, "string"):
-        return
-    try:
-        if not regex_match.search(pattern, instance):
-            yield jsonschema.ValidationError(f"{_clip(instance)!r} does not match {pattern!r}")
-    except ValueError as exc:
-        yield jsonschema.ValidationError(str(exc))
-
-
-def _bounded_pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
-                                schema: Any) -> Iterator[Any]:
-    """jsonschema's ``patternProperties``, with each key match bounded in time."""
-    if not validator.is_type(instance, "object"):
-        return
-    for pattern, subschema in patterns.items():
-        for key, value in instance.items():
-            try:
-                matched = regex_match.search(pattern, key)
-            except ValueError as exc:
-                yield jsonschema.ValidationError(str(exc))
-                continue
-            if matched:
-                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    """``text`` shortened for an error message."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} chars)"
 
 
 def _check_meta_schema(schema: dict[str, Any]) -> None:

@@ -58,7 +58,8 @@ def test_counts_follow_maskbench_terms(bench: Any, tmp_path: Path) -> None:
     assert ours["masks"] > 0 and ours["tbm_us"]["p50"] > 0 and ours["ttfm_us"]["p50"] > 0
     assert raw["masks"] > 0 and raw["ttfm_us"]["p99"] >= raw["ttfm_us"]["p50"] > 0
     assert report["machine"]["cpu"] and report["versions"]["llguidance"]
-    assert "| structgen | 5 | 3 |" in stdout and "| llguidance | 5 | 2 |" in stdout
+    assert ours["usable"] == 5 and raw["usable"] == 4
+    assert "| structgen | 5 | 5 | 3 |" in stdout and "| llguidance | 5 | 4 | 2 |" in stdout
     assert is_png(tmp_path / "m.png")
 
 
@@ -70,4 +71,5 @@ def test_real_data_sample(bench: Any) -> None:
         counted = sum(engine[k] for k in maskbench.STATUSES)
         assert counted == 5, engine
     assert set(report["comparison"]["targets"]) == {
-        "zero_invalidation_errors", "ttfm_p50_le_1.1ms", "tbm_p99_le_1.1x_llguidance", "passing_ge_llguidance"}
+        "zero_invalidation_errors", "ttfm_p50_le_1.1ms", "tbm_p99_le_1.1x_llguidance", "passing_ge_llguidance",
+        "usable_ge_98pct", "validation_errors_le_llguidance_plus_10", "ttfm_p50_le_1.1x_llguidance"}
