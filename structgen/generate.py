@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 from .compile.kinds import SchemaLike
 from .compile.schema import JsonOptions, compile_for_decoding, compile_schema
 from .errors import InvalidArgument, StructgenError
-from .local.batch import run_batch
+from .local.batch import run_batch, serve_or_error
 from .local.llamacpp import LlamaCpp
 from .request import Message, Request, SamplingParams, resolve_seed
 from .result import Result
@@ -153,7 +153,7 @@ def generate_batch(
     if all(hasattr(model, a) for a in ("prefill_many", "share", "n_seq_max")):
         served = iter(run_batch(model, requests))
     else:
-        served = iter([_serve(model, r) for r in requests])
+        served = iter([serve_or_error(model, r) for r in requests])
     results = [next(served) if isinstance(r, Request) else r for r in built]
     if not return_exceptions:
         for r in results:
@@ -167,14 +167,6 @@ def _build(prompt: Any, schema: SchemaLike, seed: int | None, options: dict[str,
         return cast(Request, generate(prompt, schema, model=_Capture(), seed=seed, **options))
     except StructgenError as exc:
         return exc
-
-
-def _serve(model: Any, request: Request) -> Result[Any] | StructgenError:
-    try:
-        result: Result[Any] = model.run(request)
-    except StructgenError as exc:
-        return exc
-    return result
 
 
 class _Capture:

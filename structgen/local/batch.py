@@ -26,7 +26,7 @@ from ..result import Result
 from . import decode
 from .engine import Job, LocalModel, conclude, loop_options, prepare, run_attempts, sampling, sequences
 
-__all__ = ["BatchModel", "run_batch"]
+__all__ = ["BatchModel", "run_batch", "serve_or_error"]
 
 
 class BatchModel(LocalModel, Protocol):
@@ -49,7 +49,7 @@ def run_batch(model: BatchModel, requests: Sequence[Request]) -> list[Result[Any
     groups: dict[tuple[Any, ...], list[tuple[int, Job]]] = {}
     for i, request in enumerate(requests):
         if request.strategy in ("prompt", "repair"):  # the re-asking text chain: one conversation at a time
-            out[i] = _serve(model, request)
+            out[i] = serve_or_error(model, request)
             continue
         try:
             job = prepare(model, request)
@@ -131,7 +131,8 @@ def _serve_job(model: LocalModel, job: Job) -> Result[Any] | StructgenError:
         return exc
 
 
-def _serve(model: Any, request: Request) -> Result[Any] | StructgenError:
+def serve_or_error(model: Any, request: Request) -> Result[Any] | StructgenError:
+    """``model.run(request)``, with a typed error returned in the result's place instead of raised."""
     try:
         result: Result[Any] = model.run(request)
     except StructgenError as exc:
