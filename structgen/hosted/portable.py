@@ -37,6 +37,12 @@ __all__ = ["portable_pattern", "portable_schema"]
 _OUTSIDE = {"d": "[0-9]", "D": "[^0-9]", "w": "[A-Za-z0-9_]", "W": "[^A-Za-z0-9_]",
             "s": "[ \\t\\n\\r\\x0C\\x0B]", "S": "[^ \\t\\n\\r\\x0C\\x0B]", "f": "\\x0C", "v": "\\x0B"}
 _INSIDE = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\x0C\\x0B", "f": "\\x0C", "v": "\\x0B"}
+STRING_CHAR = '[^"\\\\\\x0A\\x0D]'
+"""What ``.`` becomes in the copy sent: llama-cpp-python's converter lets its ``.`` match a double quote inside a
+JSON string, so the string need never end and the model writes until ``max_tokens`` (seen on this server).
+Quotes and backslashes are left out (narrower only for values that hold them; the client validates anyway)."""
+ANY_CHARS = STRING_CHAR + "*"
+
 PORTABLE_MAX_REPEAT = 500
 """Largest minLength / maxLength / minItems / maxItems kept in the copy sent (a larger bound is left out)."""
 _REPEAT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
@@ -57,7 +63,7 @@ def portable_pattern(pattern: str) -> str | None:
         return None
     if start and end:
         return f"^{rewritten}$"
-    return f"^{'' if start else '.*'}({rewritten}){'' if end else '.*'}$"
+    return f"^{'' if start else ANY_CHARS}({rewritten}){'' if end else ANY_CHARS}$"
 
 
 def _top_level_alternation(pattern: str) -> bool:
@@ -128,6 +134,10 @@ def _portable_core(pattern: str) -> str | None:
             return None   # (?:...), (?=...), (?P<name>...), (?i) ...
         elif c in "^$":
             return None   # an anchor inside the pattern
+        elif c == ".":
+            out.append(STRING_CHAR)
+            i += 1
+            continue
         out.append(c)
         i += 1
     return None if in_class else "".join(out)

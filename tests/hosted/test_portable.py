@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import structgen
 from structgen import OpenAICompatible
-from structgen.hosted.portable import portable_pattern, portable_schema
+from structgen.hosted.portable import ANY_CHARS, STRING_CHAR, portable_pattern, portable_schema
 from structgen.testing import server_answers
 
 from ..conftest import MASKBENCH
@@ -31,8 +31,10 @@ REWRITES = [
 NOT_PORTABLE = [r"^(?:a|b)$", r"^[\D]$", r"^a\bb$", r"^(a)\1$", r"^\p{L}+$", r"^a$|^b$", r"(?i)^ab$",
                 r"^[[:alpha:]]$", r"^\u00e9$", r"^(?=a)a$", "", "^$", r"a|b$", r"^a|b"]
 # Unanchored patterns match anywhere (JSON Schema's search semantics): the converters need ^...$.
-UNANCHORED = [(r"\d+", "^.*([0-9]+).*$"), (r"^[A-Z]+", "^([A-Z]+).*$"), (r"\d{4}-\d{2}", "^.*([0-9]{4}-[0-9]{2}).*$"),
-              (r"a|bb", "^.*(a|bb).*$"), (r"^a\$", r"^(a\$).*$")]
+A = ANY_CHARS   # what an unanchored side becomes: any characters but a quote, a backslash or a line break
+UNANCHORED = [(r"\d+", f"^{A}([0-9]+){A}$"), (r"^[A-Z]+", f"^([A-Z]+){A}$"),
+              (r"\d{4}-\d{2}", f"^{A}([0-9]{{4}}-[0-9]{{2}}){A}$"), (r"a|bb", f"^{A}(a|bb){A}$"),
+              (r"^a\$", f"^(a\\$){A}$"), (r"^a.c$", f"^a{STRING_CHAR}c$")]
 
 
 @pytest.mark.parametrize(("pattern", "expected"), REWRITES)
