@@ -87,20 +87,12 @@ def _check_prompt(prompt: object) -> None:
 
 
 def as_messages(prompt: str | Sequence[Message], system: str | None = None) -> list[dict[str, str]]:
-    """Normalise a prompt (a string or a list of messages) to a list of message dicts."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise InvalidArgument("the prompt is empty")
-        messages = [{"role": "user", "content": prompt}]
-    else:
-        messages = [dict(m) for m in prompt]
-        if not messages:
-            raise InvalidArgument("the message list is empty")
-        for i, m in enumerate(messages):
-            if "role" not in m or "content" not in m:
-                raise InvalidArgument(f"message {i} needs 'role' and 'content'")
+    """Normalise a prompt (a string or a list of messages) to a list of message dicts, checked as a
+    ``Request`` checks its prompt."""
+    _check_prompt(prompt)
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
     if system is not None:
-        messages.insert(0, {"role": "system", "content": system})
+        messages.insert(0, {"role": "system", "content": check_text("the system prompt", system)})
     return messages
 
 

@@ -39,6 +39,15 @@ def maskbench_sample(n: int, seed: int, *, max_chars: int | None = None) -> list
     return picked
 
 
+def completion_body(content: Any) -> bytes:
+    """An OpenAI chat-completion body whose one choice says ``content`` (any JSON value: a server's choice),
+    for the fault proxy to answer with."""
+    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+
+
 def llama_server_children(pid: int) -> list[int]:
     """Process ids of the ``llama_cpp.server`` processes that ``pid`` started (read from Linux /proc)."""
     found: list[int] = []

@@ -36,7 +36,7 @@ from structgen.testing import Fault, FaultProxy, RandomLogitsModel
 
 from .apps.conftest import digest
 from .apps.sql_attacks import ATTACKS
-from .conftest import MASKBENCH
+from .conftest import MASKBENCH, completion_body
 
 TIME_BOUND_S = 30.0     # per case, on a shared 2-core machine (the bounds under test are 1-5 s)
 DEFAULT_EXAMPLES = 40
@@ -334,13 +334,6 @@ test_databases, test_databases_slow = _family(
 
 # ---- hosted replies --------------------------------------------------------------------------------------------
 
-def _completion(content: Any) -> bytes:
-    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                    "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-
-
 YAML_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 BIG_REPLIES: dict[str, Callable[[], str]] = {
@@ -366,9 +359,9 @@ replies = st.one_of(
 
 def _reply_body(kind: str, item: Any) -> bytes:
     if kind == "big":
-        return _completion(BIG_REPLIES[item]())
+        return completion_body(BIG_REPLIES[item]())
     if kind in ("text", "content"):
-        return _completion(item)
+        return completion_body(item)
     return bytes(item)
 
 

@@ -39,7 +39,8 @@ from .payload import (
 )
 from .repair import has_json_shape, repair_json
 
-__all__ = ["MAX_REPLY_CHARS", "Parsed", "extract_payload", "parse_json", "parse_structured", "parse_yaml"]
+__all__ = ["MAX_REPLY_CHARS", "Parsed", "check_reply_length", "extract_payload", "parse_json", "parse_structured",
+           "parse_yaml"]
 
 
 
@@ -74,13 +75,18 @@ MAX_REPLY_CHARS = 200_000
 make it spend, ~2 s at worst here). A structured answer that long is a runaway, not a value."""
 
 
+def check_reply_length(reply: str) -> None:
+    """``ParseError`` for a reply longer than ``MAX_REPLY_CHARS`` (before any step reads it)."""
+    if len(reply) > MAX_REPLY_CHARS:
+        raise ParseError(f"reply of {len(reply):,} characters is longer than the parser reads "
+                         f"({MAX_REPLY_CHARS:,})", text=reply[:1000])
+
+
 def _reject_unusable(reply: str) -> None:
     """Refuse replies that cannot hold a payload: too long, empty, or an HTML/XML page (an error page)."""
     if not isinstance(reply, str):
         raise ParseError(f"a reply must be text, got {type(reply).__name__}", text="")
-    if len(reply) > MAX_REPLY_CHARS:
-        raise ParseError(f"reply of {len(reply):,} characters is longer than the parser reads "
-                         f"({MAX_REPLY_CHARS:,})", text=reply[:1000])
+    check_reply_length(reply)
     if not reply.strip():
         raise ParseError("empty reply", text=reply)
     if _MARKUP.match(reply):

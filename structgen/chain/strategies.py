@@ -46,7 +46,7 @@ from ..request import Message, Request, SamplingParams, as_messages
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from .coerce import coerce_to_schema
-from .parse import MAX_REPLY_CHARS, parse_structured
+from .parse import check_reply_length, parse_structured
 from .prompting import feedback, instruction
 
 __all__ = [
@@ -441,8 +441,7 @@ def _extract(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
 def _extract_json(raw: str, schema: CompiledSchema, fmt: str, *, defensive: bool,
                   exact: bool) -> tuple[str, Any, bool]:
     if exact:
-        if len(raw) > MAX_REPLY_CHARS:
-            raise ParseError(f"reply of {len(raw):,} characters is longer than the parser reads", text=raw[:1000])
+        check_reply_length(raw)
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:

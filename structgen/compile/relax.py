@@ -29,14 +29,11 @@ import llguidance
 
 from ..errors import SchemaError
 from ..result import Relaxation
+from ._locations import first_line, json_pointer
 
 __all__ = ["Relaxation", "relax_json_schema"]
 
 MAX_RUNGS = 24   # rewrites tried before the root itself is widened to "any value"
-
-
-def _pointer(path: Iterator[Any] | list[Any] | tuple[Any, ...]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
 
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
@@ -65,11 +62,6 @@ def _nodes(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, .
                 stack.append(((*where, key), value))
 
 
-_KNOWN_IGNORED = ("not", "if", "then", "else", "dependentRequired", "dependentSchemas", "dependencies",
-                  "uniqueItems", "propertyNames", "contains", "minContains", "maxContains",
-                  "unevaluatedProperties", "unevaluatedItems", "multipleOf")
-
-
 def _ignored_by_lenient(schema: dict[str, Any], messages: list[str]) -> list[Relaxation]:
     """What llguidance's lenient mode reported ignoring, located in the schema."""
     out: list[Relaxation] = []
@@ -79,17 +71,18 @@ def _ignored_by_lenient(schema: dict[str, Any], messages: list[str]) -> list[Rel
     min_max = "min/maxProperties" in text
     for path, node in _nodes(schema):
         for key in node:
-            if key in keys or (key in _KNOWN_IGNORED and key in keys):
-                out.append(Relaxation(key, _pointer([*path, key]), "not enforced by the grammar"))
+            if key in keys:
+                out.append(Relaxation(key, json_pointer([*path, key]), "not enforced by the grammar"))
             elif key == "format" and isinstance(node[key], str) and node[key] in formats:
-                out.append(Relaxation("format", _pointer([*path, key]), f"unknown format {node[key]!r} not enforced"))
+                how = f"unknown format {node[key]!r} not enforced"
+                out.append(Relaxation("format", json_pointer([*path, key]), how))
             elif min_max and key in ("minProperties", "maxProperties"):
-                out.append(Relaxation(key, _pointer([*path, key]), "not enforced with optional keys"))
+                out.append(Relaxation(key, json_pointer([*path, key]), "not enforced with optional keys"))
     return out
 
 
 def _one_of(schema: dict[str, Any]) -> list[Relaxation]:
-    return [Relaxation("oneOf", _pointer([*path, "oneOf"]), "enforced as anyOf (exactly one branch not checked)")
+    return [Relaxation("oneOf", json_pointer([*path, "oneOf"]), "enforced as anyOf (exactly one branch not checked)")
             for path, node in _nodes(schema) if "oneOf" in node]
 
 
@@ -103,7 +96,7 @@ def _drop_where(schema: dict[str, Any], keep: Callable[[str, Any, dict[str, Any]
     for path, node in list(_nodes(schema)):
         for key in [k for k, v in node.items() if not keep(k, v, node)]:
             del node[key]
-            found.append(Relaxation(key, _pointer([*path, key]), how))
+            found.append(Relaxation(key, json_pointer([*path, key]), how))
     return found
 
 
@@ -127,7 +120,7 @@ def _bad_regex(message: str, schema: dict[str, Any]) -> list[Relaxation]:
     for path, node in list(_nodes(schema)):
         if isinstance(node.get("pattern"), str) and not _regex_engine_ok(node["pattern"]):
             del node["pattern"]
-            found.append(Relaxation("pattern", _pointer([*path, "pattern"]), "the grammar engine cannot "
+            found.append(Relaxation("pattern", json_pointer([*path, "pattern"]), "the grammar engine cannot "
                                     "express this regex; left to the validator"))
         props = node.get("patternProperties")
         if isinstance(props, dict) and not all(_regex_engine_ok(k) for k in props):
@@ -135,16 +128,16 @@ def _bad_regex(message: str, schema: dict[str, Any]) -> list[Relaxation]:
         names = node.get("propertyNames")
         if isinstance(names, dict) and isinstance(names.get("pattern"), str) and not _regex_engine_ok(names["pattern"]):
             del node["propertyNames"]
-            found.append(Relaxation("propertyNames", _pointer([*path, "propertyNames"]), "left to the validator"))
+            found.append(Relaxation("propertyNames", json_pointer([*path, "propertyNames"]), "left to the validator"))
     return found
 
 
 def _drop_pattern_properties(path: tuple[Any, ...], node: dict[str, Any], why: str) -> list[Relaxation]:
-    found = [Relaxation("patternProperties", _pointer([*path, "patternProperties"]), why)]
+    found = [Relaxation("patternProperties", json_pointer([*path, "patternProperties"]), why)]
     del node["patternProperties"]
     if "additionalProperties" in node:   # it constrained the keys no pattern matched: without the patterns, widen it
         del node["additionalProperties"]
-        found.append(Relaxation("additionalProperties", _pointer([*path, "additionalProperties"]),
+        found.append(Relaxation("additionalProperties", json_pointer([*path, "additionalProperties"]),
                                 "left out with the patternProperties it complements"))
     return found
 
@@ -187,7 +180,7 @@ def _ref_siblings(message: str, schema: dict[str, Any]) -> list[Relaxation]:
                 continue
             for key in [k for k in node if k not in _KEEP_BESIDE_REF]:
                 del node[key]
-                found.append(Relaxation(key, _pointer([*path, key]), f"beside a $ref in a cycle ({ref}): left to "
+                found.append(Relaxation(key, json_pointer([*path, key]), f"beside a $ref in a cycle ({ref}): left to "
                                         "the validator"))
         return found
 
@@ -202,7 +195,7 @@ def _ref_siblings(message: str, schema: dict[str, Any]) -> list[Relaxation]:
                 ref = branches[i].get("$ref") if isinstance(branches[i], dict) else None
                 if isinstance(ref, str) and target and ref.endswith(target) and len(branches) > 1:
                     del branches[i]
-                    found.append(Relaxation("allOf", _pointer([*path, "allOf", i]), f"the branch {ref} closes a "
+                    found.append(Relaxation("allOf", json_pointer([*path, "allOf", i]), f"the branch {ref} closes a "
                                             "cycle: left to the validator"))
         return found
 
@@ -221,7 +214,7 @@ def _unresolvable_ref(message: str, schema: dict[str, Any]) -> list[Relaxation]:
         ref = node.get("$ref")
         if isinstance(ref, str) and (not ref.startswith("#") or (tail and tail in ref)):
             node.clear()
-            found.append(Relaxation("$ref", _pointer([*path, "$ref"]), f"{ref} cannot be resolved here: any value"))
+            found.append(Relaxation("$ref", json_pointer([*path, "$ref"]), f"{ref} cannot be resolved here: any value"))
     return found
 
 
@@ -243,7 +236,7 @@ def _key_regex_sets(message: str, schema: dict[str, Any]) -> list[Relaxation]:
     for path, node in list(_nodes(schema)):
         if isinstance(node.get("pattern"), str) and node["pattern"] in named:
             del node["pattern"]
-            found.append(Relaxation("pattern", _pointer([*path, "pattern"]), "combined with this node's other "
+            found.append(Relaxation("pattern", json_pointer([*path, "pattern"]), "combined with this node's other "
                                     "constraints, the regex engine cannot decide it: left to the validator"))
     if found:
         return found
@@ -252,7 +245,7 @@ def _key_regex_sets(message: str, schema: dict[str, Any]) -> list[Relaxation]:
             found += _drop_pattern_properties(path, node, "key patterns the grammar engine cannot combine")
         if "propertyNames" in node:
             del node["propertyNames"]
-            found.append(Relaxation("propertyNames", _pointer([*path, "propertyNames"]), "left to the validator"))
+            found.append(Relaxation("propertyNames", json_pointer([*path, "propertyNames"]), "left to the validator"))
     return found
 
 
@@ -278,7 +271,7 @@ def _widen_located(message: str, schema: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0][:200] if message.strip() else "refused"
+    return first_line(message)[:200] if message.strip() else "refused"
 
 
 def _validate(schema: Any, options: dict[str, Any]) -> tuple[str, bool, list[str]]:

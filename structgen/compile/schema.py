@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -27,6 +27,7 @@ from .._unicode import check_text
 from ..errors import GrammarError, InvalidArgument, SchemaError
 from ..result import Relaxation
 from . import regex_match
+from ._locations import first_line, json_pointer
 from .emptiness import check_grammar_productive, check_schema_finite
 from .kinds import Choice, Grammar, Regex, SchemaLike
 from .relax import relax_json_schema
@@ -177,7 +178,7 @@ def _check_depth(schema: Mapping[str, Any]) -> None:
         node, depth, path = stack.pop()
         if depth > MAX_SCHEMA_DEPTH:
             raise SchemaError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels",
-                              pointer=_pointer(path[:8]) + ("/…" if len(path) > 8 else ""))
+                              pointer=json_pointer(path[:8]) + ("/…" if len(path) > 8 else ""))
         if isinstance(node, Mapping):
             stack.extend((v, depth + 1, (*path[:9], k)) for k, v in node.items())
         elif isinstance(node, list | tuple):
@@ -207,7 +208,7 @@ def _compile_regex(pattern: str) -> CompiledSchema:
         raise SchemaError(f"invalid regex: {exc.msg}", pointer=f"pattern[{exc.pos}]") from exc
     grammar = llguidance.LLMatcher.grammar_from_regex(pattern)
     _check_llguidance(grammar, lambda msg: SchemaError(f"regex not supported by the grammar engine: "
-                                                       f"{_first_line(msg)}", pointer="pattern"))
+                                                       f"{first_line(msg)}", pointer="pattern"))
 
     def validate(text: str) -> str:
         matched = regex_match.fullmatch(pattern, text)   # MatchTimeout (a ValueError): not verified, not valid
@@ -228,7 +229,7 @@ def _rust_regex_escape(text: str) -> str:
 def _compile_choice(options: tuple[str, ...]) -> CompiledSchema:
     lark = "start: " + " | ".join(json.dumps(o) for o in options) + "\n"
     grammar = llguidance.LLMatcher.grammar_from_lark(lark)
-    _check_llguidance(grammar, lambda msg: SchemaError(f"choice cannot be compiled: {_first_line(msg)}"))
+    _check_llguidance(grammar, lambda msg: SchemaError(f"choice cannot be compiled: {first_line(msg)}"))
     allowed = frozenset(options)
 
     def validate(text: str) -> str:
@@ -256,7 +257,7 @@ def _compile_grammar(source: str, name: str | None, check: Callable[[str], objec
     def error(msg: str) -> GrammarError:
         m = _LOCATION.search(msg)
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
-        reason = re.sub(r"^(at )?\d+\(\d+\):\s*", "", _first_line(msg))
+        reason = re.sub(r"^(at )?\d+\(\d+\):\s*", "", first_line(msg))
         return GrammarError(reason, file=name, line=line, column=col)
 
     _check_llguidance(grammar, error)
@@ -269,7 +270,7 @@ def _compile_grammar(source: str, name: str | None, check: Callable[[str], objec
             try:
                 oracle.parse(text)
             except Exception as exc:  # lark raises many exception types; all mean "not in the language"
-                raise _Invalid(f"the grammar oracle (lark) rejects the output: {_first_line(str(exc))}") from None
+                raise _Invalid(f"the grammar oracle (lark) rejects the output: {first_line(str(exc))}") from None
         else:
             from ._byte_tokenizer import grammar_accepts
 
@@ -319,7 +320,7 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
         except referencing.exceptions.Unresolvable as exc:   # never fetched: the value cannot be checked
             raise _Invalid(f"cannot be checked: $ref {exc} does not resolve here") from None
         if errors:
-            raise _Invalid("; ".join(f"{_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
+            raise _Invalid("; ".join(f"{json_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
         return value
 
     deferred = None if checked else functools.partial(_compile_json_dict, key, options, True)
@@ -373,7 +374,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
     relaxations: tuple[Relaxation, ...] = ()
     if is_error and not options.lenient:
         if "Unsatisfiable" in messages[0]:
-            raise SchemaError(f"the schema cannot be satisfied: {_first_line(messages[0])}",
+            raise SchemaError(f"the schema cannot be satisfied: {first_line(messages[0])}",
                               pointer=_locate(schema, messages[0]))
         grammar, relaxations, relaxed_messages = relax_json_schema(schema, dict(compile_opts), messages[0])
         if options.strict:
@@ -381,7 +382,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                               + "; ".join(str(r) for r in relaxations[:8]), pointer=relaxations[0].pointer)
         is_error, messages = False, [*messages, *relaxed_messages]
     if is_error:
-        raise SchemaError(f"JSON Schema not supported: {_first_line(messages[0])}",
+        raise SchemaError(f"JSON Schema not supported: {first_line(messages[0])}",
                           pointer=_locate(schema, messages[0]))
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                           relaxations=relaxations, hint=functools.partial(_json_hint, schema),
@@ -406,11 +407,7 @@ def _check_meta_schema(schema: dict[str, Any]) -> None:
         try:
             validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
         except jsonschema.SchemaError as exc:
-            raise SchemaError(f"malformed JSON Schema: {exc.message}", pointer=_pointer(exc.absolute_path)) from exc
-
-
-def _pointer(path: Iterable[Any]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+            raise SchemaError(f"malformed JSON Schema: {exc.message}", pointer=json_pointer(exc.absolute_path)) from exc
 
 
 def _locate(schema: Any, message: str) -> str:
@@ -423,7 +420,7 @@ def _locate(schema: Any, message: str) -> str:
         if isinstance(node, dict):
             for k, v in node.items():
                 if k in names:
-                    return _pointer([*path, k])
+                    return json_pointer([*path, k])
                 found = walk(v, [*path, k])
                 if found is not None:
                     return found
@@ -450,10 +447,6 @@ def _check_llguidance(grammar: str, make_error: Callable[[str], Exception]) -> N
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error:
         raise make_error(messages[0])
-
-
-def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else message
 
 
 def replace_options(options: JsonOptions, **changes: Any) -> JsonOptions:

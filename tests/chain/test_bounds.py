@@ -17,13 +17,9 @@ from structgen.compile import regex_match
 from structgen.errors import ParseError
 from structgen.testing import Fault, FaultProxy
 
+from ..conftest import completion_body
+
 HANG_S = 10.0
-
-
-def _completion(content: str) -> bytes:
-    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                    "finish_reason": "stop"}]}).encode()
 
 
 @pytest.mark.parametrize("reply", [
@@ -86,7 +82,7 @@ def canned() -> Iterator[FaultProxy]:
 @pytest.mark.parametrize("strategy", ["repair", "auto", "best_of"])
 def test_a_hosted_reply_cannot_stall_the_regex_validator(canned: FaultProxy, strategy: str) -> None:
     # 24 a's took 10 s in the validator before; 30 would have taken minutes.
-    canned.always(Fault.status(200, body=_completion("a" * 60)))
+    canned.always(Fault.status(200, body=completion_body("a" * 60)))
     model = structgen.OpenAICompatible(f"{canned.url}/v1", timeout=10, max_retries=0)
     start = time.monotonic()
     with pytest.raises(structgen.ValidationFailed) as info:
@@ -98,7 +94,7 @@ def test_a_hosted_reply_cannot_stall_the_regex_validator(canned: FaultProxy, str
 
 
 def test_a_huge_hosted_reply_is_refused_not_parsed(canned: FaultProxy) -> None:
-    canned.always(Fault.status(200, body=_completion("{" * (MAX_REPLY_CHARS + 10))))
+    canned.always(Fault.status(200, body=completion_body("{" * (MAX_REPLY_CHARS + 10))))
     model = structgen.OpenAICompatible(f"{canned.url}/v1", timeout=10, max_retries=0)
     with pytest.raises(structgen.ValidationFailed) as info:
         structgen.generate("Answer.", {"type": "object"}, model=model, strategy="repair", max_attempts=1)
@@ -108,9 +104,7 @@ def test_a_huge_hosted_reply_is_refused_not_parsed(canned: FaultProxy) -> None:
 
 @pytest.mark.parametrize("content", [1, [1, 2], {"a": 1}, True])
 def test_a_reply_whose_content_is_not_text_is_a_backend_error(canned: FaultProxy, content: object) -> None:
-    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                    "finish_reason": "stop"}]}).encode()
+    body = completion_body(content)
     canned.always(Fault.status(200, body=body))
     model = structgen.OpenAICompatible(f"{canned.url}/v1", timeout=10, max_retries=0)
     with pytest.raises(structgen.BackendError, match="where text belongs"):
