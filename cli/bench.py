@@ -91,6 +91,42 @@ def throughput(
 
 
 @bench_app.command()
+def concurrency(
+    model: ModelOpt = None,
+    n_gpu_layers: GpuOpt = 0,
+    levels: Annotated[str, typer.Option("--concurrency", help="Comma-separated numbers of concurrent callers.")]
+    = "1,2,4,8",
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N of the 16 requests.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="KV cells shared by all callers.")] = 8192,
+    prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prefix-cache slots (0: off).")] = 8,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """Many callers on one model: aggregate tok/s, valid replies/s, TTFT, latency, prefix hits, wasted tokens."""
+    from structgen_benchmarks import concurrency as cc
+    from structgen_benchmarks.report import progress
+
+    from structgen.errors import InvalidArgument
+    from structgen.local.models import resolve_model_path
+
+    try:
+        counts = tuple(int(x) for x in levels.split(",") if x.strip())
+    except ValueError as exc:
+        raise InvalidArgument(f"--concurrency takes comma-separated integers, got {levels!r}") from exc
+    if not counts or min(counts) < 1:
+        raise InvalidArgument("--concurrency needs positive integers")
+    settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
+                           n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
+                           limit=limit)
+    with progress() as bar:
+        task = bar.add_task("concurrency", total=len(counts) + 1)
+        report = cc.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
+    _finish(report, cc.markdown(report), json_file, plot_file, cc.plot)
+
+
+@bench_app.command()
 def strategies(
     model: ModelOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="An OpenAI-compatible endpoint (e.g. "

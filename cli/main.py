@@ -62,21 +62,41 @@ def generate(
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a JSON Schema the grammar cannot enforce in "
                                          "full, instead of relaxing it (see 'relaxed' in --json).")] = False,
     as_json: JsonOut = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Show the text on stderr as it is generated (a retry "
+                                         "shows as '[retry: ...]'); the validated value is still printed at the end.")]
+    = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
 ) -> None:
     """Generate a value valid for a JSON Schema, regex, choice or grammar."""
     import structgen
 
     spec = schema_from_options(schema, regex, choice, grammar)
     m = load_model(model, n_gpu_layers, backend)
-    r = structgen.generate(prompt, spec, model=m, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                           min_p=min_p, max_tokens=max_tokens, strategy=strategy, n=n, system=system,
-                           chat=not raw, strict=strict)
+    options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
+                   strategy=strategy, n=n, system=system, chat=not raw, strict=strict, timeout=timeout)
+    r = _streamed(prompt, spec, m, options) if stream else structgen.generate(prompt, spec, model=m, **options)
     if as_json:
         typer.echo(json.dumps(r.to_dict(), ensure_ascii=False))
     elif isinstance(r.value, str):
         typer.echo(r.value)
     else:
         typer.echo(json.dumps(r.value, ensure_ascii=False))
+
+
+def _streamed(prompt: str, spec: Any, model: Any, options: dict[str, Any]) -> Any:
+    """Run ``structgen.stream``, echoing the text to stderr as it comes; the final ``Result``."""
+    import structgen
+
+    for event in structgen.stream(prompt, spec, model=model, **options):
+        if isinstance(event, structgen.Delta):
+            sys.stderr.write(event.text)
+        elif isinstance(event, structgen.Reset):
+            sys.stderr.write(f"\n[retry: {event.reason.splitlines()[0][:120]}]\n")
+        else:
+            sys.stderr.write("\n")
+            return event.result
+        sys.stderr.flush()
+    raise AssertionError("a stream ends with Done or raises")
 
 
 @app.command()

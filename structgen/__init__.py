@@ -13,11 +13,14 @@ from .compile.kinds import Choice, Grammar, Regex, bundled_grammars
 from .compile.schema import JsonOptions, compile_schema
 from .errors import (
     BackendError,
+    Cancelled,
     DatabaseError,
+    DeadlineExceeded,
     GenerationError,
     GrammarError,
     InvalidArgument,
     ModelNotFound,
+    Overloaded,
     ParseError,
     SchemaError,
     StructgenError,
@@ -29,8 +32,10 @@ from .generate import Model, default_model, generate, generate_batch
 from .hosted.openai_compatible import OpenAICompatible
 from .local.llamacpp import LlamaCpp
 from .local.models import default_model_path, resolve_model_path
+from .partial import Partial
 from .request import SamplingParams
 from .result import Attempt, Result, Timings
+from .stream import Delta, Done, Reset, StreamEvent, astream, stream
 from .testing.faultproxy import Fault, FaultProxy
 
 __version__ = "0.1.0"
@@ -38,8 +43,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Attempt",
     "BackendError",
+    "Cancelled",
     "Choice",
     "DatabaseError",
+    "DeadlineExceeded",
+    "Delta",
+    "Done",
     "Fault",
     "FaultProxy",
     "GenerationError",
@@ -52,11 +61,15 @@ __all__ = [
     "ModelNotFound",
     "OpenAICompatible",
     "OptionProbs",
+    "Overloaded",
     "ParseError",
+    "Partial",
     "Regex",
+    "Reset",
     "Result",
     "SamplingParams",
     "SchemaError",
+    "StreamEvent",
     "StructgenError",
     "Timings",
     "TruncatedOutput",
@@ -64,6 +77,7 @@ __all__ = [
     "ValidationFailed",
     "__version__",
     "agenerate",
+    "astream",
     "bundled_grammars",
     "compile_schema",
     "default_model",
@@ -72,4 +86,5 @@ __all__ = [
     "generate_batch",
     "probs",
     "resolve_model_path",
+    "stream",
 ]

@@ -1,8 +1,9 @@
 """``agenerate``: ``generate`` for asyncio.
 
 Hosted models run on the SDK's async client (``OpenAICompatible.arun``): many calls can be in flight on
-one event loop. Local models compute on the CPU/GPU under a lock, so they run in a worker thread and the
-event loop stays free.
+one event loop. Local masked requests are submitted to the model's engine thread, which batches them with
+every other caller's; the coroutine awaits the ticket, and cancelling it cancels the request (its sequences are
+freed at the engine's next step). Anything else runs in a worker thread, so the event loop stays free.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ async def agenerate(
     json_whitespace: str = "compact",
     model_logprobs: bool = False,
     strict: bool = False,
+    timeout: float | None = None,
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
@@ -54,4 +56,30 @@ async def agenerate(
     if callable(arun):
         result: Result[Any] = await arun(request)
         return result
+    submit = getattr(target, "submit", None)
+    if callable(submit) and request.strategy not in ("prompt", "repair"):
+        return await _await_ticket(submit(request))
     return await asyncio.to_thread(target.run, request)
+
+
+async def _await_ticket(ticket: Any) -> Result[Any]:
+    """Wait for an engine ticket without a thread; a cancelled wait cancels the request."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def wake() -> None:
+        if not loop.is_closed():   # the caller may have given up and its loop ended
+            loop.call_soon_threadsafe(settle)
+
+    ticket.on_done(wake)
+    try:
+        await done
+    except asyncio.CancelledError:
+        ticket.cancel()
+        raise
+    result: Result[Any] = ticket.result()
+    return result

@@ -5,9 +5,12 @@
     ├── GrammarError         malformed Lark grammar (carries file, line, column)
     ├── GenerationError      the decode loop could not produce a valid value
     │   ├── TruncatedOutput  max_tokens ran out before the grammar was complete (carries the partial text)
-    │   └── ValidationFailed every attempt produced a value that failed validation (carries each attempt)
+    │   ├── ValidationFailed every attempt produced a value that failed validation (carries each attempt)
+    │   └── DeadlineExceeded the request's ``timeout`` passed before a valid value was ready
     ├── ParseError           a model reply that no defensive parse could turn into a JSON/YAML value
     ├── BackendError         transport or server failure; ``retryable`` says whether a retry may help
+    │   └── Overloaded       the local engine's wait queue is full (retryable: try again shortly)
+    ├── Cancelled            the caller cancelled the request (or dropped its stream)
     ├── ModelNotFound        the model file or the bundled default model is missing
     ├── InvalidArgument      an argument out of its range (top_p=2, max_tokens=-1, empty prompt, ...)
     ├── UnsafeSQL            SQL that is not a single read-only SELECT (carries the reason)
@@ -24,11 +27,14 @@ from typing import Any
 
 __all__ = [
     "BackendError",
+    "Cancelled",
     "DatabaseError",
+    "DeadlineExceeded",
     "GenerationError",
     "GrammarError",
     "InvalidArgument",
     "ModelNotFound",
+    "Overloaded",
     "ParseError",
     "SchemaError",
     "StructgenError",
@@ -109,6 +115,21 @@ class BackendError(StructgenError):
         self.retryable = retryable
         self.status_code = status_code
         super().__init__(message)
+
+
+class Overloaded(BackendError):
+    """The engine's wait queue is full; nothing was started, so the same request may be sent again shortly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True, status_code=503)
+
+
+class DeadlineExceeded(GenerationError):
+    """The request's ``timeout`` passed (waiting or generating) before a valid value was ready."""
+
+
+class Cancelled(StructgenError):
+    """The request was cancelled by its caller (a cancelled task, a closed stream); its sequences are freed."""
 
 
 class ModelNotFound(StructgenError, FileNotFoundError):

@@ -64,6 +64,7 @@ def generate(
     json_whitespace: str = "compact",
     model_logprobs: bool = False,
     strict: bool = False,
+    timeout: float | None = None,
 ) -> Result[Any]:
     """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
 
@@ -78,7 +79,8 @@ def generate(
     reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
     A JSON Schema the grammar cannot enforce in full is relaxed (``Result.relaxed`` lists what the grammar left
     to the validator; every value is still validated against the whole schema); ``strict=True`` refuses such a
-    schema with a ``SchemaError`` instead.
+    schema with a ``SchemaError`` instead. ``timeout``: seconds from the call (waiting included) after which a
+    local request gives up with ``DeadlineExceeded``.
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
@@ -150,7 +152,7 @@ def generate_batch(
     # request that fails its checks is that entry's error.
     built = [_build(p, schema, s, options) for p, s in zip(prompts, seeds, strict=True)]
     requests = [r for r in built if isinstance(r, Request)]
-    if all(hasattr(model, a) for a in ("prefill_many", "share", "n_seq_max")):
+    if callable(getattr(model, "submit", None)):
         served = iter(run_batch(model, requests))
     else:
         served = iter([serve_or_error(model, r) for r in requests])

@@ -39,6 +39,7 @@ class Request:
     schema_in_prompt: bool = True
     fast_forward: bool = True
     model_logprobs: bool = False
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         _check_prompt(self.prompt)
@@ -56,6 +57,9 @@ class Request:
             raise InvalidArgument(f"select must be 'logprob' or 'first_valid', got {self.select!r}")
         if self.format not in ("json", "yaml"):
             raise InvalidArgument(f"format must be 'json' or 'yaml', got {self.format!r}")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
+                                         or not math.isfinite(self.timeout) or self.timeout <= 0):
+            raise InvalidArgument(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         if not 0 <= self.seed < 2**63:
             raise InvalidArgument(f"seed must be in [0, 2**63), got {self.seed}")
 

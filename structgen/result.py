@@ -21,6 +21,10 @@ class Timings:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     forced_tokens: int = 0        # of generated_tokens: fast-forwarded (grammar-forced, not sampled)
+    queue_ms: float = 0.0         # waiting for room in the local engine (sequences, KV cells)
+    first_token_ms: float = 0.0   # from the call to its first generated token (time to first token)
+    prefix_hit_tokens: int = 0    # prompt tokens whose KV came from the prefix cache (not decoded again)
+    wasted_tokens: int = 0        # tokens generated in attempts (or candidates) that gave no valid value
 
     @property
     def tokens_per_second(self) -> float:

@@ -68,7 +68,7 @@ class LlamaModel:
         self.eog_ids: tuple[int, ...] = tuple(
             t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)
         )
-        self._piece_buf = ctypes.create_string_buffer(256)
+        self._piece_bufs = threading.local()
 
     def meta(self, key: str) -> str | None:
         """A GGUF metadata value as a string, or None."""
@@ -96,12 +96,15 @@ class LlamaModel:
 
     def token_bytes(self, token: int, *, special: bool = False) -> bytes:
         """The raw bytes of one token (control tokens render as b'' unless ``special``)."""
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, special)
+        buf = getattr(self._piece_bufs, "buf", None)
+        if buf is None:   # one buffer per thread: the engine thread and stream readers detokenize at once
+            buf = self._piece_bufs.buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, 256, 0, special)
         if n < 0:
             big = ctypes.create_string_buffer(-n)
             n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, special)
             return bytes(big.raw[:n])
-        return bytes(self._piece_buf.raw[:n])
+        return bytes(buf.raw[:n])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Token ids to text (invalid UTF-8 replaced)."""

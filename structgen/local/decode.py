@@ -65,6 +65,7 @@ class Sequence_:
     finish_reason: str | None = None
     error: Exception | None = None
     pending: list[int] = field(default_factory=list)      # tokens to decode next
+    looped: bool = False                                  # cut short by the loop detector
     allowed: NDArray[np.intp] | None = None               # next mask as token ids, computed ahead
 
     @property
@@ -90,10 +91,15 @@ class LoopOptions:
     model_logprobs: bool = False
     one_sequence_per_decode: bool = False   # batch-invariant mode: never co-batch sequences
     max_batch: int = 512
+    cut_loops: bool = False                 # end a sequence as soon as it falls into a repetition loop
 
 
-class _Loop:
-    """One run of the loop over a fixed set of sequences."""
+class Loop:
+    """The per-token moves of one set of sequences sharing sampling settings (one attempt of one request).
+
+    ``run`` drives it for a lone request; the scheduler drives one ``Loop`` per admitted request and batches
+    their model steps together.
+    """
 
     def __init__(self, model: StepModel, seqs: list[Sequence_], params: SamplingParams,
                  options: LoopOptions) -> None:
@@ -107,6 +113,9 @@ class _Loop:
         # Forced tokens of all sequences share one batch; each gets an equal slice of it.
         self.forced_cap = max(0, options.max_batch // max(1, len(seqs)) - 1)
         self.stats = LoopStats()
+        if params.has_penalties:
+            for s in seqs:
+                s.counts = np.zeros(model.n_vocab, dtype=np.int32)
 
     def start(self, s: Sequence_, logits: NDArray[np.float32]) -> None:
         """First move after the prompt: take forced tokens if the grammar begins with some, else sample."""
@@ -175,6 +184,9 @@ class _Loop:
             self._check_room(s, m)
         if s.live and m is not None and m.is_stopped():
             self._finish_stopped(s, m)  # complete: what is pending need not be decoded
+        elif s.live and self.options.cut_loops and len(s.tokens) % LOOP_CHECK_EVERY == 0 and looping(s.tokens):
+            s.finish_reason = "truncated"   # a loop forming: end this attempt now, not at max_tokens
+            s.looped = True
 
     def _take_forced(self, s: Sequence_, m: Matcher) -> list[int]:
         forced = m.forced_tokens()
@@ -225,14 +237,11 @@ def run(
     ``first_logits``: the prompt's last logits, shared by all sequences (best-of-n over one prompt), or
     one array per sequence id (different prompts decoded into different sequences).
     """
-    loop = _Loop(model, seqs, params, options)
-    if params.has_penalties:
-        for s in seqs:
-            s.counts = np.zeros(model.n_vocab, dtype=np.int32)
+    loop = Loop(model, seqs, params, options)
     start = time.perf_counter()
     for s in seqs:
         logits = first_logits[s.seq] if isinstance(first_logits, Mapping) else first_logits
-        _guarded(s, loop.start, logits)
+        guarded(s, loop.start, logits)
     while True:
         ready = [s for s in seqs if s.live and s.pending]
         if not ready:
@@ -243,23 +252,33 @@ def run(
             for s in group:
                 s.pos += len(s.pending)
                 s.pending = []
-                _guarded(s, loop.prepare)  # overlaps the model step
+                guarded(s, loop.prepare)  # overlaps the model step
             for s, logits in zip(group, wait(), strict=True):
-                _guarded(s, loop.step, logits)
+                guarded(s, loop.step, logits)
     loop.stats.decode_ms = (time.perf_counter() - start) * 1000
+    close_truncated(model, seqs, options)
+    return loop.stats
+
+
+def close_truncated(model: StepModel, seqs: Sequence[Sequence_], options: LoopOptions) -> None:
+    """Turn every sequence that ended without completing its grammar into a ``TruncatedOutput`` error."""
     for s in seqs:
         if s.error is None and s.finish_reason == "truncated":
-            looped = looping(s.tokens)
-            s.error = TruncatedOutput(
-                f"max_tokens={options.max_tokens} ran out before the output was complete"
-                + ("; it ends in a repetition loop" if looped else ""),
-                partial_text=model.detokenize(s.tokens), tokens=s.tokens, looped=looped)
-    return loop.stats
+            if s.looped:
+                message = f"cut after {len(s.tokens)} tokens: the output fell into a repetition loop"
+            else:
+                message = f"max_tokens={options.max_tokens} ran out before the output was complete"
+                if looping(s.tokens):
+                    message += "; it ends in a repetition loop"
+            s.error = TruncatedOutput(message, partial_text=model.detokenize(s.tokens), tokens=s.tokens,
+                                      looped=s.looped or looping(s.tokens))
 
 
 LOOP_MIN_SPAN = 48
 """A loop is one block of tokens repeated over at least this many tokens (and at least three times)."""
 LOOP_MAX_PERIOD = 64
+LOOP_CHECK_EVERY = 8
+"""With ``cut_loops``, the loop test runs every this many tokens (it costs ~30 µs)."""
 
 
 def looping(tokens: Sequence[int]) -> bool:
@@ -276,7 +295,7 @@ def looping(tokens: Sequence[int]) -> bool:
     return False
 
 
-def _guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:
+def guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:
     """Run one action for ``s``; a typed generation error ends that sequence only."""
     try:
         action(s, *args)

@@ -107,14 +107,20 @@ def sequences(job: Job, attempt: int, seq_ids: Sequence[int]) -> list[decode.Seq
     ]
 
 
-def loop_options(model: LocalModel, request: Request, n_seqs: int) -> decode.LoopOptions:
-    """Loop settings for ``n_seqs`` sequences of requests like ``request``."""
+def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int = 0) -> decode.LoopOptions:
+    """Loop settings for ``n_seqs`` sequences of requests like ``request`` in attempt ``attempt``.
+
+    Every attempt but the last cuts a sequence as soon as it falls into a repetition loop (a greedy small model
+    repeating a URL or a number would otherwise decode to ``max_tokens`` before its retry); the last attempt
+    runs to ``max_tokens``, so a value that merely repeats itself for a while can still finish.
+    """
     # The loop splits max_batch evenly among the sequences for forced tokens. In the batch-invariant mode
     # each sequence is decoded alone, so each gets what a lone run gets: a full n_batch.
     max_batch = model.n_batch * n_seqs if model.deterministic else model.n_batch
     return decode.LoopOptions(max_tokens=request.max_tokens, fast_forward=request.fast_forward,
                               model_logprobs=request.model_logprobs,
-                              one_sequence_per_decode=model.deterministic, max_batch=max_batch)
+                              one_sequence_per_decode=model.deterministic, max_batch=max_batch,
+                              cut_loops=attempt + 1 < request.max_attempts)
 
 
 def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt: int, prompt_ms: float,
@@ -140,6 +146,7 @@ def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt:
                            decode_ms=stats.decode_ms, mask_ms=stats.mask_ms, prompt_tokens=len(job.tokens),
                            generated_tokens=sum(len(s.tokens) for s in seqs),
                            forced_tokens=sum(sum(s.forced) for s in seqs),
+                           wasted_tokens=sum(a.tokens for a in job.attempts if a.error is not None),
                            total_ms=(time.perf_counter() - job.t_start) * 1000)
     best.attempts = job.attempts
     best.candidates = candidates_list(candidates) if job.n > 1 else []
@@ -151,9 +158,9 @@ def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt:
 def run_attempts(model: LocalModel, job: Job, first_attempt: int = 0) -> Result[Any]:
     """Run the attempts ``first_attempt``.. of ``job`` on its own until one gives a valid result."""
     request = job.request
-    options = loop_options(model, request, job.n)
     with model.lock:
         for attempt in range(first_attempt, request.max_attempts):
+            options = loop_options(model, request, job.n, attempt)
             t1 = time.perf_counter()
             first_logits = model.prefill(job.tokens)
             prompt_ms = (time.perf_counter() - t1) * 1000

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,12 @@ from ..request import Message, Request, as_messages
 from ..result import Result
 from .binding import LlamaContext, LlamaModel
 from .chat import CHATML_TEMPLATE, ChatTemplate
+from .context_lock import ContextLock
+from .engine import prepare, run_attempts
 from .models import resolve_model_path
-from .run import run_local
+from .prefix_cache import KvSequences
+from .scheduler import Scheduler, Ticket
+from .unmasked import run_local_chain
 
 
 class LlamaCpp:
@@ -41,7 +44,7 @@ class LlamaCpp:
 
     The cost: ``n_ctx`` is then per sequence and the KV memory is ``n_ctx * n_seq_max`` tokens (default
     ``n_seq_max`` 8 in this mode, 16 otherwise; q8_0 halves it on CPU), and n sequences take n model steps
-    per token instead of one batched step.
+    per token instead of one batched step; there is no prefix cache.
     """
 
     def __init__(
@@ -56,21 +59,27 @@ class LlamaCpp:
         backend: str = "llguidance",
         chat_template: str | None = None,
         deterministic: bool = False,
+        prefix_cache: int = 4,
+        max_queue: int = 256,
     ) -> None:
         if n_seq_max is None:
             n_seq_max = 8 if deterministic else 16
         if n_seq_max < 1:
             raise InvalidArgument("n_seq_max must be at least 1")
+        if prefix_cache < 0 or max_queue < 1:
+            raise InvalidArgument("prefix_cache must be >= 0 and max_queue >= 1")
+        cache_slots = 0 if deterministic else prefix_cache
         self.path = resolve_model_path(model_path)
         self.deterministic = deterministic
         self.n_gpu_layers = n_gpu_layers
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
         # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
         # sequence's attention does not depend on its batch-mates (see structgen.determinism).
-        self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max,
+        self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,
                                  n_threads=n_threads, kv_unified=not deterministic,
                                  quantised_kv=deterministic and n_gpu_layers == 0)
-        self.lock = threading.RLock()
+        self._n_seq_max = n_seq_max
+        self.lock = ContextLock()
         self.n_vocab = self._model.n_vocab
         eos_first = (self._model.eos, *(t for t in self._model.eog_ids if t != self._model.eos))
         self.eos_ids: tuple[int, ...] = eos_first
@@ -83,6 +92,7 @@ class LlamaCpp:
             bos_token=self._model.token_bytes(self._model.bos, special=True).decode("utf-8", "replace"),
             eos_token=self._model.token_bytes(self._model.eos, special=True).decode("utf-8", "replace"),
         )
+        self.scheduler = Scheduler(self, cache_slots=range(n_seq_max, n_seq_max + cache_slots), max_queue=max_queue)
 
     @property
     def name(self) -> str:
@@ -106,8 +116,8 @@ class LlamaCpp:
 
     @property
     def n_seq_max(self) -> int:
-        """How many sequences one batch may hold (best-of-n needs n)."""
-        return self._ctx.n_seq_max
+        """How many sequences requests may use at once (best-of-n needs n)."""
+        return self._n_seq_max
 
     def _all_token_bytes(self) -> list[bytes]:
         return [self._model.token_bytes(t) for t in range(self.n_vocab)]
@@ -117,6 +127,10 @@ class LlamaCpp:
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         """Tokenise ``text``; ``special`` parses control tokens such as ``<|im_start|>``."""
         return self._model.tokenize(text, add_special=False, parse_special=special)
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for (a piece of a UTF-8 character, possibly)."""
+        return self._model.token_bytes(token)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Tokens to text."""
@@ -155,32 +169,7 @@ class LlamaCpp:
         for seq in range(1, copies):
             self.share(0, seq, n_prompt)
 
-    # ---- several prompts, KV sharing, scoring (used by structgen.batch and structgen.probs) -----------
-
-    def prefill_many(self, prompts: Sequence[Sequence[int]]) -> dict[int, NDArray[np.float32]]:
-        """Decode prompt i into sequence i from an empty cache; the last logits of each (copies).
-
-        Default mode packs all prompts into shared ``n_batch`` batches, as a server would; deterministic
-        mode decodes each prompt alone in the same chunks as ``prefill``.
-        """
-        if len(prompts) > self.n_seq_max:
-            raise InvalidArgument(f"{len(prompts)} prompts exceed this model's n_seq_max={self.n_seq_max}")
-        self._ctx.clear()
-        first: dict[int, NDArray[np.float32]] = {}
-        if self.deterministic:
-            for seq, tokens in enumerate(prompts):
-                self._ctx.decode_sequence(tokens, 0, seq)
-                first[seq] = self._ctx.logits(-1).copy()
-            return first
-        items = [(tok, i, seq, i == len(tokens) - 1) for seq, tokens in enumerate(prompts)
-                 for i, tok in enumerate(tokens)]
-        for off in range(0, len(items), self.n_batch):
-            chunk = items[off : off + self.n_batch]
-            self._ctx.decode(chunk)
-            for j, (_, _, seq, last) in enumerate(chunk):
-                if last:
-                    first[seq] = self._ctx.logits(j).copy()
-        return first
+    # ---- KV sharing and scoring (used by the scheduler and structgen.probs) -----------------------------
 
     def share(self, src: int, dst: int, n_prompt: int) -> None:
         """Let sequence ``dst`` start from the first ``n_prompt`` positions of ``src`` (no recompute).
@@ -193,6 +182,14 @@ class LlamaCpp:
             self._ctx.seq_copy(src, dst, 0, -1)
         else:
             self._ctx.seq_copy(src, dst, 0, n_prompt)
+
+    def kv(self) -> KvSequences:
+        """The KV-cache sequence operations (for the prefix cache)."""
+        return self._ctx
+
+    def clear(self) -> None:
+        """Forget every sequence in the KV cache."""
+        self._ctx.clear()
 
     def drop(self, seq: int, start: int = 0) -> None:
         """Forget positions ``start``.. of sequence ``seq``."""
@@ -234,11 +231,24 @@ class LlamaCpp:
         return self._launch(items)
 
     def run(self, request: Request) -> Result[Any]:
-        """Serve one request with structgen's decode loop (see ``structgen.engine``)."""
-        return run_local(self, request)
+        """Serve one request: masked strategies on the engine thread, concurrently with other callers; the
+        re-asking text chain (``prompt``, ``repair``) with the context to itself."""
+        if request.strategy in ("prompt", "repair"):
+            return run_local_chain(self, request)
+        if self.lock.held_by_me():   # called under ``with model.lock``: the engine cannot run, serve it here
+            return run_attempts(self, prepare(self, request))
+        return self.submit(request).result()
+
+    def submit(self, request: Request, *, stream: bool = False) -> Ticket:
+        """Queue a masked request on the engine thread; ``Ticket.result()`` waits for it. Raises ``Overloaded``
+        when the wait queue is full. ``stream=True``: the ticket also receives its tokens as they come."""
+        if request.strategy in ("prompt", "repair"):
+            raise InvalidArgument(f"strategy {request.strategy!r} re-asks in turns; it cannot be submitted")
+        return self.scheduler.submit(prepare(self, request), timeout=request.timeout, stream=stream)
 
     def close(self) -> None:
-        """Free the context and the weights."""
+        """Stop the engine thread, then free the context and the weights."""
+        self.scheduler.close()
         self._ctx.close()
         self._model.close()
 

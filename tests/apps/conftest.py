@@ -22,7 +22,7 @@ CliRun = Callable[..., tuple[int, str, str]]
 def app_model() -> structgen.LlamaCpp:
     """The bundled SmolLM2-135M, one thread: on a shared 2-core machine two llama.cpp threads spin-wait on
     each other (measured here: 32 tokens in 1.5 s on one thread, 26 s on two, at load 8)."""
-    return structgen.LlamaCpp(n_ctx=4096, n_threads=1)
+    return structgen.LlamaCpp(n_ctx=4096, n_threads=1, prefix_cache=0)
 
 
 @pytest.fixture

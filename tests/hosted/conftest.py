@@ -33,7 +33,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def local_model() -> structgen.LlamaCpp:
     """The bundled model in-process, one thread (see the server's note: far faster on a shared machine)."""
-    return structgen.LlamaCpp(n_ctx=2048, n_threads=1)
+    return structgen.LlamaCpp(n_ctx=2048, n_threads=1, prefix_cache=0)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,460 @@
+"""Continuous batching on one local model: the ``Scheduler`` and its ``Ticket``s.
+
+One engine thread owns the llama.cpp context. Callers ``submit`` requests from any thread (``generate`` from
+many threads, ``agenerate`` from asyncio, ``stream``) and get a ``Ticket``. Each engine step decodes, in one
+llama.cpp batch, the next tokens of every live sequence of every admitted request (each with its own grammar
+state, sampler, penalties and seed) together with a chunk of each prompt still being prefilled. New requests
+join at the next step; a finished one leaves at once and frees its sequences and KV cells.
+
+Admission, the fairness policy: first come, first served. The request at the head of the queue is admitted
+when enough sequences and KV cells are free for it (its prompt plus n × max_tokens cells); no later request
+jumps it, so a request with n=8 is never starved by a stream of single ones, and once admitted every live
+sequence advances by one sampled token per step, so single requests are never starved by an n=8 one. The
+queue is bounded (``max_queue``): when full, ``submit`` raises ``Overloaded`` at once. Each request may carry
+a deadline (``timeout``), checked every step, and may be cancelled; either way its sequences are freed at the
+next step.
+
+A request whose attempt yields no valid value (a validator rejection, a truncation, a repetition loop cut short)
+retries warm: its prompt's KV stays, only the generated positions are dropped. A stream sees the retry as a
+``reset`` event.
+
+Prompts: in the default mode a long prompt is prefilled in chunks that share each step with the running
+streams (so it does not freeze them), and its KV is offered to the ``PrefixCache`` for later requests. The
+deterministic mode keeps its promise instead (see ``LlamaCpp``): each prompt is decoded alone from an empty
+stream in fixed ``n_batch`` chunks and each sequence is decoded alone every step, so a request's bytes do not
+depend on what else runs; it has no prefix cache, and under load every live sequence costs its own model step.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import Cancelled, DeadlineExceeded, InvalidArgument, Overloaded, StructgenError, ValidationFailed
+from ..result import Result
+from . import decode
+from .context_lock import ContextLock
+from .engine import Job, LocalModel, conclude, loop_options, sampling, sequences
+from .prefix_cache import CacheEntry, KvSequences, PrefixCache
+
+__all__ = ["PREFILL_CHUNK", "Event", "Scheduler", "Ticket"]
+
+PREFILL_CHUNK = 128
+"""Most prompt tokens one step prefills while other requests are generating (a full ``n_batch`` when none are):
+on CPU a 512-token chunk would hold every running stream for the time of ~10 of their tokens."""
+
+Event = tuple[str, Any]
+"""What a ticket's stream receives: ``("tokens", (ids, logprobs, forced))``, ``("reset", reason)`` or
+``("done", Result | StructgenError)``."""
+
+
+class SchedulableModel(LocalModel, Protocol):
+    """A local model the scheduler can drive (``LlamaCpp``)."""
+
+    lock: ContextLock
+
+    @property
+    def n_ctx(self) -> int:
+        """KV cells of the context (one sequence's positions, and in the default mode all sequences' cells)."""
+
+    @property
+    def n_seq_max(self) -> int:
+        """Sequences available to requests."""
+
+    def kv(self) -> KvSequences:
+        """The KV-cache sequence operations."""
+
+    def clear(self) -> None:
+        """Forget every sequence."""
+
+    def share(self, src: int, dst: int, n_prompt: int) -> None:
+        """Let sequence ``dst`` start from the first ``n_prompt`` positions of ``src``."""
+
+    def drop(self, seq: int, start: int = 0) -> None:
+        """Forget positions ``start``.. of sequence ``seq``."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One submitted request: wait on it with ``result``, read its stream with ``events``, or ``cancel`` it."""
+
+    job: Job
+    deadline: float | None
+    sink: queue.SimpleQueue[Event] | None = None
+    outcome: Result[Any] | StructgenError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    # engine state
+    seq_ids: list[int] = field(default_factory=list)
+    filled: int = 0                       # prompt tokens in the KV so far
+    decoding: bool = False
+    attempt: int = 0
+    seqs: list[decode.Sequence_] = field(default_factory=list)
+    loop: decode.Loop | None = None
+    first_logits: NDArray[np.float32] | None = None
+    cells: int = 0                        # KV cells reserved
+    pin: CacheEntry | None = None
+    prefix_hit: int = 0
+    t_submit: float = field(default_factory=time.perf_counter)
+    t_admit: float = 0.0
+    t_decode: float = 0.0
+    t_first_token: float = 0.0
+    prompt_ms: float = 0.0
+    emitted: int = 0
+
+    def result(self) -> Result[Any]:
+        """Wait for the validated ``Result``; raises the request's typed error."""
+        self.done.wait()
+        if isinstance(self.outcome, StructgenError):
+            raise self.outcome
+        assert self.outcome is not None
+        return self.outcome
+
+    def cancel(self) -> None:
+        """Ask the engine to drop this request at its next step (no effect once it is done)."""
+        self.cancelled = True
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the engine thread) once the ticket is done; at once if it already is."""
+        self.callbacks.append(callback)
+        if self.done.is_set():
+            callback()
+
+
+class Scheduler:
+    """The engine thread of one ``LlamaCpp``: admission, batched steps, retries, prefix cache."""
+
+    def __init__(self, model: SchedulableModel, *, cache_slots: Sequence[int] = (), max_queue: int = 256) -> None:
+        self.model = model
+        self.max_queue = max_queue
+        self._queue: collections.deque[Ticket] = collections.deque()
+        self._live: list[Ticket] = []
+        self._free = list(range(model.n_seq_max))
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._epoch = -1
+        self.last_error: BaseException | None = None   # the last unexpected engine failure (for diagnosis)
+        self._deterministic = model.deterministic
+        self.cache = PrefixCache(model.kv(), [] if model.deterministic else cache_slots)
+
+    # ---- callers' side ------------------------------------------------------------------------------
+
+    def submit(self, job: Job, *, timeout: float | None = None, stream: bool = False) -> Ticket:
+        """Queue ``job``; raises ``Overloaded`` when the wait queue is full."""
+        if job.n > self.model.n_seq_max:
+            raise InvalidArgument(f"n={job.n} exceeds this model's n_seq_max={self.model.n_seq_max}")
+        ticket = Ticket(job, None if timeout is None else time.perf_counter() + timeout,
+                        sink=queue.SimpleQueue() if stream else None)
+        with self._cond:
+            if self._closing:
+                raise InvalidArgument("the model is closed")
+            if len(self._queue) >= self.max_queue:
+                raise Overloaded(f"the engine's wait queue is full ({self.max_queue} requests); retry shortly")
+            self._queue.append(ticket)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="structgen-engine", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return ticket
+
+    def close(self) -> None:
+        """Fail what is queued, finish nothing more, and stop the engine thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for admission."""
+        return len(self._queue)
+
+    @property
+    def live_sequences(self) -> int:
+        """Sequences in use by admitted requests."""
+        return self.model.n_seq_max - len(self._free)
+
+    # ---- the engine thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        lock = self.model.lock
+        while True:
+            with self._cond:
+                while not self._queue and not self._live and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    break
+                if lock.waiting and not self._live:
+                    self._cond.wait(0.005)     # let an exclusive user in first
+                    continue
+            lock.acquire_for_engine()
+            try:
+                if lock.epoch != self._epoch:   # someone else used the context: it holds nothing of ours
+                    self.cache.clear()
+                    self.model.clear()
+                    self._epoch = lock.epoch
+                while True:
+                    self._admit()
+                    if not self._live:
+                        break
+                    self._step()
+            except BaseException as exc:  # never leave a caller waiting on a dead engine
+                self.last_error = exc
+                self._fail_all(exc)
+            finally:
+                lock.release_for_engine()
+        self._fail_all(InvalidArgument("the model was closed"))
+
+    def _fail_all(self, exc: BaseException) -> None:
+        error = exc if isinstance(exc, StructgenError) else StructgenError(f"engine failure: {exc!r}")
+        error.__cause__ = None if error is exc else exc
+        for t in list(self._live):
+            self._finish(t, error)
+        with self._cond:
+            waiting = list(self._queue)
+            self._queue.clear()
+        for t in waiting:
+            self._finish(t, error)
+
+    def _admit(self) -> None:
+        now = time.perf_counter()
+        while True:
+            with self._cond:
+                if not self._queue:
+                    return
+                t = self._queue[0]
+                error = self._expired(t, now)
+                if error is None and (self.model.lock.waiting or t.job.n > len(self._free)
+                                      or not self._room_for(t)):
+                    return
+                self._queue.popleft()
+            if error is not None:
+                self._finish(t, error)
+                continue
+            self._live.append(t)     # first: whatever happens next, the engine knows of the ticket
+            self._start(t, now)
+
+    def _expired(self, t: Ticket, now: float) -> StructgenError | None:
+        if t.cancelled:
+            return Cancelled("the request was cancelled")
+        if t.deadline is not None and now > t.deadline:
+            return DeadlineExceeded(f"the request's timeout passed after {now - t.t_submit:.2f} s")
+        return None
+
+    def _cells_for(self, t: Ticket, hit: int) -> int:
+        n_prompt = len(t.job.tokens)
+        room = max(0, self.model.n_ctx - n_prompt)
+        return n_prompt - hit + t.job.n * min(t.job.request.max_tokens, room)
+
+    def _room_for(self, t: Ticket) -> bool:
+        """True if ``t``'s KV cells fit (evicting idle cache entries as needed), or nothing else is running."""
+        if self._deterministic or not self._live:
+            return True   # alone, a request gets the whole cache (past n_ctx it fails as a lone call would)
+        _, hit = self.cache.lookup(t.job.tokens)
+        need = self._cells_for(t, hit)
+        reserved = sum(x.cells for x in self._live)
+        while reserved + self.cache.cells + need > self.model.n_ctx:
+            if not self.cache.evict_one():
+                return False
+        return True
+
+    def _start(self, t: Ticket, now: float) -> None:
+        self._free.sort()
+        t.seq_ids = [self._free.pop(0) for _ in range(t.job.n)]
+        t.t_admit = now
+        if not self._deterministic:
+            entry, hit = self.cache.lookup(t.job.tokens)
+            hit = min(hit, len(t.job.tokens) - 1)    # at least one token to decode: its logits start the answer
+            if entry is not None and hit > 0:
+                self.cache.reuse(entry, t.seq_ids[0], hit)
+                t.pin, t.filled, t.prefix_hit = entry, hit, hit
+        t.cells = self._cells_for(t, t.prefix_hit)
+
+    def _step(self) -> None:
+        now = time.perf_counter()
+        for t in list(self._live):
+            error = self._expired(t, now)
+            if error is not None:
+                self._finish(t, error)
+        items = self._step_items()
+        for group in self._groups(items):
+            self._run_group(group)
+        for t in list(self._live):
+            if t.decoding and not any(s.live for s in t.seqs):
+                self._attempt_done(t)
+            elif t.decoding and t.sink is not None and t.job.n == 1:
+                self._emit(t)
+
+    def _step_items(self) -> list[tuple[Ticket, decode.Sequence_ | None, list[int], int]]:
+        """This step's work: every live sequence's pending tokens, then a prompt chunk per prefilling request."""
+        n_ctx = self.model.n_ctx
+        items: list[tuple[Ticket, decode.Sequence_ | None, list[int], int]] = []
+        used = 0
+        for t in self._live:
+            if not t.decoding:
+                continue
+            for s in t.seqs:
+                if s.live and s.pending:
+                    if s.pos + len(s.pending) > n_ctx:
+                        s.error = InvalidArgument(f"generation reached n_ctx={n_ctx} tokens; raise n_ctx or "
+                                                  "lower max_tokens")
+                        s.pending = []
+                        continue
+                    items.append((t, s, s.pending, s.pos))
+                    used += len(s.pending)
+        n_batch = self.model.n_batch
+        budget = PREFILL_CHUNK if used else n_batch * len(self._live)
+        for t in self._live:
+            if t.decoding or budget <= 0:
+                continue
+            tokens = t.job.tokens
+            if self._deterministic:
+                chunk = tokens[t.filled : t.filled + n_batch]   # the lone run's fixed chunks
+            else:
+                chunk = tokens[t.filled : t.filled + min(budget, n_batch)]
+                budget -= len(chunk)
+            items.append((t, None, chunk, t.filled))
+        return items
+
+    def _groups(self, items: list[Any]) -> list[list[Any]]:
+        """Split ``items`` into model calls of at most ``n_batch`` tokens (one item per call when deterministic)."""
+        if self._deterministic:
+            return [[item] for item in items]
+        groups: list[list[Any]] = [[]]
+        used = 0
+        for item in items:
+            size = len(item[2])
+            if groups[-1] and used + size > self.model.n_batch:
+                groups.append([])
+                used = 0
+            groups[-1].append(item)
+            used += size
+        return [g for g in groups if g]
+
+    def _run_group(self, group: list[tuple[Ticket, decode.Sequence_ | None, list[int], int]]) -> None:
+        try:
+            wait = self.model.decode_async([(t.seq_ids[0] if s is None else s.seq, toks, pos)
+                                            for t, s, toks, pos in group])
+        except StructgenError as exc:
+            for t, *_ in group:
+                if t in self._live:
+                    self._finish(t, exc)
+            return
+        for t, s, toks, _ in group:
+            if s is not None:
+                s.pos += len(toks)
+                s.pending = []
+                assert t.loop is not None
+                decode.guarded(s, t.loop.prepare)   # overlaps the model step
+        all_logits = wait()
+        for (t, s, toks, _), logits in zip(group, all_logits, strict=True):
+            if s is not None:
+                assert t.loop is not None
+                decode.guarded(s, t.loop.step, logits)
+                if not t.t_first_token and s.tokens:
+                    t.t_first_token = time.perf_counter()
+                continue
+            t.filled += len(toks)
+            if t.filled == len(t.job.tokens):
+                t.first_logits = np.array(logits, copy=True)
+                self._prompt_done(t)
+
+    def _prompt_done(self, t: Ticket) -> None:
+        now = time.perf_counter()
+        t.prompt_ms = (now - t.t_admit) * 1000
+        seq0 = t.seq_ids[0]
+        n_prompt = len(t.job.tokens)
+        if not self._deterministic:
+            self.cache.insert(t.job.tokens, seq0)
+        for dst in t.seq_ids[1:]:
+            self.model.share(seq0, dst, n_prompt)
+        self._begin_attempt(t)
+
+    def _begin_attempt(self, t: Ticket) -> None:
+        job = t.job
+        t.seqs = sequences(job, t.attempt, t.seq_ids)
+        t.loop = decode.Loop(self.model, t.seqs, sampling(job, t.attempt),
+                             loop_options(self.model, job.request, job.n, t.attempt))
+        t.decoding = True
+        t.t_decode = time.perf_counter()
+        t.emitted = 0
+        assert t.first_logits is not None
+        for s in t.seqs:
+            decode.guarded(s, t.loop.start, t.first_logits)
+        if not t.t_first_token and any(s.tokens for s in t.seqs):
+            t.t_first_token = time.perf_counter()
+
+    def _attempt_done(self, t: Ticket) -> None:
+        job, loop = t.job, t.loop
+        assert loop is not None
+        if t.sink is not None and job.n == 1:
+            self._emit(t)
+        loop.stats.decode_ms = (time.perf_counter() - t.t_decode) * 1000
+        decode.close_truncated(self.model, t.seqs, loop.options)
+        try:
+            result = conclude(self.model, job, t.seqs, t.attempt, t.prompt_ms, loop.stats)
+        except StructgenError as exc:
+            self._finish(t, exc)
+            return
+        if result is not None:
+            timings = result.timings
+            timings.queue_ms = (t.t_admit - t.t_submit) * 1000
+            timings.prefix_hit_tokens = t.prefix_hit
+            timings.first_token_ms = (t.t_first_token - job.t_start) * 1000 if t.t_first_token else 0.0
+            timings.prompt_ms = t.prompt_ms
+            self._finish(t, result)
+            return
+        t.attempt += 1
+        if t.attempt >= job.request.max_attempts:
+            last = job.attempts[-1].error if job.attempts else "no attempt ran"
+            self._finish(t, ValidationFailed(f"no valid output in {job.request.max_attempts} attempt(s): {last}",
+                                             attempts=job.attempts))
+            return
+        n_prompt = len(job.tokens)
+        for seq in t.seq_ids:       # keep the prompt's KV: the retry starts warm
+            self.model.drop(seq, n_prompt)
+        if t.sink is not None:
+            t.sink.put(("reset", job.attempts[-1].error if job.attempts else "retry"))
+        self._begin_attempt(t)
+
+    def _emit(self, t: Ticket) -> None:
+        """Send the first sequence's new tokens to the ticket's stream."""
+        assert t.sink is not None
+        s = t.seqs[0]
+        end = len(s.tokens)
+        if end > t.emitted:
+            t.sink.put(("tokens", (s.tokens[t.emitted:end], s.logprobs[t.emitted:end], s.forced[t.emitted:end])))
+            t.emitted = end
+
+    def _finish(self, t: Ticket, outcome: Result[Any] | StructgenError) -> None:
+        try:
+            if t in self._live:
+                self._live.remove(t)
+                seqs, t.seq_ids = t.seq_ids, []
+                self._free.extend(seqs)
+                if t.pin is not None:
+                    self.cache.unpin(t.pin)
+                    t.pin = None
+                for seq in seqs:
+                    self.model.drop(seq, 0)
+        finally:   # the caller is never left waiting
+            t.outcome = outcome
+            if t.sink is not None:
+                t.sink.put(("done", outcome))
+            t.done.set()
+            for callback in t.callbacks:
+                try:
+                    callback()
+                except Exception as exc:   # a caller's callback must not take the engine down
+                    self.last_error = exc

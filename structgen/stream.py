@@ -1,0 +1,170 @@
+"""``stream`` and ``astream``: ``generate`` that shows its work as it goes.
+
+Events, in order: ``Delta`` for each step's new tokens (text, ids, logprobs, forced flags and, for JSON kinds,
+the value known so far: see ``structgen.partial``), ``Reset`` when an attempt is dropped and a retry starts
+(the text shown so far is void: never text that silently changes), and one ``Done`` carrying the validated
+``Result``. Failures raise the typed errors ``generate`` raises. Closing the iterator early (``break``, a
+cancelled task) cancels the request: the engine frees its sequences at its next step.
+
+Local masked requests stream token by token from the engine thread. Best-of / self-consistency requests (which
+pick among candidates at the end), the re-asking text chain and hosted models give one ``Delta`` with the
+whole validated text, then ``Done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .compile.kinds import SchemaLike
+from .errors import StructgenError
+from .generate import build_request, default_model
+from .partial import MISSING, Partial, parse_prefix
+from .request import Message, Request
+from .result import Result
+
+__all__ = ["Delta", "Done", "Reset", "StreamEvent", "astream", "stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """New tokens of the current attempt."""
+
+    text: str                       # the new text (bytes of a character cut in two wait for the next delta)
+    snapshot: str                   # the attempt's whole text so far
+    tokens: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    forced: tuple[bool, ...]
+    attempt: int
+    partial: Partial | None = None  # JSON kinds: the value so far (None for regex, choice, grammar, text)
+
+    @property
+    def value(self) -> Any:
+        """The partial value (``structgen.partial.MISSING`` when nothing is known yet, or not JSON)."""
+        return self.partial.value if self.partial is not None else MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The current attempt was dropped (``reason``); the next ``Delta`` starts attempt ``attempt`` afresh."""
+
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The end: the validated result (the same ``Result`` ``generate`` returns)."""
+
+    result: Result[Any]
+
+
+StreamEvent = Delta | Reset | Done
+
+
+def stream(
+    prompt: str | Sequence[Message],
+    schema: SchemaLike = None,
+    *,
+    model: Any = None,
+    **options: Any,
+) -> Iterator[StreamEvent]:
+    """``generate`` as an iterator of ``Delta`` / ``Reset`` / ``Done`` events (``options``: any ``generate``
+    keyword). Raises what ``generate`` raises; closing the iterator early cancels the request."""
+    target = default_model() if model is None else model
+    request = build_request(target, prompt, schema, **options)
+    ticket = _submit(target, request)
+    if ticket is None:
+        result: Result[Any] = target.run(request)
+        yield from _whole(result, request)
+        return
+    events = _Events(target, request)
+    try:
+        while True:
+            kind, payload = ticket.sink.get()
+            event = events.convert(kind, payload)
+            if event is not None:
+                yield event
+            if kind == "done":
+                return
+    finally:
+        ticket.cancel()   # no effect once done; a dropped stream frees its sequences at the next step
+
+
+async def astream(
+    prompt: str | Sequence[Message],
+    schema: SchemaLike = None,
+    *,
+    model: Any = None,
+    **options: Any,
+) -> AsyncIterator[StreamEvent]:
+    """``stream`` for asyncio: an async iterator of the same events."""
+    target = model if model is not None else await asyncio.to_thread(default_model)
+    request = build_request(target, prompt, schema, **options)
+    ticket = _submit(target, request)
+    if ticket is None:
+        arun = getattr(target, "arun", None)
+        result: Result[Any] = await arun(request) if callable(arun) else await asyncio.to_thread(target.run, request)
+        for whole in _whole(result, request):
+            yield whole
+        return
+    events = _Events(target, request)
+    try:
+        while True:
+            kind, payload = await asyncio.to_thread(ticket.sink.get)
+            event = events.convert(kind, payload)
+            if event is not None:
+                yield event
+            if kind == "done":
+                return
+    finally:
+        ticket.cancel()
+
+
+def _submit(target: Any, request: Request) -> Any:
+    """A streaming ticket on the local engine, or None where the request cannot stream token by token."""
+    submit = getattr(target, "submit", None)
+    if not callable(submit) or request.strategy in ("prompt", "repair", "best_of", "self_consistency"):
+        return None
+    return submit(request, stream=True)
+
+
+def _whole(result: Result[Any], request: Request) -> Iterator[StreamEvent]:
+    partial = parse_prefix(result.text) if request.schema.kind == "json" else None
+    yield Delta(result.text, result.text, tuple(result.tokens), tuple(result.logprobs), tuple(result.forced),
+                len(result.attempts) - 1 if result.attempts else 0, partial)
+    yield Done(result)
+
+
+class _Events:
+    """Turns the engine's raw stream messages into events: token bytes decoded incrementally (a character split
+    across tokens waits for its last byte), partial values parsed."""
+
+    def __init__(self, model: Any, request: Request) -> None:
+        self.model = model
+        self.json = request.schema.kind == "json"
+        self.attempt = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.snapshot = ""
+
+    def convert(self, kind: str, payload: Any) -> StreamEvent | None:
+        if kind == "tokens":
+            ids, logprobs, forced = payload
+            text = self.decoder.decode(b"".join(self.model.token_bytes(t) for t in ids))
+            self.snapshot += text
+            partial = parse_prefix(self.snapshot) if self.json else None
+            return Delta(text, self.snapshot, tuple(ids), tuple(logprobs), tuple(forced), self.attempt, partial)
+        if kind == "reset":
+            self.attempt += 1
+            self._reset()
+            return Reset(self.attempt, str(payload))
+        if isinstance(payload, StructgenError):
+            raise payload
+        return Done(payload)
+
