@@ -6,8 +6,10 @@ the value known so far: see ``structgen.partial``), ``Reset`` when an attempt is
 ``Result``. Failures raise the typed errors ``generate`` raises. Closing the iterator early (``break``, a
 cancelled task) cancels the request: the engine frees its sequences at its next step.
 
-Local masked requests stream token by token from the engine thread. Best-of / self-consistency requests (which
-pick among candidates at the end), the re-asking text chain and hosted models give one ``Delta`` with the
+Local masked requests stream token by token from the engine thread. Hosted models stream each call of the
+fallback chain as the server sends it (text only, no partial values: nothing constrains a hosted reply until
+it is validated; each later call of the chain starts with a ``Reset``). Best-of / self-consistency requests
+(which pick among candidates at the end) and the re-asking chain on a local model give one ``Delta`` with the
 whole validated text, then ``Done``.
 """
 
@@ -125,9 +127,15 @@ async def astream(
 
 
 def _submit(target: Any, request: Request) -> Any:
-    """A streaming ticket on the local engine, or None where the request cannot stream token by token."""
+    """A stream of the request: a ticket on the local engine, a ``HostedStream`` on a hosted model; None where
+    the request cannot stream (it picks among candidates at the end, or re-asks a local model)."""
+    if request.strategy in ("best_of", "self_consistency"):
+        return None
+    open_stream = getattr(target, "open_stream", None)
+    if callable(open_stream):
+        return open_stream(request)
     submit = getattr(target, "submit", None)
-    if not callable(submit) or request.strategy in ("prompt", "repair", "best_of", "self_consistency"):
+    if not callable(submit) or request.strategy in ("prompt", "repair"):
         return None
     return submit(request, stream=True)
 
@@ -147,6 +155,7 @@ class _Events:
         self.model = model
         self.json = request.schema.kind == "json"
         self.attempt = 0
+        self.calls = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -164,6 +173,16 @@ class _Events:
             self.attempt += 1
             self._reset()
             return Reset(self.attempt, str(payload))
+        if kind == "call":   # a hosted model's next call: every call after the first voids the text shown
+            self.calls += 1
+            if self.calls == 1:
+                return None
+            self.attempt += 1
+            self._reset()
+            return Reset(self.attempt, "the reply was not valid; the chain asks again")
+        if kind == "text":   # a hosted reply: text only (no token ids; no partial value, nothing constrains it)
+            self.snapshot += payload
+            return Delta(payload, self.snapshot, (), (), (), self.attempt, None)
         if isinstance(payload, StructgenError):
             raise payload
         return Done(payload)

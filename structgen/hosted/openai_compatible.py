@@ -35,11 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..chain.strategies import Call, Capabilities, Completion, Constraint, Reply, arun_chain, run_chain
 from ..compile.schema import CompiledSchema
-from ..errors import BackendError, InvalidArgument
+from ..errors import BackendError, Cancelled, InvalidArgument
 from ..request import Request
 from ..result import Result
 from .gbnf import to_gbnf
 from .portable import portable_schema
+from .streaming import HostedStream, listener_of, tap
 
 if TYPE_CHECKING:
     import openai
@@ -132,6 +133,11 @@ class OpenAICompatible:
         _check(request)
         return run_chain(self, request, concurrency=self.concurrency)
 
+    def open_stream(self, request: Request) -> HostedStream:
+        """Start ``run(request)`` in a worker thread with its replies streamed (see ``HostedStream``)."""
+        _check(request)
+        return HostedStream(self.run, request)
+
     async def arun(self, request: Request) -> Result[Any]:
         """``run`` with asyncio: requests go through the SDK's async client."""
         _check(request)
@@ -182,12 +188,17 @@ class OpenAICompatible:
     def _once(self, call: Call) -> Reply:
         client = self._sync_client()
         params = self._params(call)
+        listener = listener_of(call)
         try:
+            if listener is not None:
+                listener("call", "")
+                with client.chat.completions.create(**params, stream=True) as events:
+                    return self._learn(params, _from_stream(tap(iter(events), listener)))
             if self.stream:
                 with client.chat.completions.create(**params, stream=True) as events:
                     return self._learn(params, _from_stream(iter(events)))
             return self._learn(params, _from_completion(client.chat.completions.create(**params)))
-        except BackendError:
+        except (BackendError, Cancelled):
             raise
         except Exception as exc:
             raise self._normalise(exc, call) from exc

@@ -211,14 +211,19 @@ def _with_hint(request: Request) -> Any:
 
 
 def with_hint(prompt: str | Sequence[Message], hint: str | None, *, chat: bool = True) -> Any:
-    """The prompt with the schema's format hint appended to the last user turn (chat mode only)."""
+    """The prompt with the schema's format hint at the start of the last user turn (chat mode only).
+
+    At the start, not the end: requests for the same schema then share the chat template, the system prompt
+    and the hint as one prefix, which the prefix cache serves (on the 16 requests of ``bench concurrency``,
+    greedy SmolLM2-135M was valid 16/16 either way, 15 on the first attempt).
+    """
     # Raw mode sends the prompt exactly as given; the hint is for chat turns.
     if not hint or not chat:
         return prompt
     if isinstance(prompt, str):
-        return f"{prompt}\n\n{hint}"
+        return f"{hint}\n\n{prompt}"
     messages = [dict(m) for m in prompt]
-    messages[-1]["content"] = f"{messages[-1]['content']}\n\n{hint}"
+    messages[-1]["content"] = f"{hint}\n\n{messages[-1]['content']}"
     return messages
 
 
