@@ -7,9 +7,10 @@ level: aggregate tokens/s (every token decoded, wall clock), valid replies/s, TT
 prefix-cache hit tokens, and tokens wasted on attempts that gave no valid value. Latency under load is compared
 with the same requests run by one caller (p99 against p99: the requests differ in length).
 
-The prefix cache is cleared before each level, so every level starts cold. A separate pass measures TTFT with
-a cold cache against a warm shared prefix: each schema's first text cold (cache cleared before it), then its
-second text (same template and schema hint, a different text).
+``--deterministic`` runs it on ``LlamaCpp(deterministic=True)`` (the KV budget split among the sequences, each
+with its own stream; no prefix cache). The prefix cache is cleared before each level, so every level starts
+cold. A separate pass measures TTFT with a cold cache against a warm shared prefix: each schema's first text
+cold (cache cleared before it), then its second text (same template and schema hint, a different text).
 """
 
 from __future__ import annotations
@@ -60,14 +61,14 @@ _EXTRA: tuple[tuple[str, tuple[str, str], dict[str, Any]], ...] = (
 
 
 def _requests() -> tuple[Extraction, ...]:
-    first = list(EXTRACTIONS) + [Extraction(name, texts[0], schema) for name, texts, schema in _EXTRA]
-    second = [Extraction(e.name, _SECOND_TEXTS[e.name], e.schema) for e in EXTRACTIONS]
-    second += [Extraction(name, texts[1], schema) for name, texts, schema in _EXTRA]
-    return tuple(first + second)
+    pairs = [(e, Extraction(e.name, _SECOND_TEXTS[e.name], e.schema)) for e in EXTRACTIONS]
+    pairs += [(Extraction(name, first, schema), Extraction(name, second, schema))
+              for name, (first, second), schema in _EXTRA]
+    return tuple(e for pair in pairs for e in pair)
 
 
 REQUESTS = _requests()
-"""16 requests: 8 schemas × 2 texts (first texts, then second texts)."""
+"""16 requests: 8 schemas × 2 texts, each schema's two texts side by side."""
 
 
 def prompt_of(e: Extraction) -> str:
@@ -88,15 +89,18 @@ class Settings:
     n_seq_max: int = 16
     prefix_cache: int = 8
     limit: int | None = None
+    deterministic: bool = False
 
 
 def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every concurrency level, then the cold/warm TTFT pass; the JSON-ready report."""
     import structgen
 
-    model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=settings.n_ctx,
+    # Deterministic mode gives every sequence its own stream of n_ctx cells: split the same KV budget among them.
+    n_ctx = max(1024, settings.n_ctx // settings.n_seq_max) if settings.deterministic else settings.n_ctx
+    model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=n_ctx,
                                n_threads=settings.n_threads or None, n_seq_max=settings.n_seq_max,
-                               prefix_cache=settings.prefix_cache)
+                               prefix_cache=settings.prefix_cache, deterministic=settings.deterministic)
     requests = REQUESTS[: settings.limit] if settings.limit else REQUESTS
     try:
         _call(model, requests[0], settings)   # load, compile and warm up once, untimed
@@ -121,7 +125,8 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
         "versions": versions(("structgen", "llama-cpp-python", "llguidance")),
         "settings": {"model": Path(settings.model_path).name, "max_tokens": settings.max_tokens,
                      "n_ctx": settings.n_ctx, "n_seq_max": settings.n_seq_max,
-                     "prefix_cache": settings.prefix_cache, "requests": len(requests)},
+                     "prefix_cache": 0 if settings.deterministic else settings.prefix_cache,
+                     "deterministic": settings.deterministic, "requests": len(requests)},
         "levels": levels,
         "cold_vs_warm": ttft,
         "ratios": {
@@ -142,7 +147,8 @@ def _call(model: Any, e: Extraction, settings: Settings) -> dict[str, Any]:
         r = structgen.generate(prompt_of(e), e.schema, model=model, temperature=0.0, seed=0,
                                max_tokens=settings.max_tokens)
     except structgen.StructgenError as exc:
-        wasted = sum(a.tokens for a in getattr(exc, "attempts", []) or [])
+        attempts = getattr(exc, "attempts", None) or []   # TruncatedOutput carries only its last attempt's tokens
+        wasted = sum(a.tokens for a in attempts) or len(getattr(exc, "tokens", None) or [])
         return {"valid": False, "error": type(exc).__name__, "latency_ms": (time.perf_counter() - t0) * 1000,
                 "tokens": wasted, "wasted": wasted, "ttft_ms": None, "hit": 0}
     t = r.timings

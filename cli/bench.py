@@ -101,6 +101,8 @@ def concurrency(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
     n_ctx: Annotated[int, typer.Option("--n-ctx", help="KV cells shared by all callers.")] = 8192,
     prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prefix-cache slots (0: off).")] = 8,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="Measure LlamaCpp(deterministic=True).")]
+    = False,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -119,7 +121,7 @@ def concurrency(
         raise InvalidArgument("--concurrency needs positive integers")
     settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
                            n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
-                           limit=limit)
+                           limit=limit, deterministic=deterministic)
     with progress() as bar:
         task = bar.add_task("concurrency", total=len(counts) + 1)
         report = cc.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
