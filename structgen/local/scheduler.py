@@ -51,6 +51,10 @@ PREFILL_CHUNK = 128
 """Most prompt tokens one step prefills while other requests are generating (a full ``n_batch`` when none are):
 on CPU a 512-token chunk would hold every running stream for the time of ~10 of their tokens."""
 
+SHARE_WAIT_MIN = 32
+"""A request waits for an earlier one still prefilling their shared prompt start when that start is at least this
+many tokens longer than what it holds already (shorter ones are cheaper to decode again than to wait for)."""
+
 Event = tuple[str, Any]
 """What a ticket's stream receives: ``("tokens", (ids, logprobs, forced))``, ``("reset", reason)`` or
 ``("done", Result | StructgenError)``."""
@@ -322,10 +326,41 @@ class Scheduler:
             if self._deterministic:
                 chunk = tokens[t.filled : t.filled + n_batch]   # the lone run's fixed chunks
             else:
+                if self._share_in_flight(t):
+                    continue    # an earlier request is prefilling the start of this prompt: copy it when done
                 chunk = tokens[t.filled : t.filled + min(budget, n_batch)]
                 budget -= len(chunk)
-            items.append((t, None, chunk, t.filled))
+            if chunk:
+                items.append((t, None, chunk, t.filled))
         return items
+
+    def _share_in_flight(self, t: Ticket) -> bool:
+        """Take the longest start of ``t``'s prompt that another live request already holds in its KV (requests
+        for one schema arriving together share template and hint before either is in the prefix cache). True if
+        ``t`` should wait: an earlier request is still prefilling a longer shared start."""
+        mine = np.asarray(t.job.tokens, dtype=np.int32)
+        wait = False
+        earlier = True      # _live is in admission order: only an earlier request is waited for (no cycles)
+        for other in self._live:
+            if other is t:
+                earlier = False
+                continue
+            if not other.seq_ids:
+                continue
+            theirs = np.asarray(other.job.tokens[: len(mine) - 1], dtype=np.int32)
+            n = min(len(theirs), len(mine))
+            differ = np.flatnonzero(theirs[:n] != mine[:n])
+            common = int(differ[0]) if differ.size else n
+            if common <= t.filled:
+                continue
+            held = min(common, other.filled)
+            if held > t.filled:
+                self.model.kv().seq_copy(other.seq_ids[0], t.seq_ids[0], t.filled, held)
+                t.prefix_hit += held - t.filled
+                t.filled = held
+            if earlier and not other.decoding and common - t.filled >= SHARE_WAIT_MIN:
+                wait = True
+        return wait
 
     def _groups(self, items: list[Any]) -> list[list[Any]]:
         """Split ``items`` into model calls of at most ``n_batch`` tokens (one item per call when deterministic)."""

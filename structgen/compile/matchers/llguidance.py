@@ -113,6 +113,10 @@ class LLGuidanceBackend:
 
     name = "llguidance"
 
+    def warm(self, vocab: Vocab) -> None:
+        """Build the ``LLTokenizer`` for ``vocab`` now (cached; the first compile would build it otherwise)."""
+        tokenizer_for(vocab)
+
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> LLGuidanceFactory:
         """Build (and cache per vocabulary) the matcher template for ``schema``."""
         if schema.grammar is None:
