@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,9 +93,6 @@ class LlamaCpp:
             eos_token=self._model.token_bytes(self._model.eos, special=True).decode("utf-8", "replace"),
         )
         self.scheduler = Scheduler(self, cache_slots=range(n_seq_max, n_seq_max + cache_slots), max_queue=max_queue)
-        # The grammar engine's view of the vocabulary takes ~0.4 s to build; start it now, so the first request
-        # does not pay it after the load (the backend caches it per vocabulary, behind a lock).
-        threading.Thread(target=self.backend.warm, args=(self.vocab,), name="structgen-vocab", daemon=True).start()
 
     @property
     def name(self) -> str:

@@ -87,6 +87,3 @@ class Backend(Protocol):
 
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> MatcherFactory:
         """Compile ``schema`` for ``vocab``; raises SchemaError/GrammarError if it cannot."""
-
-    def warm(self, vocab: Vocab) -> None:
-        """Build what every compile for ``vocab`` needs (the engine's tokenizer), ahead of the first request."""

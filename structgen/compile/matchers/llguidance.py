@@ -113,10 +113,6 @@ class LLGuidanceBackend:
 
     name = "llguidance"
 
-    def warm(self, vocab: Vocab) -> None:
-        """Build the ``LLTokenizer`` for ``vocab`` now (cached; the first compile would build it otherwise)."""
-        tokenizer_for(vocab)
-
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> LLGuidanceFactory:
         """Build (and cache per vocabulary) the matcher template for ``schema``."""
         if schema.grammar is None:

@@ -119,10 +119,6 @@ class OutlinesCoreBackend:
 
     name = "outlines-core"
 
-    def warm(self, vocab: Vocab) -> None:
-        """Build outlines-core's vocabulary for ``vocab`` now (cached)."""
-        vocabulary_for(vocab)
-
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> OutlinesCoreFactory:
         """Build the regex index for ``schema`` (JSON Schema, regex or choice)."""
         regex = regex_for(schema)
