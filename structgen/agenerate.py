@@ -57,7 +57,7 @@ async def agenerate(
         result: Result[Any] = await arun(request)
         return result
     submit = getattr(target, "submit", None)
-    if callable(submit) and request.strategy not in ("prompt", "repair"):
+    if callable(submit) and not request.reasks:
         return await _await_ticket(submit(request))
     return await asyncio.to_thread(target.run, request)
 

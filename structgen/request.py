@@ -18,6 +18,8 @@ Message = Mapping[str, str]
 
 Strategy = Literal["auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency"]
 STRATEGIES: tuple[str, ...] = ("auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency")
+REASKING: tuple[str, ...] = ("prompt", "repair")
+"""Strategies that prompt and re-ask in chat turns (the text chain), even on a local model: never masked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class Request:
     fast_forward: bool = True
     model_logprobs: bool = False
     timeout: float | None = None
+
+    @property
+    def reasks(self) -> bool:
+        """Whether this request goes through the re-asking text chain (``REASKING``) rather than a mask."""
+        return self.strategy in REASKING
 
     def __post_init__(self) -> None:
         _check_prompt(self.prompt)

@@ -85,13 +85,11 @@ def stream(
         return
     events = _Events(target, request)
     try:
-        while True:
-            kind, payload = ticket.sink.get()
-            event = events.convert(kind, payload)
+        event: StreamEvent | None = None
+        while not isinstance(event, Done):    # convert raises the request's error in Done's place
+            event = events.convert(*ticket.sink.get())
             if event is not None:
                 yield event
-            if kind == "done":
-                return
     finally:
         ticket.cancel()   # no effect once done; a dropped stream frees its sequences at the next step
 
@@ -115,13 +113,11 @@ async def astream(
         return
     events = _Events(target, request)
     try:
-        while True:
-            kind, payload = await asyncio.to_thread(ticket.sink.get)
-            event = events.convert(kind, payload)
+        event: StreamEvent | None = None
+        while not isinstance(event, Done):
+            event = events.convert(*await asyncio.to_thread(ticket.sink.get))
             if event is not None:
                 yield event
-            if kind == "done":
-                return
     finally:
         ticket.cancel()
 
@@ -135,7 +131,7 @@ def _submit(target: Any, request: Request) -> Any:
     if callable(open_stream):
         return open_stream(request)
     submit = getattr(target, "submit", None)
-    if not callable(submit) or request.strategy in ("prompt", "repair"):
+    if not callable(submit) or request.reasks:
         return None
     return submit(request, stream=True)
 

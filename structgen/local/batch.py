@@ -18,9 +18,6 @@ from .scheduler import Ticket
 
 __all__ = ["SubmittingModel", "run_batch", "serve_or_error"]
 
-_CHAIN = ("prompt", "repair")
-
-
 class SubmittingModel(Protocol):
     """A model with an engine thread (``LlamaCpp``)."""
 
@@ -36,7 +33,7 @@ def run_batch(model: SubmittingModel, requests: Sequence[Request]) -> list[Resul
     out: list[Result[Any] | StructgenError | None] = [None] * len(requests)
     tickets: list[tuple[int, Ticket]] = []
     for i, request in enumerate(requests):
-        if request.strategy in _CHAIN:
+        if request.reasks:
             continue
         while True:
             try:
@@ -50,7 +47,7 @@ def run_batch(model: SubmittingModel, requests: Sequence[Request]) -> list[Resul
     for item in tickets:
         _collect(item, out)
     for i, request in enumerate(requests):
-        if request.strategy in _CHAIN:
+        if request.reasks:
             out[i] = serve_or_error(model, request)
     assert all(r is not None for r in out)
     return [r for r in out if r is not None]

@@ -264,14 +264,15 @@ def close_truncated(model: StepModel, seqs: Sequence[Sequence_], options: LoopOp
     """Turn every sequence that ended without completing its grammar into a ``TruncatedOutput`` error."""
     for s in seqs:
         if s.error is None and s.finish_reason == "truncated":
+            looped = s.looped or looping(s.tokens)
             if s.looped:
                 message = f"cut after {len(s.tokens)} tokens: the output fell into a repetition loop"
             else:
                 message = f"max_tokens={options.max_tokens} ran out before the output was complete"
-                if looping(s.tokens):
+                if looped:
                     message += "; it ends in a repetition loop"
             s.error = TruncatedOutput(message, partial_text=model.detokenize(s.tokens), tokens=s.tokens,
-                                      looped=s.looped or looping(s.tokens))
+                                      looped=looped)
 
 
 LOOP_MIN_SPAN = 48

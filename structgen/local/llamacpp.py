@@ -233,7 +233,7 @@ class LlamaCpp:
     def run(self, request: Request) -> Result[Any]:
         """Serve one request: masked strategies on the engine thread, concurrently with other callers; the
         re-asking text chain (``prompt``, ``repair``) with the context to itself."""
-        if request.strategy in ("prompt", "repair"):
+        if request.reasks:
             return run_local_chain(self, request)
         if self.lock.held_by_me():   # called under ``with model.lock``: the engine cannot run, serve it here
             return run_attempts(self, prepare(self, request))
@@ -242,7 +242,7 @@ class LlamaCpp:
     def submit(self, request: Request, *, stream: bool = False) -> Ticket:
         """Queue a masked request on the engine thread; ``Ticket.result()`` waits for it. Raises ``Overloaded``
         when the wait queue is full. ``stream=True``: the ticket also receives its tokens as they come."""
-        if request.strategy in ("prompt", "repair"):
+        if request.reasks:
             raise InvalidArgument(f"strategy {request.strategy!r} re-asks in turns; it cannot be submitted")
         return self.scheduler.submit(prepare(self, request), timeout=request.timeout, stream=stream)
 

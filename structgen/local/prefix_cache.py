@@ -18,7 +18,14 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CacheEntry", "KvSequences", "PrefixCache"]
+__all__ = ["CacheEntry", "KvSequences", "PrefixCache", "common_prefix"]
+
+
+def common_prefix(a: NDArray[np.int32], b: NDArray[np.int32]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if differ.size else n
 
 
 class KvSequences(Protocol):
@@ -60,9 +67,7 @@ class PrefixCache:
         best: CacheEntry | None = None
         best_n = 0
         for entry in self.entries:
-            n = min(len(entry.tokens), len(query))
-            differ = np.flatnonzero(entry.tokens[:n] != query[:n])
-            common = int(differ[0]) if differ.size else n
+            common = common_prefix(entry.tokens, query)
             if common > best_n:
                 best, best_n = entry, common
         return best, best_n

@@ -15,6 +15,6 @@ __all__ = ["run_local"]
 
 def run_local(model: LocalModel, request: Request) -> Result[Any]:
     """Serve ``request`` on a local model."""
-    if request.strategy in ("prompt", "repair"):
+    if request.reasks:
         return run_local_chain(model, request)
     return run_attempts(model, prepare(model, request))

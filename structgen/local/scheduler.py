@@ -43,7 +43,7 @@ from ..result import Result
 from . import decode
 from .context_lock import ContextLock
 from .engine import Job, LocalModel, conclude, loop_options, sampling, sequences
-from .prefix_cache import CacheEntry, KvSequences, PrefixCache
+from .prefix_cache import CacheEntry, KvSequences, PrefixCache, common_prefix
 
 __all__ = ["PREFILL_CHUNK", "Event", "Scheduler", "Ticket"]
 
@@ -157,7 +157,7 @@ class Scheduler:
         """Queue ``job``; raises ``Overloaded`` when the wait queue is full."""
         if job.n > self.model.n_seq_max:
             raise InvalidArgument(f"n={job.n} exceeds this model's n_seq_max={self.model.n_seq_max}")
-        ticket = Ticket(job, None if timeout is None else time.perf_counter() + timeout,
+        ticket = Ticket(job, None if timeout is None else job.t_start + timeout,   # from the call: compile counts
                         sink=queue.SimpleQueue() if stream else None)
         with self._cond:
             if self._closing:
@@ -347,10 +347,7 @@ class Scheduler:
                 continue
             if not other.seq_ids:
                 continue
-            theirs = np.asarray(other.job.tokens[: len(mine) - 1], dtype=np.int32)
-            n = min(len(theirs), len(mine))
-            differ = np.flatnonzero(theirs[:n] != mine[:n])
-            common = int(differ[0]) if differ.size else n
+            common = common_prefix(np.asarray(other.job.tokens[: len(mine) - 1], dtype=np.int32), mine)
             if common <= t.filled:
                 continue
             held = min(common, other.filled)
