@@ -116,7 +116,7 @@ def _register_commands() -> None:
 
 
 # One line per command module (cli/<module>.py with a `register(app: typer.Typer) -> None`).
-COMMAND_MODULES: list[str] = ["bench", "determinism", "apps"]
+COMMAND_MODULES: list[str] = ["bench", "determinism", "apps", "serve"]
 _register_commands()
 
 

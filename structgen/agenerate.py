@@ -47,6 +47,9 @@ async def agenerate(
     model_logprobs: bool = False,
     strict: bool = False,
     timeout: float | None = None,
+    tools: Sequence[Any] | None = None,
+    tool_choice: Any = "auto",
+    parallel_tool_calls: bool = False,
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}

@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from .compile.kinds import SchemaLike
 from .compile.schema import JsonOptions, compile_for_decoding, compile_schema
+from .compile.tools import compile_tools, parse_tool_choice, parse_tools
 from .errors import InvalidArgument, StructgenError
 from .local.batch import run_batch, serve_or_error
 from .local.llamacpp import LlamaCpp
@@ -65,6 +66,9 @@ def generate(
     model_logprobs: bool = False,
     strict: bool = False,
     timeout: float | None = None,
+    tools: Sequence[Any] | None = None,
+    tool_choice: Any = "auto",
+    parallel_tool_calls: bool = False,
 ) -> Result[Any]:
     """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
 
@@ -81,6 +85,9 @@ def generate(
     to the validator; every value is still validated against the whole schema); ``strict=True`` refuses such a
     schema with a ``SchemaError`` instead. ``timeout``: seconds from the call (waiting included) after which a
     local request gives up with ``DeadlineExceeded``.
+    ``tools``: functions the model may call instead of answering (OpenAI function definitions or Pydantic models);
+    ``tool_choice``: "auto", "required", "none" or a tool's name; a call comes back in ``Result.tool_calls`` (its
+    arguments valid for the tool's parameters) and ``Result.value`` is then a ``ToolCalls``. Local models only.
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
@@ -105,7 +112,17 @@ def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLi
     # A model with a matcher backend builds the matcher right away, and that build finds unsupported
     # schemas itself (see compile_for_decoding); a hosted one gets the fully checked schema.
     compile_fn = compile_for_decoding if getattr(target, "backend", None) is not None else compile_schema
-    compiled = compile_fn(schema, JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict")))
+    json_options = JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict"))
+    compiled = compile_fn(schema, json_options)
+    tools, tool_choice, parallel = fields.pop("tools"), fields.pop("tool_choice"), fields.pop("parallel_tool_calls")
+    if tools:
+        if compile_fn is compile_schema:
+            raise InvalidArgument("tools need a local model (the call grammar is enforced by the mask)")
+        parsed = parse_tools(tools)
+        compiled = compile_tools(compiled, parsed, parse_tool_choice(tool_choice, parsed, parallel=parallel),
+                                 json_options)
+    elif tool_choice not in ("auto", "none", None):
+        raise InvalidArgument(f"tool_choice {tool_choice!r} needs tools")
     sampling = SamplingParams(**{name: fields.pop(name) for name in _SAMPLING_OPTIONS})
     if fields["strategy"] in ("best_of", "self_consistency") and fields["n"] == 1:
         fields["n"] = 4 if fields["strategy"] == "best_of" else 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
@@ -42,6 +43,24 @@ class Attempt:
     repaired: bool = False
     tokens: int = 0
     avg_logprob: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call of one of the request's tools: the tool's ``name``, its ``arguments`` (validated against the tool's
+    parameters: a dict, or the Pydantic instance for a tool given as a model) and ``arguments_json``, the
+    arguments exactly as the model wrote them (JSON)."""
+
+    name: str
+    arguments: Any
+    arguments_json: str
+    id: str = ""
+
+
+class ToolCalls(tuple[ToolCall, ...]):
+    """What ``Result.value`` holds when the model called tools instead of answering (see ``Result.tool_calls``)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +107,17 @@ class Result(Generic[T]):
     relaxed: list[Relaxation] = field(default_factory=list)   # what the grammar left to the validator
 
     @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls the model made (``generate(..., tools=...)``); empty when it answered instead."""
+        return list(self.value) if isinstance(self.value, ToolCalls) else []
+
+    @property
+    def tool_call(self) -> ToolCall | None:
+        """The first tool call, or None when the model answered instead."""
+        calls = self.tool_calls
+        return calls[0] if calls else None
+
+    @property
     def avg_logprob(self) -> float:
         """Mean of ``logprobs`` over sampled (not forced) tokens; 0.0 if every token was forced."""
         sampled = [lp for lp, f in zip(self.logprobs, self.forced or [False] * len(self.logprobs), strict=False)
@@ -104,6 +134,8 @@ class Result(Generic[T]):
         value: Any = self.value
         if hasattr(value, "model_dump"):
             value = value.model_dump(mode="json")
+        elif isinstance(value, ToolCalls):
+            value = None
         return {
             "value": value,
             "text": self.text,
@@ -119,4 +151,6 @@ class Result(Generic[T]):
             "candidates": [c.to_dict() for c in self.candidates],
             "model": self.model,
             "relaxed": [r.to_dict() for r in self.relaxed],
+            "tool_calls": [{"id": c.id, "name": c.name, "arguments": json.loads(c.arguments_json)}
+                           for c in self.tool_calls],
         }

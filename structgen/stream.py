@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,8 @@ async def astream(
     """``stream`` for asyncio: an async iterator of the same events."""
     target = model if model is not None else await asyncio.to_thread(default_model)
     request = build_request(target, prompt, schema, **options)
-    ticket = _submit(target, request)
+    sink = _LoopSink(asyncio.get_running_loop())
+    ticket = _submit(target, request, sink)
     if ticket is None:
         arun = getattr(target, "arun", None)
         result: Result[Any] = await arun(request) if callable(arun) else await asyncio.to_thread(target.run, request)
@@ -115,14 +117,30 @@ async def astream(
     try:
         event: StreamEvent | None = None
         while not isinstance(event, Done):
-            event = events.convert(*await asyncio.to_thread(ticket.sink.get))
+            if ticket.sink is sink:
+                raw = await sink.queue.get()
+            else:   # a hosted stream fills its own queue from a worker thread
+                raw = await asyncio.to_thread(ticket.sink.get)
+            event = events.convert(*raw)
             if event is not None:
                 yield event
     finally:
         ticket.cancel()
 
 
-def _submit(target: Any, request: Request) -> Any:
+class _LoopSink:
+    """A ticket's events handed to an asyncio queue on ``loop`` (the engine thread must never block on it)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def put(self, item: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):   # the consumer's loop has ended: nobody to tell
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+def _submit(target: Any, request: Request, sink: Any = True) -> Any:
     """A stream of the request: a ticket on the local engine, a ``HostedStream`` on a hosted model; None where
     the request cannot stream (it picks among candidates at the end, or re-asks a local model)."""
     if request.strategy in ("best_of", "self_consistency"):
@@ -133,7 +151,7 @@ def _submit(target: Any, request: Request) -> Any:
     submit = getattr(target, "submit", None)
     if not callable(submit) or request.reasks:
         return None
-    return submit(request, stream=True)
+    return submit(request, stream=sink)
 
 
 def _whole(result: Result[Any], request: Request) -> Iterator[StreamEvent]:

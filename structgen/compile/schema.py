@@ -76,7 +76,7 @@ class JsonOptions:
         return cast("JsonCompileOptions", opts)
 
 
-Kind = Literal["json", "regex", "choice", "grammar", "text"]
+Kind = Literal["json", "regex", "choice", "grammar", "text", "tools"]
 
 
 class _Invalid(Exception):

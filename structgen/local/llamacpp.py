@@ -20,7 +20,7 @@ from .context_lock import ContextLock
 from .engine import prepare, run_attempts
 from .models import resolve_model_path
 from .prefix_cache import KvSequences
-from .scheduler import Scheduler, Ticket
+from .scheduler import Scheduler, Sink, Ticket
 from .unmasked import run_local_chain
 
 
@@ -239,9 +239,10 @@ class LlamaCpp:
             return run_attempts(self, prepare(self, request))
         return self.submit(request).result()
 
-    def submit(self, request: Request, *, stream: bool = False) -> Ticket:
+    def submit(self, request: Request, *, stream: bool | Sink = False) -> Ticket:
         """Queue a masked request on the engine thread; ``Ticket.result()`` waits for it. Raises ``Overloaded``
-        when the wait queue is full. ``stream=True``: the ticket also receives its tokens as they come."""
+        when the wait queue is full. ``stream=True`` (or a ``Sink``): the ticket also receives its tokens as they
+        come, in ``Ticket.sink`` (or that sink)."""
         if request.reasks:
             raise InvalidArgument(f"strategy {request.strategy!r} re-asks in turns; it cannot be submitted")
         return self.scheduler.submit(prepare(self, request), timeout=request.timeout, stream=stream)

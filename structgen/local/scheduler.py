@@ -45,7 +45,7 @@ from .context_lock import ContextLock
 from .engine import Job, LocalModel, conclude, loop_options, sampling, sequences
 from .prefix_cache import CacheEntry, KvSequences, PrefixCache, common_prefix
 
-__all__ = ["PREFILL_CHUNK", "Event", "Scheduler", "Ticket"]
+__all__ = ["PREFILL_CHUNK", "Event", "Scheduler", "Sink", "Ticket"]
 
 PREFILL_CHUNK = 128
 """Most prompt tokens one step prefills while other requests are generating (a full ``n_batch`` when none are):
@@ -58,6 +58,14 @@ many tokens longer than what it holds already (shorter ones are cheaper to decod
 Event = tuple[str, Any]
 """What a ticket's stream receives: ``("tokens", (ids, logprobs, forced))``, ``("reset", reason)`` or
 ``("done", Result | StructgenError)``."""
+
+
+class Sink(Protocol):
+    """Where a streamed ticket's events go (a ``queue.SimpleQueue``, or an adapter onto an event loop); ``put`` is
+    called from the engine thread and must not block."""
+
+    def put(self, item: Event) -> None:
+        """Accept one event."""
 
 
 class SchedulableModel(LocalModel, Protocol):
@@ -92,7 +100,7 @@ class Ticket:
 
     job: Job
     deadline: float | None
-    sink: queue.SimpleQueue[Event] | None = None
+    sink: Sink | None = None
     outcome: Result[Any] | StructgenError | None = None
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
@@ -153,12 +161,13 @@ class Scheduler:
 
     # ---- callers' side ------------------------------------------------------------------------------
 
-    def submit(self, job: Job, *, timeout: float | None = None, stream: bool = False) -> Ticket:
-        """Queue ``job``; raises ``Overloaded`` when the wait queue is full."""
+    def submit(self, job: Job, *, timeout: float | None = None, stream: bool | Sink = False) -> Ticket:
+        """Queue ``job``; raises ``Overloaded`` when the wait queue is full. ``stream``: True for a ticket whose
+        ``sink`` is a new queue of its events, or the ``Sink`` to send them to."""
         if job.n > self.model.n_seq_max:
             raise InvalidArgument(f"n={job.n} exceeds this model's n_seq_max={self.model.n_seq_max}")
         ticket = Ticket(job, None if timeout is None else job.t_start + timeout,   # from the call: compile counts
-                        sink=queue.SimpleQueue() if stream else None)
+                        sink=queue.SimpleQueue() if stream is True else None if stream is False else stream)
         with self._cond:
             if self._closing:
                 raise InvalidArgument("the model is closed")

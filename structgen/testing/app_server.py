@@ -1,0 +1,40 @@
+"""``serving``: ``structgen serve``'s app on 127.0.0.1 in a background thread for a block (the tests drive it with
+the real ``openai`` SDK over real HTTP)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import BackendError
+from ..serve.app import ServeConfig, create_app
+from .llama_server import free_port, server_answers
+
+__all__ = ["serving"]
+
+
+@contextmanager
+def serving(model: Any, config: ServeConfig | None = None, *, startup_timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``model`` on a free 127.0.0.1 port for the block; yields the base URL (``http://127.0.0.1:PORT/v1``)."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(model, config), host="127.0.0.1", port=port,
+                                           log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="structgen-serve", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + startup_timeout
+    while not server_answers(url):
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise BackendError(f"structgen serve did not start on {url}")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
