@@ -1,4 +1,5 @@
-"""``structgen bench masks | throughput | strategies | apps``: measure support, speed and validity against the peers.
+"""``structgen bench masks | throughput | strategies | apps | concurrency | serve``: support, speed and validity
+against the peers.
 
 Each command shows a progress bar (stderr), prints a Markdown table (stdout), and writes ``--json FILE``
 and ``--plot FILE.png`` on request. The code lives in ``structgen_benchmarks`` (``benchmarks/``).
@@ -211,6 +212,46 @@ def apps(
     report = ab.run_apps_bench(target, kinds=_split(kinds), modes=_split(modes), n=n, seed=seed, limit=limit,
                                tasks_dir=tasks or ab.TASKS_DIR, db=db, show_progress=True)
     _finish(report, ab.format_apps_markdown(report), json_file, plot_file, ab.plot)
+
+
+@bench_app.command("serve")
+def serve_bench(
+    model: ModelOpt = None,
+    levels: Annotated[str, typer.Option("--concurrency", help="Comma-separated numbers of concurrent clients.")]
+    = "1,2,4,8,16",
+    requests: Annotated[int, typer.Option("--requests", help="Requests per level (the 16 extractions, cycled).")]
+    = 16,
+    servers: Annotated[str, typer.Option("--servers", help="Comma-separated subset of: structgen, "
+                                         "llama_cpp.server, llama-server.")]
+    = "structgen,llama_cpp.server,llama-server",
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every request.")] = 256,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads of every server (0: all cores).")] = 0,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """structgen serve vs llama_cpp.server vs llama.cpp's llama-server: tok/s, valid replies/s, TTFT, latency."""
+    from structgen_benchmarks import serve as sb
+    from structgen_benchmarks.report import progress
+
+    from structgen.errors import InvalidArgument
+    from structgen.local.models import resolve_model_path
+
+    try:
+        counts = tuple(int(x) for x in levels.split(",") if x.strip())
+    except ValueError as exc:
+        raise InvalidArgument(f"--concurrency takes comma-separated integers, got {levels!r}") from exc
+    chosen = tuple(_split(servers))
+    unknown = sorted(set(chosen) - set(sb.SERVERS))
+    if not counts or min(counts) < 1 or requests < 1:
+        raise InvalidArgument("--concurrency and --requests need positive integers")
+    if unknown:
+        raise InvalidArgument(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(sb.SERVERS)}")
+    settings = sb.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, requests=requests,
+                           max_tokens=max_tokens, n_threads=threads, servers=chosen)
+    with progress() as bar:
+        task = bar.add_task("serve", total=len(counts) * len(chosen))
+        report = sb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
+    _finish(report, sb.markdown(report), json_file, plot_file, sb.plot)
 
 
 def _split(csv: str) -> list[str]:

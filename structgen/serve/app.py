@@ -199,6 +199,10 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
         """Start the choices' streams and wait for their first events (errors before any content are HTTP
         errors), then answer with server-sent events."""
         buffered = _relaxed(plan)
+        if not buffered:
+            # Text once sent cannot be taken back, so a streamed attempt is the only one: no repetition loop is cut
+            # short to retry (a bounded grammar still ends, and max_tokens still bounds it).
+            plan.options.setdefault("max_attempts", 1)
         streams = [ChoiceStream(i, plan, buffered, model, metrics) for i in range(plan.n)]
         events: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         tasks = [asyncio.ensure_future(s.pump(events)) for s in streams]
@@ -245,8 +249,8 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
                     yield chunk([piece])
                 if isinstance(item, Done):
                     pending -= 1
-            results = [s.result for s in streams if s.result is not None]
-            yield chunk([], usage=responses.usage(results))
+            if streams[0].plan.include_usage:
+                yield chunk([], usage=responses.usage([s.result for s in streams if s.result is not None]))
             yield b"data: [DONE]\n\n"
         finally:
             for t in tasks:

@@ -46,6 +46,8 @@ class _Body(pydantic.BaseModel):
     min_p: float | None = None
     repetition_penalty: float | None = None
     timeout: float | None = None
+    schema_in_prompt: bool | None = None
+    stream_options: dict[str, Any] | None = None
 
 
 class ResponseFormat(pydantic.BaseModel):
@@ -105,6 +107,7 @@ class Plan:
     stops: list[str] = field(default_factory=list)
     logprobs: bool = False
     constrained: bool = False   # a kind whose content the server guarantees (not free text)
+    include_usage: bool = False  # a stream ends with a usage chunk
 
 
 def chat_plan(body: ChatRequest, *, max_tokens_cap: int, timeout: float | None) -> Plan:
@@ -174,10 +177,12 @@ def _plan(body: _Body, max_tokens: int | None, cap: int, timeout: float | None) 
         "seed": body.seed,
         "timeout": body.timeout or timeout,
     }
-    for name in ("frequency_penalty", "presence_penalty", "top_k", "min_p", "repetition_penalty", "strategy"):
+    for name in ("frequency_penalty", "presence_penalty", "top_k", "min_p", "repetition_penalty", "strategy",
+                 "schema_in_prompt"):
         if getattr(body, name) is not None:
             options[name] = getattr(body, name)
-    return Plan(None, schema, options, n=body.n, logprobs=bool(body.logprobs), constrained=schema is not None)
+    return Plan(None, schema, options, n=body.n, logprobs=bool(body.logprobs), constrained=schema is not None,
+                include_usage=bool((body.stream_options or {}).get("include_usage")))
 
 
 def _stops(stop: str | list[str] | None, plan: Plan) -> list[str]:
