@@ -11,6 +11,7 @@ from .agenerate import agenerate
 from .analysis.probs import OptionProbs, probs
 from .compile.kinds import Choice, Grammar, Regex, bundled_grammars
 from .compile.schema import JsonOptions, compile_schema
+from .compile.tools import Tool
 from .errors import (
     BackendError,
     Cancelled,
@@ -34,7 +35,7 @@ from .local.llamacpp import LlamaCpp
 from .local.models import default_model_path, resolve_model_path
 from .partial import Partial
 from .request import SamplingParams
-from .result import Attempt, Result, Timings
+from .result import Attempt, Result, Timings, ToolCall, ToolCalls
 from .stream import Delta, Done, Reset, StreamEvent, astream, stream
 from .testing.faultproxy import Fault, FaultProxy
 
@@ -72,6 +73,9 @@ __all__ = [
     "StreamEvent",
     "StructgenError",
     "Timings",
+    "Tool",
+    "ToolCall",
+    "ToolCalls",
     "TruncatedOutput",
     "UnsafeSQL",
     "ValidationFailed",

@@ -26,13 +26,14 @@ def test_errors_share_one_root() -> None:
 
 
 # The agreed public API. A change here is a decision, made on purpose, with this list edited in the same commit
-# (the concurrent engine added stream / astream, their events, Partial, Overloaded, DeadlineExceeded, Cancelled).
+# (the concurrent engine added stream / astream, their events, Partial, Overloaded, DeadlineExceeded, Cancelled;
+# tool calls added Tool, ToolCall, ToolCalls).
 PUBLIC_API = [
     "Attempt", "BackendError", "Cancelled", "Choice", "DatabaseError", "DeadlineExceeded", "Delta", "Done", "Fault",
     "FaultProxy", "GenerationError", "Grammar", "GrammarError", "InvalidArgument", "JsonOptions", "LlamaCpp",
     "Model", "ModelNotFound", "OpenAICompatible", "OptionProbs", "Overloaded", "ParseError", "Partial", "Regex",
     "Reset", "Result", "SamplingParams", "SchemaError", "StreamEvent", "StructgenError", "Timings",
-    "TruncatedOutput", "UnsafeSQL", "ValidationFailed", "__version__", "agenerate", "astream", "bundled_grammars",
+    "Tool", "ToolCall", "ToolCalls", "TruncatedOutput", "UnsafeSQL", "ValidationFailed", "__version__", "agenerate", "astream", "bundled_grammars",
     "compile_schema", "default_model", "default_model_path", "generate", "generate_batch", "probs",
     "resolve_model_path", "stream",
 ]

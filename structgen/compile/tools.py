@@ -102,11 +102,9 @@ def parse_tools(tools: Sequence[Any]) -> tuple[Tool, ...]:
         elif isinstance(item, type) and issubclass(item, pydantic.BaseModel):
             out.append(Tool(item.__name__, item, (item.__doc__ or "").strip()))
         elif isinstance(item, Mapping):
-            fn = item
-            if "function" in item:
-                if item.get("type", "function") != "function":
-                    raise InvalidArgument(f"tools[{i}]: only type 'function' is supported, got {item.get('type')!r}")
-                fn = item["function"]
+            if item.get("type", "function") != "function":
+                raise InvalidArgument(f"tools[{i}]: only type 'function' is supported, got {item.get('type')!r}")
+            fn = item.get("function", item)
             if not isinstance(fn, Mapping) or "name" not in fn:
                 raise InvalidArgument(f"tools[{i}] needs a function with a 'name'")
             out.append(Tool(fn["name"], fn.get("parameters"), fn.get("description") or ""))

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from ..agenerate import agenerate
 from ..compile.schema import compile_schema
@@ -92,7 +93,7 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
                         headers=headers)
 
     async def handle(endpoint: str, request: Request,
-                     serve: Callable[[bytes, Request], Awaitable[Response]]) -> Response:
+                     serve: Callable[[bytes, Request, Callable[[], None]], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         try:
             check_key(request)
@@ -101,12 +102,24 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
                                  "Overloaded", {"Retry-After": str(responses.RETRY_AFTER_S)})
             state["in_flight"] += 1
             metrics.in_flight.inc()
+            released = False
+
+            def release() -> None:   # once: at the answer, or for a stream at its last event
+                nonlocal released
+                if not released:
+                    released = True
+                    state["in_flight"] -= 1
+                    metrics.in_flight.dec()
+
+            response: Response | None = None
             try:
                 raw = await read_body(request)
-                response = await serve(raw, request)
+                response = await serve(raw, request, release)
             finally:
-                state["in_flight"] -= 1
-                metrics.in_flight.dec()
+                if isinstance(response, StreamingResponse):   # its last event releases it (or this, if it never
+                    response.background = BackgroundTask(release)   # starts)
+                else:
+                    release()
         except (StructgenError, _HttpError) as exc:
             metrics.outcome(endpoint, exc.kind if isinstance(exc, _HttpError) else type(exc).__name__)
             return error_response(exc)
@@ -151,11 +164,11 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
 
     # ---- serving --------------------------------------------------------------------------------------
 
-    async def serve_chat(raw: bytes, request: Request) -> Response:
+    async def serve_chat(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
         body = openai_api.parse_body(openai_api.ChatRequest, raw)
         plan = openai_api.chat_plan(body, max_tokens_cap=config.max_tokens, timeout=config.timeout)
         if body.stream:
-            return await start_stream(plan, request, "chat")
+            return await start_stream(plan, "chat", release)
         results = await run_choices(plan, request)
         choices = [responses.chat_choice(i, r, plan.stops, plan.logprobs, model.token_bytes)
                    for i, r in enumerate(results)]
@@ -163,11 +176,11 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
                                                choices, usage=responses.usage(results),
                                                structgen=responses.structgen_extra(results)))
 
-    async def serve_completion(raw: bytes, request: Request) -> Response:
+    async def serve_completion(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
         body = openai_api.parse_body(openai_api.CompletionRequest, raw)
         plan = openai_api.completion_plan(body, max_tokens_cap=config.max_tokens, timeout=config.timeout)
         if body.stream:
-            return await start_stream(plan, request, "text")
+            return await start_stream(plan, "text", release)
         results = await run_choices(plan, request)
         choices = []
         for i, r in enumerate(results):
@@ -195,7 +208,7 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
             metrics.served(r, time.perf_counter() - started)
         return list(results)
 
-    async def start_stream(plan: openai_api.Plan, request: Request, kind: str) -> Response:
+    async def start_stream(plan: openai_api.Plan, kind: str, release: Callable[[], None]) -> Response:
         """Start the choices' streams and wait for their first events (errors before any content are HTTP
         errors), then answer with server-sent events."""
         buffered = _relaxed(plan)
@@ -217,11 +230,13 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
             raise
         rid = responses.completion_id("chatcmpl" if kind == "chat" else "cmpl")
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-        return StreamingResponse(sse(rid, obj, kind, streams, events, first, tasks), media_type="text/event-stream",
+        return StreamingResponse(sse(rid, obj, kind, streams, events, first, tasks, release),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def sse(rid: str, obj: str, kind: str, streams: Sequence[ChoiceStream], events: asyncio.Queue[Any],
-                  first: list[tuple[int, Any]], tasks: Sequence[asyncio.Future[Any]]) -> AsyncIterator[bytes]:
+                  first: list[tuple[int, Any]], tasks: Sequence[asyncio.Future[Any]],
+                  release: Callable[[], None]) -> AsyncIterator[bytes]:
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             return b"data: " + json.dumps(responses.envelope(obj, rid, name, choices, **extra)).encode() + b"\n\n"
 
@@ -256,6 +271,7 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
             for t in tasks:
                 t.cancel()
             metrics.outcome("chat" if kind == "chat" else "completions", outcome)
+            release()
 
     return app
 

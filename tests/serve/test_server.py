@@ -1,0 +1,356 @@
+"""``structgen serve`` over real HTTP on 127.0.0.1, driven by the official ``openai`` SDK, on the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+
+import structgen
+from structgen.partial import MISSING, parse_prefix
+from structgen.serve import ServeConfig
+from structgen.testing.app_server import serving
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                           "age": {"type": "integer", "minimum": 0, "maximum": 130}},
+          "required": ["name", "age"], "additionalProperties": False}
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+ASK = [{"role": "user", "content": "Alice is 30 years old. Extract the person."}]
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                   "required": ["city"], "additionalProperties": False}}}
+
+
+@pytest.fixture(scope="module")
+def url(model: structgen.LlamaCpp) -> Iterator[str]:
+    with serving(model, ServeConfig(max_tokens=256)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+
+
+def valid(content: str | None, schema: dict[str, Any] = PERSON) -> Any:
+    assert content is not None
+    value = json.loads(content)
+    jsonschema.validate(value, schema)
+    return value
+
+
+def test_a_strict_json_schema_reply_is_valid(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="any", messages=ASK, temperature=0, max_tokens=60,
+                                       response_format=JSON_SCHEMA)   # type: ignore[arg-type]
+    choice = r.choices[0]
+    assert choice.finish_reason == "stop"
+    assert valid(choice.message.content)["name"]
+    assert r.usage is not None and r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 0
+    assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
+
+
+def test_json_object_regex_choice_and_grammar_requests(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="m", messages=ASK, temperature=0, max_tokens=40,
+                                       response_format={"type": "json_object"})
+    assert isinstance(json.loads(r.choices[0].message.content or ""), dict)
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "A date?"}], temperature=0,
+                                       max_tokens=20, extra_body={"regex": r"\d{4}-\d{2}-\d{2}"})
+    assert len(r.choices[0].message.content or "") == 10
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Is fire hot?"}],
+                                       temperature=0, max_tokens=5, extra_body={"choice": ["yes", "no"]})
+    assert r.choices[0].message.content in ("yes", "no")
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Two letters"}],
+                                       temperature=0, max_tokens=5, extra_body={"grammar": 'start: "a" "b" | "c" "d"'})
+    assert r.choices[0].message.content in ("ab", "cd")
+
+
+def test_n_choices_with_a_seed_and_logprobs(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="m", messages=ASK, temperature=0.8, seed=7, n=2, max_tokens=60,
+                                       logprobs=True, response_format=JSON_SCHEMA)   # type: ignore[arg-type]
+    assert [c.index for c in r.choices] == [0, 1]
+    for c in r.choices:
+        valid(c.message.content)
+        assert c.logprobs is not None and c.logprobs.content
+        assert "".join(t.token for t in c.logprobs.content) == c.message.content
+        assert all(t.logprob <= 0 for t in c.logprobs.content)
+
+
+def test_streamed_deltas_add_up_to_a_valid_value_and_each_partial_is_a_prefix(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="m", messages=ASK, temperature=0, max_tokens=60, stream=True,
+                                            stream_options={"include_usage": True},
+                                            response_format=JSON_SCHEMA)   # type: ignore[arg-type]
+    text, finish, usage, snapshots = "", None, None, []
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            snapshots.append(text)
+            finish = c.finish_reason or finish
+    final = valid(text)
+    assert finish == "stop" and usage is not None and usage.completion_tokens > 0
+    assert len([s for s in snapshots if s]) > 3   # it did stream
+    for snap in snapshots:   # every member the stream has finished is final; the one being written is a prefix
+        assert final_text_starts_with(text, snap)
+        partial = parse_prefix(snap)
+        if isinstance(partial.value, dict):
+            being_written = (partial.incomplete or "/").split("/")[1] if partial.incomplete else None
+            for key, v in partial.value.items():
+                if key == being_written:
+                    assert isinstance(v, str) and str(final[key]).startswith(v)
+                else:
+                    assert final[key] == v
+        else:
+            assert partial.value is MISSING
+
+
+def final_text_starts_with(final: str, prefix: str) -> bool:
+    return final.startswith(prefix)
+
+
+def test_streamed_plain_text_and_a_stop_sequence(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Count to ten: 1, 2,"}],
+                                            temperature=0, max_tokens=40, stream=True, stop=[","])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert "," not in text
+
+
+def test_a_free_text_reply_cut_by_max_tokens_says_length(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Tell me a long story."}],
+                                       temperature=0, max_tokens=5)
+    assert r.choices[0].finish_reason == "length" and r.usage is not None and r.usage.completion_tokens == 5
+
+
+def test_completions_endpoint_models_health_and_metrics(client: openai.OpenAI, url: str) -> None:
+    r = client.completions.create(model="m", prompt="The capital of France is", temperature=0, max_tokens=5,
+                                  extra_body={"choice": [" Paris", " Rome"]})
+    assert r.choices[0].text in (" Paris", " Rome") and r.object == "text_completion"
+    assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    root = url.removesuffix("/v1")
+    health = json.loads(urllib.request.urlopen(f"{root}/health").read())
+    assert health["status"] == "ok" and health["queue"] >= 0
+    metrics = urllib.request.urlopen(f"{root}/metrics").read().decode()
+    for name in ("structgen_requests_total", "structgen_completion_tokens_total", "structgen_queue_depth",
+                 "structgen_live_sequences", "structgen_time_to_first_token_seconds_bucket",
+                 "structgen_inter_token_latency_seconds_bucket", "structgen_prefix_cache_hit_tokens_total"):
+        assert name in metrics, name
+    assert 'structgen_requests_total{endpoint="completions",outcome="ok"}' in metrics
+
+
+def test_tool_calls_required_named_and_auto(client: openai.OpenAI) -> None:
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = client.chat.completions.create(model="m", messages=ask, temperature=0, max_tokens=60, tools=[WEATHER],
+                                       tool_choice="required")   # type: ignore[list-item]
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = choice.message.tool_calls
+    assert calls and calls[0].function.name == "get_weather" and calls[0].id.startswith("call_")
+    jsonschema.validate(json.loads(calls[0].function.arguments), WEATHER["function"]["parameters"])
+    named = client.chat.completions.create(
+        model="m", messages=ask, temperature=0, max_tokens=60, tools=[WEATHER],   # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert named.choices[0].message.tool_calls
+    # The call's result goes back in; tool_choice "none" makes the model answer.
+    follow = [*ask, {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+              {"role": "tool", "tool_call_id": calls[0].id, "content": '{"temperature_c": 21, "sky": "clear"}'}]
+    answer = client.chat.completions.create(model="m", messages=follow, temperature=0, max_tokens=30,
+                                            tools=[WEATHER], tool_choice="none")   # type: ignore[arg-type,list-item]
+    assert answer.choices[0].finish_reason in ("stop", "length") and answer.choices[0].message.content
+    auto = client.chat.completions.create(model="m", messages=ask, temperature=0, max_tokens=60, tools=[WEATHER],
+                                          response_format=JSON_SCHEMA)   # type: ignore[arg-type,list-item]
+    message = auto.choices[0].message
+    if message.tool_calls:
+        jsonschema.validate(json.loads(message.tool_calls[0].function.arguments), WEATHER["function"]["parameters"])
+    else:
+        valid(message.content)
+
+
+def test_streamed_tool_call_arrives_whole(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Weather in Rome?"}],
+                                            temperature=0, max_tokens=60, stream=True, tools=[WEATHER],
+                                            tool_choice="required")   # type: ignore[list-item]
+    calls, content, finish = [], "", None
+    for chunk in stream:
+        for c in chunk.choices:
+            content += c.delta.content or ""
+            calls += c.delta.tool_calls or []
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls" and content == "" and len(calls) == 1
+    jsonschema.validate(json.loads(calls[0].function.arguments or ""), WEATHER["function"]["parameters"])
+
+
+@pytest.mark.parametrize("kwargs, kind", [
+    ({"extra_body": {"regex": "("}}, "SchemaError"),
+    ({"extra_body": {"grammar": "start: nope"}}, "GrammarError"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wat"}}}},
+     "SchemaError"),
+    ({"max_tokens": 100_000}, "InvalidArgument"),
+    ({"top_logprobs": 3, "logprobs": True}, "InvalidArgument"),
+    ({"temperature": -1}, "InvalidArgument"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "InvalidArgument"),
+    ({"extra_body": {"regex": "a", "choice": ["a"]}}, "InvalidArgument"),
+])
+def test_bad_input_is_a_400_naming_the_typed_error(client: openai.OpenAI, kwargs: dict[str, Any], kind: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="m", messages=ASK, **kwargs)
+    body = info.value.body
+    assert isinstance(body, dict) and body["type"] == kind and body["message"]
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(f"{url}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def test_malformed_bodies_are_400s(url: str) -> None:
+    for raw in (b"{not json", b"[1, 2]", json.dumps({"messages": "hi"}).encode(),
+                json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(),
+                json.dumps({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}).encode()):
+        status, _, body = post(url, raw)
+        assert status == 400 and body["error"]["type"] == "InvalidArgument", raw
+
+
+def test_api_key_body_cap_and_concurrency_cap(model: structgen.LlamaCpp) -> None:
+    config = ServeConfig(api_key="s3cret", max_body_bytes=2_000, max_tokens=64, max_concurrency=1)
+    with serving(model, config) as base:
+        body = json.dumps({"messages": ASK, "max_tokens": 3, "temperature": 0}).encode()
+        assert post(base, body)[0] == 401
+        assert post(base, body, {"Authorization": "Bearer wrong"})[0] == 401
+        assert post(base, body, {"Authorization": "Bearer s3cret"})[0] == 200
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base, api_key="nope", max_retries=0).models.list()
+        big = json.dumps({"messages": [{"role": "user", "content": "x" * 5_000}]}).encode()
+        status, _, err = post(base, big, {"Authorization": "Bearer s3cret"})
+        assert status == 413 and err["error"]["type"] == "RequestTooLarge"
+        # One request in flight (streaming slowly) fills the server: the next one gets 429 with Retry-After.
+        conn = http.client.HTTPConnection(urllib.parse.urlsplit(base).netloc, timeout=60)
+        slow = json.dumps({"messages": ASK, "max_tokens": 64, "temperature": 0, "stream": True}).encode()
+        conn.request("POST", "/v1/chat/completions", slow, {"Content-Type": "application/json",
+                                                            "Authorization": "Bearer s3cret"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.readline()
+        status, headers, err = post(base, body, {"Authorization": "Bearer s3cret"})
+        assert status == 429 and headers.get("Retry-After") and err["error"]["type"] == "Overloaded"
+        conn.close()
+
+
+def test_a_full_engine_queue_is_a_503_with_retry_after(model: structgen.LlamaCpp) -> None:
+    small = structgen.LlamaCpp(model.path, n_ctx=1024, n_seq_max=1, max_queue=1, prefix_cache=0)
+    try:
+        with serving(small) as base:
+            client = openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
+
+            async def one() -> Any:
+                try:
+                    return await client.chat.completions.create(model="m", messages=ASK, max_tokens=40, temperature=0)
+                except openai.APIStatusError as exc:
+                    return exc
+
+            async def burst() -> list[Any]:
+                return await asyncio.gather(*(one() for _ in range(4)))
+
+            outcomes = asyncio.run(burst())
+        refused = [o for o in outcomes if isinstance(o, openai.APIStatusError)]
+        assert refused and all(o.status_code == 503 and o.response.headers.get("retry-after") for o in refused)
+        assert all(o.body["type"] == "Overloaded" for o in refused)   # type: ignore[index]
+        assert len(refused) < 4
+    finally:
+        small.close()
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_sequences(model: structgen.LlamaCpp, url: str) -> None:
+    netloc = urllib.parse.urlsplit(url).netloc
+    conn = http.client.HTTPConnection(netloc, timeout=60)
+    body = json.dumps({"messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+                       "max_tokens": 256, "temperature": 0, "stream": True}).encode()
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    for _ in range(4):
+        resp.readline()
+    assert model.scheduler.live_sequences >= 1
+    conn.sock.close()   # type: ignore[union-attr]
+    conn.close()
+    deadline = time.monotonic() + 20
+    while model.scheduler.live_sequences and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model.scheduler.live_sequences == 0
+    metrics = urllib.request.urlopen(url.removesuffix("/v1") + "/metrics").read().decode()
+    completion = [line for line in metrics.splitlines() if line.startswith("structgen_completion_tokens_total")]
+    assert completion   # the dropped stream did not count as served
+
+
+def test_eight_concurrent_async_requests_are_all_valid(client: openai.OpenAI, url: str) -> None:
+    people = [("Alice", 30), ("Bob", 41), ("Chen", 25), ("Dana", 52), ("Eve", 19), ("Farid", 64), ("Gita", 37),
+              ("Hugo", 8)]
+    aclient = openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0)
+
+    async def ask(name: str, age: int) -> Any:
+        r = await aclient.chat.completions.create(
+            model="m", temperature=0, max_tokens=60, response_format=JSON_SCHEMA,   # type: ignore[arg-type]
+            messages=[{"role": "user", "content": f"{name} is {age} years old. Extract the person."}])
+        return valid(r.choices[0].message.content)
+
+    async def all_of() -> list[Any]:
+        return await asyncio.gather(*(ask(n, a) for n, a in people))
+
+    values = asyncio.run(all_of())
+    assert len(values) == 8
+
+
+def test_hosted_chain_pointed_at_structgen_serve_is_served_by_the_server_step(url: str) -> None:
+    hosted = structgen.OpenAICompatible(url, "structgen")
+    for name, age in (("Ana", 33), ("Ben", 71), ("Cy", 12)):
+        r = structgen.generate(f"{name} is {age} years old. Extract the person.", PERSON, model=hosted,
+                               temperature=0, max_tokens=60)
+        jsonschema.validate(r.value, PERSON)
+        assert r.strategy == "server" and len(r.attempts) <= 1
+
+
+def test_deterministic_mode_over_http_is_byte_identical_to_sequential_runs(model: structgen.LlamaCpp) -> None:
+    det = structgen.LlamaCpp(model.path, n_ctx=1024, deterministic=True)
+    prompts = [f"{n} is {a} years old. Extract the person." for n, a in
+               (("Alice", 30), ("Bob", 41), ("Chen", 25), ("Dana", 52), ("Eve", 19), ("Farid", 64), ("Gita", 37),
+                ("Hugo", 8))]
+    try:
+        with serving(det) as base:
+            client = openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
+
+            async def ask(p: str) -> tuple[str, list[float]]:
+                r = await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": p}], temperature=0.7, seed=11, max_tokens=60,
+                    logprobs=True, response_format=JSON_SCHEMA)   # type: ignore[arg-type]
+                c = r.choices[0]
+                assert c.logprobs is not None and c.logprobs.content is not None
+                return c.message.content or "", [t.logprob for t in c.logprobs.content]
+
+            async def together() -> list[tuple[str, list[float]]]:
+                return await asyncio.gather(*(ask(p) for p in prompts))
+
+            async def one_by_one() -> list[tuple[str, list[float]]]:
+                return [await ask(p) for p in prompts]
+
+            concurrent = asyncio.run(together())
+            sequential = asyncio.run(one_by_one())
+        assert concurrent == sequential
+        for text, _ in concurrent:
+            valid(text)
+    finally:
+        det.close()
