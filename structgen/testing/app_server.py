@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import BackendError
 from ..serve.app import ServeConfig, create_app
-from .llama_server import free_port, server_answers
+from .llama_server import free_port
 
 __all__ = ["serving"]
 
@@ -28,7 +30,7 @@ def serving(model: Any, config: ServeConfig | None = None, *, startup_timeout: f
     thread.start()
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + startup_timeout
-    while not server_answers(url):
+    while not _healthy(url):
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             raise BackendError(f"structgen serve did not start on {url}")
@@ -38,3 +40,12 @@ def serving(model: Any, config: ServeConfig | None = None, *, startup_timeout: f
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _healthy(url: str) -> bool:
+    """True once ``GET /health`` answers (it needs no API key)."""
+    try:
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

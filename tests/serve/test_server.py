@@ -208,14 +208,16 @@ def test_bad_input_is_a_400_naming_the_typed_error(client: openai.OpenAI, kwargs
     assert isinstance(body, dict) and body["type"] == kind and body["message"]
 
 
-def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    """POST to the chat endpoint: status, headers (case-insensitive) and the JSON body."""
     request = urllib.request.Request(f"{url}/chat/completions", data=body,
                                      headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=120) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read())
+            return resp.status, resp.headers, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), json.loads(exc.read())
+        with exc:
+            return exc.code, exc.headers, json.loads(exc.read())
 
 
 def test_malformed_bodies_are_400s(url: str) -> None:
@@ -240,31 +242,33 @@ def test_api_key_body_cap_and_concurrency_cap(model: structgen.LlamaCpp) -> None
         assert status == 413 and err["error"]["type"] == "RequestTooLarge"
         # One request in flight (streaming slowly) fills the server: the next one gets 429 with Retry-After.
         conn = http.client.HTTPConnection(urllib.parse.urlsplit(base).netloc, timeout=60)
-        slow = json.dumps({"messages": ASK, "max_tokens": 64, "temperature": 0, "stream": True}).encode()
-        conn.request("POST", "/v1/chat/completions", slow, {"Content-Type": "application/json",
-                                                            "Authorization": "Bearer s3cret"})
-        resp = conn.getresponse()
-        assert resp.status == 200
-        resp.readline()
-        status, headers, err = post(base, body, {"Authorization": "Bearer s3cret"})
-        assert status == 429 and headers.get("Retry-After") and err["error"]["type"] == "Overloaded"
-        conn.close()
+        try:
+            slow = json.dumps({"messages": ASK, "max_tokens": 64, "temperature": 0, "stream": True}).encode()
+            conn.request("POST", "/v1/chat/completions", slow, {"Content-Type": "application/json",
+                                                                "Authorization": "Bearer s3cret"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            resp.readline()
+            status, headers, err = post(base, body, {"Authorization": "Bearer s3cret"})
+            assert status == 429 and headers["Retry-After"] == "1" and err["error"]["type"] == "Overloaded"
+        finally:
+            conn.close()
 
 
 def test_a_full_engine_queue_is_a_503_with_retry_after(model: structgen.LlamaCpp) -> None:
     small = structgen.LlamaCpp(model.path, n_ctx=1024, n_seq_max=1, max_queue=1, prefix_cache=0)
     try:
         with serving(small) as base:
-            client = openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
-
-            async def one() -> Any:
-                try:
-                    return await client.chat.completions.create(model="m", messages=ASK, max_tokens=40, temperature=0)
-                except openai.APIStatusError as exc:
-                    return exc
-
             async def burst() -> list[Any]:
-                return await asyncio.gather(*(one() for _ in range(4)))
+                async with openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as client:
+                    async def one() -> Any:
+                        try:
+                            return await client.chat.completions.create(model="m", messages=ASK, max_tokens=40,
+                                                                        temperature=0)
+                        except openai.APIStatusError as exc:
+                            return exc
+
+                    return await asyncio.gather(*(one() for _ in range(4)))
 
             outcomes = asyncio.run(burst())
         refused = [o for o in outcomes if isinstance(o, openai.APIStatusError)]
@@ -278,16 +282,18 @@ def test_a_full_engine_queue_is_a_503_with_retry_after(model: structgen.LlamaCpp
 def test_a_client_that_disconnects_mid_stream_frees_its_sequences(model: structgen.LlamaCpp, url: str) -> None:
     netloc = urllib.parse.urlsplit(url).netloc
     conn = http.client.HTTPConnection(netloc, timeout=60)
-    body = json.dumps({"messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
-                       "max_tokens": 256, "temperature": 0, "stream": True}).encode()
-    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    assert resp.status == 200
-    for _ in range(4):
-        resp.readline()
-    assert model.scheduler.live_sequences >= 1
-    conn.sock.close()   # type: ignore[union-attr]
-    conn.close()
+    try:
+        body = json.dumps({"messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+                           "max_tokens": 256, "temperature": 0, "stream": True}).encode()
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        for _ in range(4):
+            resp.readline()
+        assert model.scheduler.live_sequences >= 1
+    finally:
+        conn.close()
+        resp.close()
     deadline = time.monotonic() + 20
     while model.scheduler.live_sequences and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -300,16 +306,15 @@ def test_a_client_that_disconnects_mid_stream_frees_its_sequences(model: structg
 def test_eight_concurrent_async_requests_are_all_valid(client: openai.OpenAI, url: str) -> None:
     people = [("Alice", 30), ("Bob", 41), ("Chen", 25), ("Dana", 52), ("Eve", 19), ("Farid", 64), ("Gita", 37),
               ("Hugo", 8)]
-    aclient = openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0)
-
-    async def ask(name: str, age: int) -> Any:
-        r = await aclient.chat.completions.create(
-            model="m", temperature=0, max_tokens=60, response_format=JSON_SCHEMA,   # type: ignore[arg-type]
-            messages=[{"role": "user", "content": f"{name} is {age} years old. Extract the person."}])
-        return valid(r.choices[0].message.content)
-
     async def all_of() -> list[Any]:
-        return await asyncio.gather(*(ask(n, a) for n, a in people))
+        async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as aclient:
+            async def ask(name: str, age: int) -> Any:
+                r = await aclient.chat.completions.create(
+                    model="m", temperature=0, max_tokens=60, response_format=JSON_SCHEMA,   # type: ignore[arg-type]
+                    messages=[{"role": "user", "content": f"{name} is {age} years old. Extract the person."}])
+                return valid(r.choices[0].message.content)
+
+            return await asyncio.gather(*(ask(n, a) for n, a in people))
 
     values = asyncio.run(all_of())
     assert len(values) == 8
@@ -331,24 +336,20 @@ def test_deterministic_mode_over_http_is_byte_identical_to_sequential_runs(model
                 ("Hugo", 8))]
     try:
         with serving(det) as base:
-            client = openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0)
+            async def both() -> tuple[list[tuple[str, list[float]]], list[tuple[str, list[float]]]]:
+                async with openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as client:
+                    async def ask(p: str) -> tuple[str, list[float]]:
+                        r = await client.chat.completions.create(
+                            model="m", messages=[{"role": "user", "content": p}], temperature=0.7, seed=11,
+                            max_tokens=60, logprobs=True, response_format=JSON_SCHEMA)   # type: ignore[arg-type]
+                        c = r.choices[0]
+                        assert c.logprobs is not None and c.logprobs.content is not None
+                        return c.message.content or "", [t.logprob for t in c.logprobs.content]
 
-            async def ask(p: str) -> tuple[str, list[float]]:
-                r = await client.chat.completions.create(
-                    model="m", messages=[{"role": "user", "content": p}], temperature=0.7, seed=11, max_tokens=60,
-                    logprobs=True, response_format=JSON_SCHEMA)   # type: ignore[arg-type]
-                c = r.choices[0]
-                assert c.logprobs is not None and c.logprobs.content is not None
-                return c.message.content or "", [t.logprob for t in c.logprobs.content]
+                    together = await asyncio.gather(*(ask(p) for p in prompts))
+                    return list(together), [await ask(p) for p in prompts]
 
-            async def together() -> list[tuple[str, list[float]]]:
-                return await asyncio.gather(*(ask(p) for p in prompts))
-
-            async def one_by_one() -> list[tuple[str, list[float]]]:
-                return [await ask(p) for p in prompts]
-
-            concurrent = asyncio.run(together())
-            sequential = asyncio.run(one_by_one())
+            concurrent, sequential = asyncio.run(both())
         assert concurrent == sequential
         for text, _ in concurrent:
             valid(text)
