@@ -19,7 +19,7 @@ import asyncio
 import codecs
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .compile.kinds import SchemaLike
@@ -42,12 +42,24 @@ class Delta:
     logprobs: tuple[float, ...]
     forced: tuple[bool, ...]
     attempt: int
-    partial: Partial | None = None  # JSON kinds: the value so far (None for regex, choice, grammar, text)
+    json: bool = False              # a JSON kind: ``partial`` parses the snapshot
+    _partial: list[Partial] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def partial(self) -> Partial | None:
+        """JSON kinds: the value so far (``structgen.partial``), parsed on first access; None for regex, choice,
+        grammar and text."""
+        if not self.json:
+            return None
+        if not self._partial:
+            self._partial.append(parse_prefix(self.snapshot))
+        return self._partial[0]
 
     @property
     def value(self) -> Any:
         """The partial value (``structgen.partial.MISSING`` when nothing is known yet, or not JSON)."""
-        return self.partial.value if self.partial is not None else MISSING
+        partial = self.partial
+        return partial.value if partial is not None else MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +167,8 @@ def _submit(target: Any, request: Request, sink: Any = True) -> Any:
 
 
 def _whole(result: Result[Any], request: Request) -> Iterator[StreamEvent]:
-    partial = parse_prefix(result.text) if request.schema.kind == "json" else None
     yield Delta(result.text, result.text, tuple(result.tokens), tuple(result.logprobs), tuple(result.forced),
-                len(result.attempts) - 1 if result.attempts else 0, partial)
+                len(result.attempts) - 1 if result.attempts else 0, request.schema.kind == "json")
     yield Done(result)
 
 
@@ -181,8 +192,7 @@ class _Events:
             ids, logprobs, forced = payload
             text = self.decoder.decode(b"".join(self.model.token_bytes(t) for t in ids))
             self.snapshot += text
-            partial = parse_prefix(self.snapshot) if self.json else None
-            return Delta(text, self.snapshot, tuple(ids), tuple(logprobs), tuple(forced), self.attempt, partial)
+            return Delta(text, self.snapshot, tuple(ids), tuple(logprobs), tuple(forced), self.attempt, self.json)
         if kind == "reset":
             self.attempt += 1
             self._reset()
@@ -196,7 +206,7 @@ class _Events:
             return Reset(self.attempt, "the reply was not valid; the chain asks again")
         if kind == "text":   # a hosted reply: text only (no token ids; no partial value, nothing constrains it)
             self.snapshot += payload
-            return Delta(payload, self.snapshot, (), (), (), self.attempt, None)
+            return Delta(payload, self.snapshot, (), (), (), self.attempt)
         if isinstance(payload, StructgenError):
             raise payload
         return Done(payload)
