@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.structgen-$(shell cat pyproject.toml scripts/llama_wheel.sh | md5sum | cut -c1-12)
 
-.PHONY: setup run test test-slow lint bench clean
+.PHONY: setup run test test-slow lint bench llama-server clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: lint
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow -o addopts="-ra --strict-markers"
+
+# llama.cpp's own llama-server, for `structgen bench serve` (built once from the pinned sdist's sources, cached).
+llama-server: setup
+	PYTHON=$(BIN)/python bash scripts/llama_server.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -61,11 +61,10 @@ Event = tuple[str, Any]
 
 
 class Sink(Protocol):
-    """Where a streamed ticket's events go (a ``queue.SimpleQueue``, or an adapter onto an event loop); ``put`` is
-    called from the engine thread and must not block."""
+    """Where a streamed ticket's events go (a ``queue.SimpleQueue``, an adapter onto an event loop)."""
 
     def put(self, item: Event) -> None:
-        """Accept one event."""
+        """Accept one event, from the engine thread: must not block."""
 
 
 class SchedulableModel(LocalModel, Protocol):
