@@ -87,7 +87,8 @@ def generate(
     local request gives up with ``DeadlineExceeded``.
     ``tools``: functions the model may call instead of answering (OpenAI function definitions or Pydantic models);
     ``tool_choice``: "auto", "required", "none" or a tool's name; a call comes back in ``Result.tool_calls`` (its
-    arguments valid for the tool's parameters) and ``Result.value`` is then a ``ToolCalls``. Local models only.
+    arguments valid for the tool's parameters) and ``Result.value`` is then a ``ToolCalls``. One call per reply unless
+    ``parallel_tool_calls``. Hosted endpoints are sent the tools natively; their calls are validated the same way.
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
@@ -116,8 +117,6 @@ def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLi
     compiled = compile_fn(schema, json_options)
     tools, tool_choice, parallel = fields.pop("tools"), fields.pop("tool_choice"), fields.pop("parallel_tool_calls")
     if tools:
-        if compile_fn is compile_schema:
-            raise InvalidArgument("tools need a local model (the call grammar is enforced by the mask)")
         parsed = parse_tools(tools)
         compiled = compile_tools(compiled, parsed, parse_tool_choice(tool_choice, parsed, parallel=parallel),
                                  json_options)

@@ -73,6 +73,7 @@ class Capabilities:
     json_schema: bool | None = None
     json_object: bool | None = None
     grammar: bool | None = None
+    tools: bool | None = None
     n: bool | None = None
     logprobs: bool | None = None
     # Constraints (``Constraint.key``) whose request ended in a transport failure: the server may have died on
@@ -83,9 +84,10 @@ class Capabilities:
 @dataclass(frozen=True, slots=True)
 class Constraint:
     """A server-side constraint: a ``response_format`` (OpenAI's json_schema, or llama-cpp-python's
-    json_object with a schema) or a llama.cpp GBNF ``grammar``. ``kind`` names its ``Capabilities`` flag."""
+    json_object with a schema), a llama.cpp GBNF ``grammar``, or native ``tools`` (``{"tools", "tool_choice"}``).
+    ``kind`` names its ``Capabilities`` flag."""
 
-    kind: Literal["json_schema", "json_object", "grammar"]
+    kind: Literal["json_schema", "json_object", "grammar", "tools"]
     payload: Any
 
     @property

@@ -30,7 +30,8 @@ from ..errors import InvalidArgument, SchemaError
 from ..result import ToolCall, ToolCalls
 from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema
 
-__all__ = ["MAX_PARALLEL_CALLS", "Tool", "ToolChoice", "compile_tools", "parse_tool_choice", "parse_tools"]
+__all__ = ["MAX_PARALLEL_CALLS", "Tool", "ToolChoice", "ToolSet", "call_text", "compile_tools", "parse_tool_choice",
+           "parse_tools"]
 
 MAX_PARALLEL_CALLS = 4
 """Most calls one reply may make when parallel calls are allowed (a bound, so a small model cannot call tools
@@ -88,6 +89,26 @@ class ToolChoice:
     mode: str = "auto"
     name: str | None = None
     parallel: bool = False
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    """The ``source`` of a tools ``CompiledSchema``: what a hosted endpoint is sent to call tools natively."""
+
+    answer: CompiledSchema
+    tools: tuple[dict[str, Any], ...]       # OpenAI ``{"type": "function", "function": {...}}`` definitions
+    choice: ToolChoice
+
+    def openai_tool_choice(self) -> Any:
+        """OpenAI's ``tool_choice`` for this choice."""
+        if self.choice.mode == "function":
+            return {"type": "function", "function": {"name": self.choice.name}}
+        return self.choice.mode
+
+
+def call_text(name: str, arguments_json: str) -> str:
+    """One call as the model writes it (and the tools validator reads it)."""
+    return f"{CALL_OPEN}{_call_prefix(name)}{arguments_json}}}{CALL_CLOSE}"
 
 
 def parse_tools(tools: Sequence[Any]) -> tuple[Tool, ...]:
@@ -192,7 +213,8 @@ def _compile(answer: CompiledSchema, key: str, sources: tuple[type | None, ...],
 
     hint = functools.partial(_hint, tools, choice, answer if choice.mode == "auto" else None)
     return CompiledSchema(kind="tools", grammar=json.dumps({"grammars": grammars}), validator=validate,
-                          relaxations=relaxations, hint=hint, source=(answer.source, key))
+                          relaxations=relaxations, hint=hint,
+                          source=ToolSet(answer, tuple(t.openai() for t in tools), choice))
 
 
 def _arguments_schema(tool: Tool, options: JsonOptions) -> CompiledSchema:

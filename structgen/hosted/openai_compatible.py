@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..chain.strategies import Call, Capabilities, Completion, Constraint, Reply, arun_chain, run_chain
 from ..compile.schema import CompiledSchema
+from ..compile.tools import ToolSet, call_text
 from ..errors import BackendError, Cancelled, InvalidArgument
 from ..request import Request
 from ..result import Result
@@ -156,6 +157,9 @@ class OpenAICompatible:
             return (Constraint("json_schema", {"type": "json_schema", "json_schema": {
                         "name": name, "schema": sendable, "strict": True}}),
                     Constraint("json_object", {"type": "json_object", "schema": sendable}))
+        if schema.kind == "tools" and isinstance(schema.source, ToolSet):
+            return (Constraint("tools", {"tools": list(schema.source.tools),
+                                         "tool_choice": schema.source.openai_tool_choice()}),)
         gbnf = to_gbnf(schema)
         return (Constraint("grammar", gbnf),) if gbnf is not None else ()
 
@@ -249,6 +253,8 @@ class OpenAICompatible:
         if call.constraint is not None:
             if call.constraint.kind in ("json_schema", "json_object"):
                 params["response_format"] = call.constraint.payload
+            elif call.constraint.kind == "tools":
+                params.update(call.constraint.payload)
             else:
                 extra["grammar"] = call.constraint.payload
         if extra:
@@ -378,10 +384,23 @@ def _from_completion(resp: Any) -> Reply:
         content = getattr(getattr(ch, "logprobs", None), "content", None)
         logprobs = _logprobs(content)
         tokens = len(logprobs) if logprobs else (total if len(choices) == 1 else total // len(choices))
-        completions.append(Completion(_text(getattr(message, "content", None)),
-                                      _text(getattr(ch, "finish_reason", None)) or "unknown", tokens, logprobs))
+        text = _calls_text(getattr(message, "tool_calls", None)) or _text(getattr(message, "content", None))
+        completions.append(Completion(text, _text(getattr(ch, "finish_reason", None)) or "unknown", tokens, logprobs))
     return Reply(tuple(completions), prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
                  completion_tokens=total or sum(c.tokens for c in completions))
+
+
+def _calls_text(calls: Any) -> str:
+    """A reply's ``tool_calls`` written as a model writes them (``structgen.compile.tools``), for the validator;
+    empty when there are none."""
+    if not isinstance(calls, list) or not calls:
+        return ""
+    written = []
+    for call in calls:
+        fn = getattr(call, "function", None)
+        name, arguments = _text(getattr(fn, "name", None)), _text(getattr(fn, "arguments", None))
+        written.append(call_text(name, arguments or "{}"))
+    return "\n".join(written)
 
 
 def _text(value: Any) -> str:
@@ -419,6 +438,7 @@ def _from_stream(events: Iterator[ChatCompletionChunk]) -> Reply:
     from openai.types.chat import ChatCompletionChunk
 
     texts: dict[int, list[str]] = {}
+    calls: dict[int, dict[int, list[str]]] = {}    # choice -> call index -> [name, arguments so far]
     logprobs: dict[int, list[float]] = {}
     finish: dict[int, str] = {}
     prompt_tokens = completion_tokens = 0
@@ -431,7 +451,13 @@ def _from_stream(events: Iterator[ChatCompletionChunk]) -> Reply:
             completion_tokens = _count(getattr(chunk.usage, "completion_tokens", 0))
         for ch in chunk.choices if isinstance(chunk.choices, list) else ():
             index = _count(getattr(ch, "index", 0))
-            texts.setdefault(index, []).append(_text(getattr(getattr(ch, "delta", None), "content", None)))
+            delta = getattr(ch, "delta", None)
+            texts.setdefault(index, []).append(_text(getattr(delta, "content", None)))
+            for piece in getattr(delta, "tool_calls", None) or ():
+                fn = getattr(piece, "function", None)
+                slot = calls.setdefault(index, {}).setdefault(_count(getattr(piece, "index", 0)), ["", ""])
+                slot[0] += _text(getattr(fn, "name", None))
+                slot[1] += _text(getattr(fn, "arguments", None))
             lps = _logprobs(getattr(getattr(ch, "logprobs", None), "content", None))
             if lps:
                 logprobs.setdefault(index, []).extend(lps)
@@ -446,6 +472,7 @@ def _from_stream(events: Iterator[ChatCompletionChunk]) -> Reply:
     completions = []
     for i in sorted(texts):
         lps = tuple(logprobs[i]) if i in logprobs else None
-        completions.append(Completion("".join(texts[i]), finish[i], len(lps) if lps else 0, lps))
+        text = "\n".join(call_text(name, args or "{}") for _, (name, args) in sorted(calls.get(i, {}).items()))
+        completions.append(Completion(text or "".join(texts[i]), finish[i], len(lps) if lps else 0, lps))
     counted = sum(c.tokens for c in completions)
     return Reply(tuple(completions), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens or counted)

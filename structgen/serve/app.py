@@ -24,7 +24,7 @@ from starlette.background import BackgroundTask
 
 from ..agenerate import agenerate
 from ..compile.schema import compile_schema
-from ..errors import GenerationError, StructgenError
+from ..errors import Cancelled, GenerationError, StructgenError
 from ..result import Result
 from ..stream import Delta, Done, Reset, astream
 from . import openai_api, responses
@@ -198,6 +198,12 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, tasks))
         try:
             results = await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            if watcher.done() and not watcher.cancelled():   # the client left: nobody reads the answer
+                raise Cancelled("the client disconnected") from None
+            raise
         except BaseException:
             for t in tasks:
                 t.cancel()

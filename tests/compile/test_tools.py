@@ -146,9 +146,17 @@ def test_tool_choice_none_leaves_the_answer_alone() -> None:
     assert compile_tools(answer, tools, parse_tool_choice("none", tools)) is answer
 
 
-def test_tools_on_a_hosted_model_are_refused() -> None:
+def test_tool_choice_without_tools_is_refused_before_any_request() -> None:
     hosted = structgen.OpenAICompatible("http://127.0.0.1:9/v1")
-    with pytest.raises(structgen.InvalidArgument, match="local model"):
-        structgen.generate("hi", model=hosted, tools=[ADD])
     with pytest.raises(structgen.InvalidArgument, match="needs tools"):
         structgen.generate("hi", model=hosted, tool_choice="required")
+
+
+def test_a_hosted_endpoint_is_sent_the_tools_natively() -> None:
+    hosted = structgen.OpenAICompatible("http://127.0.0.1:9/v1")
+    tools = parse_tools([ADD])
+    schema = compile_tools(compile_schema(None), tools, parse_tool_choice("add", tools))
+    (constraint,) = hosted.constraints(schema)
+    assert constraint.kind == "tools"
+    assert constraint.payload["tool_choice"] == {"type": "function", "function": {"name": "add"}}
+    assert constraint.payload["tools"][0]["function"]["name"] == "add"

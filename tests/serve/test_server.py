@@ -321,7 +321,7 @@ def test_eight_concurrent_async_requests_are_all_valid(client: openai.OpenAI, ur
 
 
 def test_hosted_chain_pointed_at_structgen_serve_is_served_by_the_server_step(url: str) -> None:
-    hosted = structgen.OpenAICompatible(url, "structgen")
+    hosted = structgen.OpenAICompatible(url, "structgen", timeout=120)
     for name, age in (("Ana", 33), ("Ben", 71), ("Cy", 12)):
         r = structgen.generate(f"{name} is {age} years old. Extract the person.", PERSON, model=hosted,
                                temperature=0, max_tokens=60)
@@ -355,3 +355,42 @@ def test_deterministic_mode_over_http_is_byte_identical_to_sequential_runs(model
             valid(text)
     finally:
         det.close()
+
+
+def test_hosted_tool_calls_go_natively_to_the_server_and_come_back_validated(url: str) -> None:
+    hosted = structgen.OpenAICompatible(url, "structgen", timeout=120)
+    r = structgen.generate("What is the weather in Paris?", model=hosted, tools=[WEATHER], tool_choice="required",
+                           temperature=0, max_tokens=60)
+    assert r.strategy == "server" and r.tool_call is not None and r.tool_call.name == "get_weather"
+    jsonschema.validate(r.tool_call.arguments, WEATHER["function"]["parameters"])
+    events = list(structgen.stream("Weather in Oslo?", model=hosted, tools=[WEATHER], tool_choice="required",
+                                   temperature=0, max_tokens=60))
+    done = events[-1]
+    assert isinstance(done, structgen.Done) and done.result.tool_call is not None
+
+
+def tool_call_body(name: str, arguments: str) -> bytes:
+    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                           "role": "assistant", "content": None, "tool_calls": [
+                               {"id": "c1", "type": "function", "function": {"name": name, "arguments": arguments}}]}}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+
+
+def test_a_hosted_call_with_bad_arguments_or_an_unknown_tool_is_never_returned(url: str) -> None:
+    bad = [tool_call_body("get_weather", '{"town": "Paris"}'), tool_call_body("rm_rf", "{}"),
+           tool_call_body("get_weather", '{"city": ')]
+    with structgen.FaultProxy(url.removesuffix("/v1")) as proxy:
+        hosted = structgen.OpenAICompatible(f"{proxy.url}/v1", "structgen", max_retries=0)
+        proxy.always(None)
+        proxy.inject(*(structgen.Fault.status(200, body=b) for b in bad))
+        try:
+            r = structgen.generate("What is the weather in Paris?", model=hosted, tools=[WEATHER],
+                                   tool_choice="required", temperature=0, max_tokens=60, strategy="server",
+                                   max_attempts=3)
+        except structgen.ValidationFailed as exc:
+            assert all(a.error for a in exc.attempts)
+        else:   # the server step gave up on the bad replies and a later call was served for real
+            assert r.tool_call is not None
+            jsonschema.validate(r.tool_call.arguments, WEATHER["function"]["parameters"])
+        assert len(proxy.log) >= 3
