@@ -50,6 +50,7 @@ async def agenerate(
     tools: Sequence[Any] | None = None,
     tool_choice: Any = "auto",
     parallel_tool_calls: bool = False,
+    top_logprobs: int = 0,
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}

@@ -69,6 +69,7 @@ def generate(
     tools: Sequence[Any] | None = None,
     tool_choice: Any = "auto",
     parallel_tool_calls: bool = False,
+    top_logprobs: int = 0,
 ) -> Result[Any]:
     """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
 
@@ -89,6 +90,7 @@ def generate(
     ``tool_choice``: "auto", "required", "none" or a tool's name; a call comes back in ``Result.tool_calls`` (its
     arguments valid for the tool's parameters) and ``Result.value`` is then a ``ToolCalls``. One call per reply unless
     ``parallel_tool_calls``. Hosted endpoints are sent the tools natively; their calls are validated the same way.
+    ``top_logprobs``: record the k likeliest tokens at each step in ``Result.top_logprobs`` (local models).
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model

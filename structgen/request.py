@@ -19,6 +19,8 @@ Message = Mapping[str, str]
 Strategy = Literal["auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency"]
 STRATEGIES: tuple[str, ...] = ("auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency")
 REASKING: tuple[str, ...] = ("prompt", "repair")
+MAX_TOP_LOGPROBS = 20
+"""Most alternatives per token ``top_logprobs`` may ask for (OpenAI's limit)."""
 """Strategies that prompt and re-ask in chat turns (the text chain), even on a local model: never masked."""
 
 
@@ -42,6 +44,7 @@ class Request:
     fast_forward: bool = True
     model_logprobs: bool = False
     timeout: float | None = None
+    top_logprobs: int = 0
 
     @property
     def reasks(self) -> bool:
@@ -67,6 +70,10 @@ class Request:
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)
                                          or not math.isfinite(self.timeout) or self.timeout <= 0):
             raise InvalidArgument(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if isinstance(self.top_logprobs, bool) or not isinstance(self.top_logprobs, int) or \
+                not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidArgument(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], "
+                                  f"got {self.top_logprobs!r}")
         if not 0 <= self.seed < 2**63:
             raise InvalidArgument(f"seed must be in [0, 2**63), got {self.seed}")
 

@@ -105,6 +105,7 @@ class Result(Generic[T]):
     attempts: list[Attempt] = field(default_factory=list)
     model: str = ""
     relaxed: list[Relaxation] = field(default_factory=list)   # what the grammar left to the validator
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)   # generate(top_logprobs=k)
 
     @property
     def tool_calls(self) -> list[ToolCall]:

@@ -61,6 +61,7 @@ class Sequence_:
     logprobs: list[float] = field(default_factory=list)
     model_logprobs: list[float | None] = field(default_factory=list)
     forced: list[bool] = field(default_factory=list)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)   # when asked for (LoopOptions)
     counts: NDArray[np.int32] | None = None
     finish_reason: str | None = None
     error: Exception | None = None
@@ -92,6 +93,7 @@ class LoopOptions:
     one_sequence_per_decode: bool = False   # batch-invariant mode: never co-batch sequences
     max_batch: int = 512
     cut_loops: bool = False                 # end a sequence as soon as it falls into a repetition loop
+    top_logprobs: int = 0                   # alternatives recorded per sampled token (0: none)
 
 
 class Loop:
@@ -165,6 +167,8 @@ class Loop:
         except InvalidArgument as exc:
             raise GenerationError(f"the model produced unusable logits: {exc}") from exc
         token = int(ids[index]) if ids is not None else index
+        if self.options.top_logprobs:
+            s.top_logprobs.append(_top(cand, ids, self.options.top_logprobs))
         if token in self.eos:
             if m is None or m.is_accepting():
                 s.finish_reason = "stop"
@@ -201,6 +205,8 @@ class Loop:
         s.logprobs.extend([0.0] * len(forced))
         s.model_logprobs.extend([None] * len(forced))
         s.forced.extend([True] * len(forced))
+        if self.options.top_logprobs:
+            s.top_logprobs.extend([[(t, 0.0)] for t in forced])
         if s.counts is not None:
             np.add.at(s.counts, forced, 1)
         return forced
@@ -308,3 +314,13 @@ def guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32
 def _logsumexp(x: NDArray[np.float32]) -> float:
     top = float(x.max())
     return top + float(np.log(np.exp(x - top, dtype=np.float64).sum()))
+
+
+def _top(cand: NDArray[np.float32], ids: NDArray[np.intp] | None, k: int) -> list[tuple[int, float]]:
+    """The ``k`` likeliest candidates (token id, logprob at temperature 1 of the penalised, masked logits), best
+    first: the alternatives OpenAI's ``top_logprobs`` reports."""
+    k = min(k, cand.size)
+    best = np.argpartition(-cand, k - 1)[:k] if k < cand.size else np.arange(cand.size)
+    best = best[np.argsort(-cand[best], kind="stable")]
+    lse = _logsumexp(cand)
+    return [(int(ids[i]) if ids is not None else int(i), float(cand[i]) - lse) for i in best]

@@ -120,7 +120,7 @@ def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int 
     return decode.LoopOptions(max_tokens=request.max_tokens, fast_forward=request.fast_forward,
                               model_logprobs=request.model_logprobs,
                               one_sequence_per_decode=model.deterministic, max_batch=max_batch,
-                              cut_loops=attempt + 1 < request.max_attempts)
+                              cut_loops=attempt + 1 < request.max_attempts, top_logprobs=request.top_logprobs)
 
 
 def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt: int, prompt_ms: float,
@@ -194,7 +194,8 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
         return None
     result: Result[Any] = Result(value=value, text=text, tokens=list(s.tokens), logprobs=list(s.logprobs),
                                  seed=s.seed, strategy=strategy, forced=list(s.forced),
-                                 model_logprobs=list(s.model_logprobs), finish_reason=s.finish_reason or "stop")
+                                 model_logprobs=list(s.model_logprobs), finish_reason=s.finish_reason or "stop",
+                                 top_logprobs=list(s.top_logprobs))
     attempts.append(Attempt(text=text, error=None, strategy=strategy, tokens=len(s.tokens),
                             avg_logprob=result.avg_logprob))
     return result

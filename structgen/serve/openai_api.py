@@ -112,9 +112,11 @@ class Plan:
 
 def chat_plan(body: ChatRequest, *, max_tokens_cap: int, timeout: float | None) -> Plan:
     """Translate a chat request."""
-    if body.top_logprobs:
-        raise InvalidArgument("top_logprobs is not supported (logprobs of the chosen tokens are)")
     plan = _plan(body, body.max_completion_tokens or body.max_tokens, max_tokens_cap, timeout)
+    if body.top_logprobs:
+        if not plan.logprobs:
+            raise InvalidArgument("top_logprobs needs logprobs: true")
+        plan.options["top_logprobs"] = body.top_logprobs
     plan.prompt = chat_messages(body.messages)
     if body.response_format is not None and body.response_format.type != "text":
         if plan.schema is not None:

@@ -70,12 +70,15 @@ def chat_choice(index: int, result: Result[Any], stops: list[str], logprobs: boo
 
 
 def token_logprobs(result: Result[Any], tokenizer: Any) -> list[dict[str, Any]]:
-    """OpenAI's per-token logprobs of the chosen tokens (no alternatives)."""
-    out = []
-    for token, lp in zip(result.tokens, result.logprobs, strict=False):
-        raw = tokenizer(token) if tokenizer is not None else b""
-        out.append({"token": raw.decode("utf-8", "replace"), "logprob": lp, "bytes": list(raw), "top_logprobs": []})
-    return out
+    """OpenAI's per-token logprobs: the chosen tokens, and the likeliest alternatives where they were asked for."""
+
+    def entry(token: int, lp: float) -> dict[str, Any]:
+        raw = tokenizer(token)
+        return {"token": raw.decode("utf-8", "replace"), "logprob": lp, "bytes": list(raw)}
+
+    tops = result.top_logprobs or [[] for _ in result.tokens]
+    return [{**entry(token, lp), "top_logprobs": [entry(t, a) for t, a in top]}
+            for token, lp, top in zip(result.tokens, result.logprobs, tops, strict=False)]
 
 
 def usage(results: list[Result[Any]]) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pydantic
+import pytest
 
 import structgen
 
@@ -57,3 +61,15 @@ def test_a_streamed_tool_call_ends_with_the_validated_calls(model: structgen.Lla
     assert isinstance(done, structgen.Done) and done.result.tool_call is not None
     text = "".join(e.text for e in events if isinstance(e, structgen.Delta))
     assert text == done.result.text
+
+
+def test_top_logprobs_are_the_likeliest_allowed_tokens(model: structgen.LlamaCpp) -> None:
+    r = structgen.generate("Is fire hot?", structgen.Choice(["yes", "no", "maybe"]), model=model, temperature=0,
+                           top_logprobs=3, fast_forward=False)
+    assert len(r.top_logprobs) == len(r.tokens)
+    first = r.top_logprobs[0]
+    assert first[0][0] == r.tokens[0] and first[0][1] == pytest.approx(r.logprobs[0], abs=1e-6)   # greedy: the best
+    assert all(a >= b for (_, a), (_, b) in itertools.pairwise(first))
+    assert sum(math.exp(lp) for _, lp in first) <= 1.0 + 1e-6
+    for t, _ in first:   # only what the grammar allows: the start of an option
+        assert any(o.encode().startswith(model.token_bytes(t)) for o in ("yes", "no", "maybe"))

@@ -77,13 +77,19 @@ def test_json_object_regex_choice_and_grammar_requests(client: openai.OpenAI) ->
 
 def test_n_choices_with_a_seed_and_logprobs(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(model="m", messages=ASK, temperature=0.8, seed=7, n=2, max_tokens=60,
-                                       logprobs=True, response_format=JSON_SCHEMA)   # type: ignore[arg-type]
+                                       logprobs=True, top_logprobs=3,
+                                       response_format=JSON_SCHEMA)   # type: ignore[arg-type]
     assert [c.index for c in r.choices] == [0, 1]
     for c in r.choices:
         valid(c.message.content)
         assert c.logprobs is not None and c.logprobs.content
         assert "".join(t.token for t in c.logprobs.content) == c.message.content
-        assert all(t.logprob <= 0 for t in c.logprobs.content)
+        for t in c.logprobs.content:
+            assert t.logprob <= 0 and 1 <= len(t.top_logprobs) <= 3
+            alternatives = [a.logprob for a in t.top_logprobs]
+            assert alternatives == sorted(alternatives, reverse=True)
+            # sampled at T=0.8: the chosen token is one of the alternatives, or less likely than all of them
+            assert any(abs(t.logprob - a) < 1e-5 for a in alternatives) or t.logprob <= alternatives[-1] + 1e-5
 
 
 def test_streamed_deltas_add_up_to_a_valid_value_and_each_partial_is_a_prefix(client: openai.OpenAI) -> None:
@@ -196,7 +202,8 @@ def test_streamed_tool_call_arrives_whole(client: openai.OpenAI) -> None:
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wat"}}}},
      "SchemaError"),
     ({"max_tokens": 100_000}, "InvalidArgument"),
-    ({"top_logprobs": 3, "logprobs": True}, "InvalidArgument"),
+    ({"top_logprobs": 3}, "InvalidArgument"),
+    ({"top_logprobs": 30, "logprobs": True}, "InvalidArgument"),
     ({"temperature": -1}, "InvalidArgument"),
     ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "InvalidArgument"),
     ({"extra_body": {"regex": "a", "choice": ["a"]}}, "InvalidArgument"),
