@@ -338,6 +338,8 @@ class OpenAICompatible:
 def _check(request: Request) -> None:
     if not request.chat:
         raise InvalidArgument("an OpenAI-compatible endpoint is chat-only: chat=False needs a local model")
+    if request.top_logprobs:
+        raise InvalidArgument("top_logprobs needs a local model (a hosted chain reads the chosen tokens only)")
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
