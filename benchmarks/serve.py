@@ -3,8 +3,9 @@
 In one run, on the same model, threads and machine: (a) ``structgen serve``; (b) llama-cpp-python's
 ``llama_cpp.server`` (one request at a time; it refuses OpenAI's ``json_schema`` form, so it gets its own
 ``json_object`` + ``schema`` form); (c) llama.cpp's ``llama-server`` with ``--parallel N`` (continuous batching; built
-by ``scripts/llama_server.sh``, restarted for each concurrency level N so it has N slots). Each runs as its own
-process on 127.0.0.1.
+by ``scripts/llama_server.sh``). Each runs as its own process on 127.0.0.1, started afresh for each concurrency level
+N with N slots and 1024 KV cells per slot (structgen: ``--max-concurrency N``; llama-server: ``--parallel N``), so no
+level inherits another's cache.
 
 Requests: the 16 JSON extractions of ``bench concurrency`` (8 real-world-style schemas × 2 texts), as chat
 requests with ``response_format`` json_schema (strict), greedy, a 256-token budget, streamed (for the time to first
@@ -75,18 +76,11 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
         if server == "llama-server" and llama_server_binary() is None:
             notes.append("llama-server is not built: run `bash scripts/llama_server.sh` (~10 min once) to include it")
             continue
-        if server == "llama-server":   # one server per level: --parallel N
-            for n in settings.concurrency:
-                with _server(server, settings, n) as url:
-                    rows.append(_level(server, url, requests, n, settings, count))
-                if on_step:
-                    on_step(f"{server} x{n}")
-        else:
-            with _server(server, settings, max(settings.concurrency)) as url:
-                for n in settings.concurrency:
-                    rows.append(_level(server, url, requests, n, settings, count))
-                    if on_step:
-                        on_step(f"{server} x{n}")
+        for n in settings.concurrency:   # a fresh server per level, with N slots (llama-server: --parallel N)
+            with _server(server, settings, n) as url:
+                rows.append(_level(server, url, requests, n, settings, count))
+            if on_step:
+                on_step(f"{server} x{n}")
     return {
         "bench": "serve",
         "date": time.strftime("%Y-%m-%d"),
