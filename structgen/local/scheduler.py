@@ -270,16 +270,16 @@ class Scheduler:
         return n_prompt - hit + t.job.n * min(t.job.request.max_tokens, room)
 
     def _room_for(self, t: Ticket) -> bool:
-        """True if ``t``'s KV cells fit (evicting idle cache entries as needed), or nothing else is running."""
-        if self._deterministic or not self._live:
-            return True   # alone, a request gets the whole cache (past n_ctx it fails as a lone call would)
-        _, hit = self.cache.lookup(t.job.tokens)
-        need = self._cells_for(t, hit)
+        """True if ``t``'s KV cells fit, evicting idle cache entries as needed (alone it gets what there is)."""
+        if self._deterministic:
+            return True
         reserved = sum(x.cells for x in self._live)
-        while reserved + self.cache.cells + need > self.model.n_ctx:
+        while True:
+            _, hit = self.cache.lookup(t.job.tokens)   # again after each eviction: it may have held the hit
+            if reserved + self.cache.cells + self._cells_for(t, hit) <= self.model.n_ctx:
+                return True
             if not self.cache.evict_one():
-                return False
-        return True
+                return not self._live
 
     def _start(self, t: Ticket, now: float) -> None:
         self._free.sort()
