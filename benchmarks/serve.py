@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -98,7 +97,7 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
 @contextmanager
 def _server(server: str, settings: Settings, slots: int) -> Iterator[str]:
     """Start ``server`` on a free loopback port for the block; yields its ``/v1`` URL."""
-    from structgen.testing.llama_server import free_port, llama_server
+    from structgen.testing.llama_server import free_port, llama_server, server_process
 
     threads = settings.n_threads or os.cpu_count() or 1
     n_ctx = settings.n_ctx_per_slot * max(slots, 1)
@@ -116,31 +115,8 @@ def _server(server: str, settings: Settings, slots: int) -> Iterator[str]:
         assert binary is not None
         cmd = [binary, "-m", settings.model_path, "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
                "-tb", str(threads), "-c", str(n_ctx), "--parallel", str(slots), "--cont-batching", "--no-webui"]
-    yield from _process(cmd, f"http://127.0.0.1:{port}/v1")
-
-
-def _process(cmd: list[str], url: str, startup_timeout: float = 180.0) -> Iterator[str]:
-    from structgen.errors import BackendError
-    from structgen.testing.llama_server import server_answers
-
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + startup_timeout
-            while not server_answers(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    tail = log.read()[-1500:].decode(errors="replace")
-                    raise BackendError(f"{cmd[0]} did not start on {url}: {tail}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with server_process(cmd, f"http://127.0.0.1:{port}/v1", name=server) as url:
+        yield url
 
 
 def _body(server: str, e: Extraction, settings: Settings) -> dict[str, Any]:

@@ -111,15 +111,9 @@ def concurrency(
     from structgen_benchmarks import concurrency as cc
     from structgen_benchmarks.report import progress
 
-    from structgen.errors import InvalidArgument
     from structgen.local.models import resolve_model_path
 
-    try:
-        counts = tuple(int(x) for x in levels.split(",") if x.strip())
-    except ValueError as exc:
-        raise InvalidArgument(f"--concurrency takes comma-separated integers, got {levels!r}") from exc
-    if not counts or min(counts) < 1:
-        raise InvalidArgument("--concurrency needs positive integers")
+    counts = _levels(levels)
     settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
                            n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
                            limit=limit, deterministic=deterministic)
@@ -236,14 +230,11 @@ def serve_bench(
     from structgen.errors import InvalidArgument
     from structgen.local.models import resolve_model_path
 
-    try:
-        counts = tuple(int(x) for x in levels.split(",") if x.strip())
-    except ValueError as exc:
-        raise InvalidArgument(f"--concurrency takes comma-separated integers, got {levels!r}") from exc
+    counts = _levels(levels)
     chosen = tuple(_split(servers))
     unknown = sorted(set(chosen) - set(sb.SERVERS))
-    if not counts or min(counts) < 1 or requests < 1:
-        raise InvalidArgument("--concurrency and --requests need positive integers")
+    if requests < 1:
+        raise InvalidArgument("--requests needs a positive integer")
     if unknown:
         raise InvalidArgument(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(sb.SERVERS)}")
     settings = sb.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, requests=requests,
@@ -252,6 +243,19 @@ def serve_bench(
         task = bar.add_task("serve", total=len(counts) * len(chosen))
         report = sb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, sb.markdown(report), json_file, plot_file, sb.plot)
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """``--concurrency``: comma-separated positive integers."""
+    from structgen.errors import InvalidArgument
+
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise InvalidArgument(f"--concurrency takes comma-separated integers, got {text!r}") from exc
+    if not counts or min(counts) < 1:
+        raise InvalidArgument("--concurrency needs positive integers")
+    return counts
 
 
 def _split(csv: str) -> list[str]:

@@ -137,22 +137,21 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
                 "queue": scheduler.queued if scheduler is not None else 0,
                 "live_sequences": scheduler.live_sequences if scheduler is not None else 0}
 
-    @app.get("/metrics")
-    async def metrics_endpoint(request: Request) -> Response:
+    def keyed(request: Request, answer: Callable[[], Response]) -> Response:
         try:
             check_key(request)
         except _HttpError as exc:
             return error_response(exc)
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return answer()
+
+    @app.get("/metrics")
+    async def metrics_endpoint(request: Request) -> Response:
+        return keyed(request, lambda: Response(metrics.render(), media_type="text/plain; version=0.0.4"))
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
-        try:
-            check_key(request)
-        except _HttpError as exc:
-            return error_response(exc)
-        return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "created": 0,
-                                                         "owned_by": "structgen"}]})
+        return keyed(request, lambda: JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "structgen"}]}))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import BackendError
 from ..local.models import resolve_model_path
 
-__all__ = ["free_port", "llama_server", "server_answers"]
+__all__ = ["free_port", "llama_server", "server_answers", "server_process"]
 
 
 def free_port() -> int:
@@ -54,11 +54,21 @@ def llama_server(model_path: str | os.PathLike[str] | None = None, *, n_ctx: int
            "--n_gpu_layers", str(n_gpu_layers), "--verbose", "False", *extra_args]
     if n_threads:
         cmd += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
-    url = f"http://127.0.0.1:{port}/v1"
-    with tempfile.TemporaryDirectory(prefix="llama_server-") as tmp:
+    with server_process(cmd, f"http://127.0.0.1:{port}/v1", name="llama_cpp.server",
+                        startup_timeout=startup_timeout, log_path=log_path) as url:
+        yield url
+
+
+@contextmanager
+def server_process(cmd: Sequence[str], url: str, *, name: str, startup_timeout: float = 180.0,
+                   log_path: str | os.PathLike[str] | None = None) -> Iterator[str]:
+    """Run the server command ``cmd`` for the block, yield ``url`` once ``GET url/models`` answers; stopped on exit.
+    Its output goes to ``log_path`` (default: a temporary file); a server that exits or does not answer within
+    ``startup_timeout`` seconds raises ``BackendError`` naming ``name``, with the log's tail."""
+    with tempfile.TemporaryDirectory(prefix="structgen-server-") as tmp:
         log_file = Path(log_path) if log_path is not None else Path(tmp) / "server.log"
         with log_file.open("wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
                 deadline = time.monotonic() + startup_timeout
                 while not server_answers(url):
@@ -66,7 +76,7 @@ def llama_server(model_path: str | os.PathLike[str] | None = None, *, n_ctx: int
                         tail = log_file.read_text(errors="replace")[-2000:]
                         state = f"exited with code {proc.returncode}" if proc.poll() is not None else (
                             f"did not answer within {startup_timeout:g} s")
-                        raise BackendError(f"llama_cpp.server on {url} {state}:\n{tail}")
+                        raise BackendError(f"{name} on {url} {state}:\n{tail}")
                     time.sleep(0.2)
                 yield url
             finally:

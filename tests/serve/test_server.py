@@ -108,7 +108,7 @@ def test_streamed_deltas_add_up_to_a_valid_value_and_each_partial_is_a_prefix(cl
     assert finish == "stop" and usage is not None and usage.completion_tokens > 0
     assert len([s for s in snapshots if s]) > 3   # it did stream
     for snap in snapshots:   # every member the stream has finished is final; the one being written is a prefix
-        assert final_text_starts_with(text, snap)
+        assert text.startswith(snap)
         partial = parse_prefix(snap)
         if isinstance(partial.value, dict):
             being_written = (partial.incomplete or "/").split("/")[1] if partial.incomplete else None
@@ -119,10 +119,6 @@ def test_streamed_deltas_add_up_to_a_valid_value_and_each_partial_is_a_prefix(cl
                     assert final[key] == v
         else:
             assert partial.value is MISSING
-
-
-def final_text_starts_with(final: str, prefix: str) -> bool:
-    return final.startswith(prefix)
 
 
 def test_streamed_plain_text_and_a_stop_sequence(client: openai.OpenAI) -> None:
