@@ -208,6 +208,37 @@ def apps(
     _finish(report, ab.format_apps_markdown(report), json_file, plot_file, ab.plot)
 
 
+@bench_app.command()
+def accuracy(
+    model: ModelOpt = None,
+    modes: Annotated[str, typer.Option("--modes", help="Comma-separated: prompt, constrained, grounded, think-N, "
+                                       "best_of-logprob, best_of-judge, self_consistency.")] =
+    "prompt,constrained,grounded,think-64,best_of-logprob,best_of-judge,self_consistency",
+    n: Annotated[int, typer.Option("--n", help="Samples of the sampled modes.")] = 4,
+    temperature: Annotated[float, typer.Option("--temperature", help="Of the sampled modes.")] = 0.7,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed of every document.")] = 0,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N documents.")] = None,
+    tasks: Annotated[Path | None, typer.Option("--tasks", help="Directory with extraction.jsonl and "
+                                               "extraction_schemas.json (default: benchmarks/tasks).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Documents in flight at once.")] = 4,
+    n_gpu_layers: GpuOpt = 0,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """Extraction accuracy (field, record) per mode: prompt-only, constrained, grounded, think, best-of, voting."""
+    from structgen_benchmarks import accuracy as ab
+
+    from .apps import load_model
+
+    target = load_model(model, n_gpu_layers=n_gpu_layers, n_threads=threads or None)
+    report = ab.run_accuracy_bench(target, modes=_split(modes), n=n, temperature=temperature, seed=seed, limit=limit,
+                                   tasks_dir=tasks or ab.TASKS_DIR, concurrency=concurrency, show_progress=True)
+    for row in report["rows"]:
+        row["value"] = row["value"].model_dump(mode="json") if hasattr(row["value"], "model_dump") else row["value"]
+    _finish(report, ab.format_accuracy_markdown(report), json_file, plot_file, ab.plot)
+
+
 @bench_app.command("serve")
 def serve_bench(
     model: ModelOpt = None,

@@ -8,6 +8,7 @@ through a fallback chain. Either way ``generate`` returns a validated value or r
 import llama_cpp  # noqa: F401  # isort: skip
 
 from .agenerate import agenerate
+from .analysis.judge import Judge
 from .analysis.probs import OptionProbs, probs
 from .compile.kinds import Choice, Grammar, Regex, bundled_grammars
 from .compile.schema import JsonOptions, compile_schema
@@ -57,6 +58,7 @@ __all__ = [
     "GrammarError",
     "InvalidArgument",
     "JsonOptions",
+    "Judge",
     "LlamaCpp",
     "Model",
     "ModelNotFound",

@@ -9,13 +9,14 @@ freed at the engine's next step). Anything else runs in a worker thread, so the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from .compile.kinds import SchemaLike
 from .generate import build_request, default_model
-from .request import Message
+from .request import Message, Request
 from .result import Result
+from .verify import Verifier, reselect, scorer_for
 
 __all__ = ["agenerate"]
 
@@ -36,7 +37,7 @@ async def agenerate(
     seed: int | None = None,
     max_tokens: int = 512,
     n: int = 1,
-    select: Literal["logprob", "first_valid"] = "logprob",
+    select: Literal["logprob", "first_valid", "first_finished"] | Verifier | Callable[[Any], float] = "logprob",
     format: Literal["json", "yaml"] = "json",
     max_attempts: int = 3,
     system: str | None = None,
@@ -51,11 +52,19 @@ async def agenerate(
     tool_choice: Any = "auto",
     parallel_tool_calls: bool = False,
     top_logprobs: int = 0,
+    source: str | None = None,
+    think: int = 0,
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = model if model is not None else await asyncio.to_thread(default_model)
     request = build_request(target, prompt, schema, **options)
+    result = await _serve(target, request)
+    score = scorer_for(select, prompt, source, target)
+    return await asyncio.to_thread(reselect, result, request.strategy, score) if score is not None else result
+
+
+async def _serve(target: Any, request: Request) -> Result[Any]:
     arun = getattr(target, "arun", None)
     if callable(arun):
         result: Result[Any] = await arun(request)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
+from .compile.grounding import ground, with_source
 from .compile.kinds import SchemaLike
 from .compile.schema import JsonOptions, compile_for_decoding, compile_schema
+from .compile.thinking import PLAIN_THINKING, compile_think
 from .compile.tools import compile_tools, parse_tool_choice, parse_tools
 from .errors import InvalidArgument, StructgenError
 from .local.batch import run_batch, serve_or_error
 from .local.llamacpp import LlamaCpp
 from .request import Message, Request, SamplingParams, resolve_seed
 from .result import Result
+from .verify import Verifier, reselect, scorer_for
 
 
 @runtime_checkable
@@ -55,7 +58,7 @@ def generate(
     seed: int | None = None,
     max_tokens: int = 512,
     n: int = 1,
-    select: Literal["logprob", "first_valid"] = "logprob",
+    select: Literal["logprob", "first_valid", "first_finished"] | Verifier | Callable[[Any], float] = "logprob",
     format: Literal["json", "yaml"] = "json",
     max_attempts: int = 3,
     system: str | None = None,
@@ -70,6 +73,8 @@ def generate(
     tool_choice: Any = "auto",
     parallel_tool_calls: bool = False,
     top_logprobs: int = 0,
+    source: str | None = None,
+    think: int = 0,
 ) -> Result[Any]:
     """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
 
@@ -91,12 +96,21 @@ def generate(
     arguments valid for the tool's parameters) and ``Result.value`` is then a ``ToolCalls``. One call per reply unless
     ``parallel_tool_calls``. Hosted endpoints are sent the tools natively; their calls are validated the same way.
     ``top_logprobs``: record the k likeliest tokens at each step in ``Result.top_logprobs`` (local models).
+    ``source``: a document to extract from; every plain string of the value is then a verbatim span of it (see
+    ``structgen.compile.grounding``; ``"x-source": "free"`` opts a field out), the source is added to the prompt
+    when the prompt does not contain it, and ``Result.spans`` says where each value came from.
+    ``think``: let the model reason for up to this many tokens before the answer (``Result.reasoning``); the
+    closing delimiter is forced when the budget runs out.
+    ``select`` (with ``n`` > 1): also ``"first_finished"`` (the first candidate that completes valid; the others
+    are stopped), a callable ``value -> score``, or a ``Judge`` (a model's P("yes") that the extraction is
+    correct; see ``structgen.verify``).
     """
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}
     target = default_model() if model is None else model
     request = build_request(target, prompt, schema, **options)   # checks that target is a Model first
     result: Result[Any] = target.run(request)
-    return result
+    score = scorer_for(select, prompt, source, target)
+    return reselect(result, request.strategy, score) if score is not None else result
 
 
 def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLike = None,
@@ -118,12 +132,25 @@ def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLi
     json_options = JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict"))
     compiled = compile_fn(schema, json_options)
     tools, tool_choice, parallel = fields.pop("tools"), fields.pop("tool_choice"), fields.pop("parallel_tool_calls")
+    source, think = fields.pop("source"), fields.pop("think")
+    if source is not None:
+        compiled = ground(compiled, source, json_options)
+        prompt = with_source(prompt, source)
+    if think:
+        if getattr(target, "backend", None) is not None:
+            delimiters = getattr(target, "think_delimiters", lambda: PLAIN_THINKING)()
+            compiled = compile_think(compiled, think, delimiters)
+        elif isinstance(think, bool) or not isinstance(think, int) or think < 0:
+            raise InvalidArgument(f"think must be a number of tokens, got {think!r}")
+        fields["max_tokens"] = fields["max_tokens"] + think
     if tools:
         parsed = parse_tools(tools)
         compiled = compile_tools(compiled, parsed, parse_tool_choice(tool_choice, parsed, parallel=parallel),
                                  json_options)
     elif tool_choice not in ("auto", "none", None):
         raise InvalidArgument(f"tool_choice {tool_choice!r} needs tools")
+    if not isinstance(fields["select"], str):
+        fields["select"] = "logprob"   # the candidates are ranked again by the verifier (structgen.verify)
     sampling = SamplingParams(**{name: fields.pop(name) for name in _SAMPLING_OPTIONS})
     if fields["strategy"] in ("best_of", "self_consistency") and fields["n"] == 1:
         fields["n"] = 4 if fields["strategy"] == "best_of" else 5

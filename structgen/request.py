@@ -35,7 +35,7 @@ class Request:
     max_tokens: int = 512
     strategy: str = "auto"
     n: int = 1
-    select: Literal["logprob", "first_valid"] = "logprob"
+    select: Literal["logprob", "first_valid", "first_finished"] = "logprob"
     format: Literal["json", "yaml"] = "json"
     max_attempts: int = 3
     system: str | None = None
@@ -63,8 +63,8 @@ class Request:
             raise InvalidArgument(f"n must be a positive integer, got {self.n!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts <= 0:
             raise InvalidArgument(f"max_attempts must be a positive integer, got {self.max_attempts!r}")
-        if self.select not in ("logprob", "first_valid"):
-            raise InvalidArgument(f"select must be 'logprob' or 'first_valid', got {self.select!r}")
+        if self.select not in ("logprob", "first_valid", "first_finished"):
+            raise InvalidArgument(f"select must be 'logprob', 'first_valid' or 'first_finished', got {self.select!r}")
         if self.format not in ("json", "yaml"):
             raise InvalidArgument(f"format must be 'json' or 'yaml', got {self.format!r}")
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float)

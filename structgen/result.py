@@ -89,6 +89,9 @@ class Result(Generic[T]):
     mask and penalties, at temperature 1 (grammar-forced tokens have probability 1, so 0.0, and are flagged in
     ``forced``); ``model_logprobs[i]`` is the unconstrained model's log-probability of the same token
     (None for forced tokens, which skip the model step).
+    ``spans`` (``generate(source=...)``): for each grounded value, its JSON pointer → ``(start, end)`` character
+    offsets in the source. ``reasoning`` (``generate(think=N)``): the model's thinking; ``text`` is then the
+    answer alone, while ``tokens`` and ``logprobs`` cover both.
     """
 
     value: T
@@ -106,6 +109,8 @@ class Result(Generic[T]):
     model: str = ""
     relaxed: list[Relaxation] = field(default_factory=list)   # what the grammar left to the validator
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)   # generate(top_logprobs=k)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)   # generate(source=...): pointer -> offsets
+    reasoning: str | None = None   # generate(think=N): the thinking before the answer (``text`` is the answer)
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -152,6 +157,8 @@ class Result(Generic[T]):
             "candidates": [c.to_dict() for c in self.candidates],
             "model": self.model,
             "relaxed": [r.to_dict() for r in self.relaxed],
+            "spans": {pointer: list(where) for pointer, where in self.spans.items()},
+            "reasoning": self.reasoning,
             "tool_calls": [{"id": c.id, "name": c.name, "arguments": json.loads(c.arguments_json)}
                            for c in self.tool_calls],
         }

@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 from ..compile import regex_match
 from ..compile.schema import CompiledSchema
+from ..compile.thinking import split_reasoning
 from ..errors import BackendError, InvalidArgument, ParseError, ValidationFailed
 from ..request import Message, Request, SamplingParams, as_messages
 from ..result import Attempt, Result, Timings
@@ -119,6 +120,7 @@ class Completion:
     tokens: int = 0
     logprobs: tuple[float, ...] | None = None
     token_ids: tuple[int, ...] = ()
+    reasoning: str | None = None   # the server's separate reasoning (``reasoning_content``), if it sent one
 
     @property
     def avg_logprob(self) -> float | None:
@@ -253,6 +255,7 @@ class _Valid:
     completion: Completion
     seed: int
     repaired: bool
+    reasoning: str | None = None
 
 
 @dataclass(eq=False)
@@ -299,8 +302,11 @@ class _Run:
     def accept(self, completion: Completion, seed: int, step: str, *, defensive: bool,
                strict_text: bool = False) -> _Valid | None:
         """The validated value of a reply, or None (the reason recorded as an attempt)."""
+        # A reasoning model's thinking is never part of the payload: a <think>...</think> block is cut off first.
+        reasoning, answer = split_reasoning(completion.text)
         try:
-            text, value, repaired = _extract(completion.text, self.request.schema, self.request.format,
+            text, value, repaired = _extract(completion.text if answer is None else answer, self.request.schema,
+                                             self.request.format,
                                              defensive=defensive, exact=strict_text)
         except (ParseError, ValueError) as exc:
             error = str(exc)
@@ -311,25 +317,29 @@ class _Run:
             return None
         self.attempts.append(Attempt(text=completion.text, error=None, strategy=step, repaired=repaired,
                                      tokens=completion.tokens, avg_logprob=completion.avg_logprob))
-        return _Valid(value, text, completion, seed, repaired)
+        return _Valid(value, text, completion, seed, repaired, completion.reasoning or reasoning or None)
 
     def result(self, best: _Valid, step: str, candidates: Sequence[_Valid] = ()) -> Result[Any]:
         """The ``Result`` for the chosen value."""
         total_ms = (time.perf_counter() - self.started) * 1000
         timings = Timings(decode_ms=self.wait_ms, total_ms=total_ms, prompt_tokens=self.prompt_tokens,
                           generated_tokens=self.completion_tokens)
-        out = _as_result(best, step, self.model_name)
+        out = _as_result(best, step, self.model_name, self.request.schema)
         out.timings = timings
         out.attempts = self.attempts
-        out.candidates = [_as_result(c, step, self.model_name) for c in candidates]
+        out.candidates = [_as_result(c, step, self.model_name, self.request.schema) for c in candidates]
         out.relaxed = list(self.request.schema.relaxations)   # what a server-side or local grammar left out
         return out
 
 
-def _as_result(v: _Valid, step: str, model_name: str) -> Result[Any]:
+def _as_result(v: _Valid, step: str, model_name: str, schema: CompiledSchema) -> Result[Any]:
     c = v.completion
-    return Result(value=v.value, text=v.text, tokens=list(c.token_ids), logprobs=list(c.logprobs or ()),
-                  seed=v.seed, strategy=step, finish_reason=c.finish_reason, model=model_name)
+    out: Result[Any] = Result(value=v.value, text=v.text, tokens=list(c.token_ids), logprobs=list(c.logprobs or ()),
+                              seed=v.seed, strategy=step, finish_reason=c.finish_reason, model=model_name,
+                              reasoning=v.reasoning)
+    if schema.annotate is not None:
+        schema.annotate(out)
+    return out
 
 
 def _server(run: _Run, caps: Capabilities, forms: Sequence[Constraint]) -> Generator[list[Call], list[Outcome],

@@ -98,6 +98,8 @@ class CompiledSchema:
     source: Any = None
     # Set when the grammar has not been through llguidance's own check yet (see ``compile_for_decoding``).
     deferred_check: Callable[[], CompiledSchema] | None = None
+    # Fills what a result carries besides its value (``Result.spans``, ``Result.reasoning``) once it validated.
+    annotate: Callable[[Any], None] | None = None
 
     @property
     def relaxed(self) -> bool:
@@ -447,6 +449,16 @@ def _check_llguidance(grammar: str, make_error: Callable[[str], Exception]) -> N
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error:
         raise make_error(messages[0])
+
+
+def named_grammars(grammar: str, name: str) -> list[dict[str, Any]]:
+    """The sub-grammars of an llguidance grammar string, the first one named ``name`` (for ``@name`` references
+    from a Lark grammar that composes it)."""
+    if grammar.lstrip().startswith("{"):
+        subs = [dict(g) for g in json.loads(grammar)["grammars"]]
+        subs[0]["name"] = name
+        return subs
+    return [{"name": name, "lark_grammar": grammar}]
 
 
 def replace_options(options: JsonOptions, **changes: Any) -> JsonOptions:

@@ -28,7 +28,7 @@ import pydantic
 
 from ..errors import InvalidArgument, SchemaError
 from ..result import ToolCall, ToolCalls
-from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema
+from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema, named_grammars
 
 __all__ = ["MAX_PARALLEL_CALLS", "Tool", "ToolChoice", "ToolSet", "call_text", "compile_tools", "parse_tool_choice",
            "parse_tools"]
@@ -184,7 +184,7 @@ def _compile(answer: CompiledSchema, key: str, sources: tuple[type | None, ...],
     grammars: list[dict[str, Any]] = [{}]
     rules = []
     for i, tool in enumerate(callable_tools):
-        grammars.extend(_named(arguments[tool.name].grammar or "", f"tool_{i}_arguments"))
+        grammars.extend(named_grammars(arguments[tool.name].grammar or "", f"tool_{i}_arguments"))
         rules.append(f"call_{i}: {json.dumps(_call_prefix(tool.name))} @tool_{i}_arguments \"}}\"")
     repeat = f' ("\\n" call){{0,{MAX_PARALLEL_CALLS - 1}}}' if choice.parallel else ""
     lines = [f"calls: call{repeat}",
@@ -196,7 +196,7 @@ def _compile(answer: CompiledSchema, key: str, sources: tuple[type | None, ...],
                          r"TEXT: /(.|\n)*/ & ~/[ \t\r\n]*<tool_call>(.|\n)*/"]
         else:
             lines[:0] = ["start: answer | calls", "answer: @answer"]
-            grammars.extend(_named(answer.checked().grammar or "", "answer"))
+            grammars.extend(named_grammars(answer.checked().grammar or "", "answer"))
     else:
         lines.insert(0, "start: calls")
     grammars[0] = {"name": "tool_calls", "lark_grammar": "\n".join(lines) + "\n"}
@@ -226,15 +226,6 @@ def _arguments_schema(tool: Tool, options: JsonOptions) -> CompiledSchema:
 
 def _call_prefix(name: str) -> str:
     return '{"name": ' + json.dumps(name) + ', "arguments": '
-
-
-def _named(grammar: str, name: str) -> list[dict[str, Any]]:
-    """The sub-grammars of an llguidance grammar string, the first one named ``name`` (for ``@name``)."""
-    if grammar.lstrip().startswith("{"):
-        subs = [dict(g) for g in json.loads(grammar)["grammars"]]
-        subs[0]["name"] = name
-        return subs
-    return [{"name": name, "lark_grammar": grammar}]
 
 
 def _parse_calls(text: str, arguments: Mapping[str, CompiledSchema]) -> ToolCalls:

@@ -387,7 +387,10 @@ def _from_completion(resp: Any) -> Reply:
         logprobs = _logprobs(content)
         tokens = len(logprobs) if logprobs else (total if len(choices) == 1 else total // len(choices))
         text = _calls_text(getattr(message, "tool_calls", None)) or _text(getattr(message, "content", None))
-        completions.append(Completion(text, _text(getattr(ch, "finish_reason", None)) or "unknown", tokens, logprobs))
+        reasoning = _text(getattr(message, "reasoning_content", None) or (getattr(message, "model_extra", None) or {})
+                          .get("reasoning_content")) or None
+        completions.append(Completion(text, _text(getattr(ch, "finish_reason", None)) or "unknown", tokens, logprobs,
+                                      reasoning=reasoning))
     return Reply(tuple(completions), prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
                  completion_tokens=total or sum(c.tokens for c in completions))
 

@@ -68,6 +68,7 @@ class Sequence_:
     pending: list[int] = field(default_factory=list)      # tokens to decode next
     looped: bool = False                                  # cut short by the loop detector
     allowed: NDArray[np.intp] | None = None               # next mask as token ids, computed ahead
+    validated: bool = False                               # its finished text was checked (select="first_finished")
 
     @property
     def live(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ..compile.matchers import Backend, MatcherFactory, Vocab
-from ..errors import GenerationError, TruncatedOutput, ValidationFailed
+from ..errors import Cancelled, GenerationError, TruncatedOutput, ValidationFailed
 from ..request import Message, Request, SamplingParams
 from ..result import Attempt, Result, Timings
 from ..selection import pick
@@ -175,6 +175,22 @@ def run_attempts(model: LocalModel, job: Job, first_attempt: int = 0) -> Result[
     raise ValidationFailed(f"no valid output in {request.max_attempts} attempt(s): {last}", attempts=job.attempts)
 
 
+def stop_after_first_valid(model: LocalModel, job: Job, seqs: Sequence[decode.Sequence_]) -> None:
+    """``select="first_finished"``: once one candidate has finished with a valid value, stop the others (their
+    tokens count as wasted; the finished one is kept by ``conclude``)."""
+    for s in seqs:
+        if s.finish_reason == "stop" and s.error is None and not s.validated:
+            s.validated = True
+            try:
+                job.request.schema.validate(model.detokenize(s.tokens))
+            except ValueError:
+                continue
+            for other in seqs:
+                if other.live:
+                    other.error = Cancelled("another candidate finished first (select='first_finished')")
+            return
+
+
 def candidates_list(candidates: list[Result[Any] | None]) -> list[Result[Any]]:
     """The valid candidates, in sequence order."""
     return [c for c in candidates if c is not None]
@@ -196,6 +212,8 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
                                  seed=s.seed, strategy=strategy, forced=list(s.forced),
                                  model_logprobs=list(s.model_logprobs), finish_reason=s.finish_reason or "stop",
                                  top_logprobs=list(s.top_logprobs))
+    if request.schema.annotate is not None:
+        request.schema.annotate(result)
     attempts.append(Attempt(text=text, error=None, strategy=strategy, tokens=len(s.tokens),
                             avg_logprob=result.avg_logprob))
     return result
@@ -229,4 +247,4 @@ def with_hint(prompt: str | Sequence[Message], hint: str | None, *, chat: bool =
 
 
 __all__ = ["GenerationError", "Job", "choose", "conclude", "loop_options", "prepare", "run_attempts",
-           "sampling", "sequences", "with_hint"]
+           "sampling", "sequences", "stop_after_first_valid", "with_hint"]

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..compile.matchers import Backend, Vocab, get_backend
+from ..compile.thinking import PLAIN_THINKING, THINK_TOKEN_PAIRS, ThinkDelimiters
 from ..errors import InvalidArgument
 from ..request import Message, Request, as_messages
 from ..result import Result
@@ -92,6 +93,7 @@ class LlamaCpp:
             bos_token=self._model.token_bytes(self._model.bos, special=True).decode("utf-8", "replace"),
             eos_token=self._model.token_bytes(self._model.eos, special=True).decode("utf-8", "replace"),
         )
+        self._think: ThinkDelimiters | None = None
         self.scheduler = Scheduler(self, cache_slots=range(n_seq_max, n_seq_max + cache_slots), max_queue=max_queue)
 
     @property
@@ -153,6 +155,20 @@ class LlamaCpp:
         if len(tokens) >= self.n_ctx:
             raise InvalidArgument(f"the prompt has {len(tokens)} tokens; n_ctx is {self.n_ctx}")
         return tokens
+
+    def think_delimiters(self) -> ThinkDelimiters:
+        """How this model thinks (``generate(think=N)``): a pair of ``THINK_TOKEN_PAIRS`` that are single tokens of
+        its vocabulary, or else the plain-text scratchpad (``PLAIN_THINKING``)."""
+        if self._think is None:
+            self._think = PLAIN_THINKING
+            for opening, closing in THINK_TOKEN_PAIRS:
+                ids = [self.tokenize(opening), self.tokenize(closing)]
+                if all(len(i) == 1 for i in ids):
+                    rendered = self.chat_template.render([{"role": "user", "content": "?"}])
+                    self._think = ThinkDelimiters(opening, closing, special=self.token_bytes(ids[0][0]) == b"",
+                                                  opened=rendered.rstrip().endswith(opening))
+                    break
+        return self._think
 
     # ---- StepModel (used by structgen.decode) ---------------------------------------------------------
 

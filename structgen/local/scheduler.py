@@ -23,6 +23,9 @@ streams (so it does not freeze them), and its KV is offered to the ``PrefixCache
 deterministic mode keeps its promise instead (see ``LlamaCpp``): each prompt is decoded alone from an empty
 stream in fixed ``n_batch`` chunks and each sequence is decoded alone every step, so a request's bytes do not
 depend on what else runs; it has no prefix cache, and under load every live sequence costs its own model step.
+
+Why it is long: admission, prefix sharing, chunked prefill, attempts and streaming all act on the same ticket
+state inside one step; split apart they would pass that state around instead of keeping it in one place.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from ..errors import Cancelled, DeadlineExceeded, InvalidArgument, Overloaded, S
 from ..result import Result
 from . import decode
 from .context_lock import ContextLock
-from .engine import Job, LocalModel, conclude, loop_options, sampling, sequences
+from .engine import Job, LocalModel, conclude, loop_options, sampling, sequences, stop_after_first_valid
 from .prefix_cache import CacheEntry, KvSequences, PrefixCache, common_prefix
 
 __all__ = ["PREFILL_CHUNK", "Event", "Scheduler", "Sink", "Ticket"]
@@ -303,6 +306,8 @@ class Scheduler:
         for group in self._groups(items):
             self._run_group(group)
         for t in list(self._live):
+            if t.decoding and t.job.request.select == "first_finished" and t.job.n > 1:
+                stop_after_first_valid(self.model, t.job, t.seqs)
             if t.decoding and not any(s.live for s in t.seqs):
                 self._attempt_done(t)
             elif t.decoding and t.sink is not None and t.job.n == 1:
@@ -498,3 +503,4 @@ class Scheduler:
                     callback()
                 except Exception as exc:   # a caller's callback must not take the engine down
                     self.last_error = exc
+

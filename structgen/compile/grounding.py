@@ -1,0 +1,515 @@
+"""Grounded extraction: string values that are verbatim spans of a source text, and where they came from.
+
+``ground(compiled, source)`` turns a JSON ``CompiledSchema`` into one whose grammar writes every *grounded* string
+(by default: every plain string, i.e. no ``enum``, ``const``, ``format`` or ``pattern``) as a span of ``source``,
+so a model chooses *which* text to copy and can never invent it. A schema node opts out with ``"x-source":
+"free"`` and in with ``"x-source": "span"`` (a number or integer marked ``span`` may only be a number written in
+the source). Pydantic: ``Field(json_schema_extra={"x-source": "free"})``.
+
+Spans are word-level: the source is cut into chunks (a run of word characters, or one other character), and a
+value is ``chunks[i:j]`` joined — llguidance's ``substring_chunks`` lexeme, a suffix automaton, linear in the
+source. Word-level rather than character-level because a field value is whole words: a character-level span lets
+a model stop inside a word ("Acme Cor") or start inside one, and doubles the choices at every step for nothing.
+Spans never start or end with whitespace. Each chunk is JSON-escaped first, so a span of a text with quotes or
+newlines is still a valid JSON string.
+
+The grammar is built in Lark around the grounded strings: objects, arrays, ``anyOf``/``oneOf`` and type lists
+that contain grounded strings are written out (compact or spaced separators, like the rest); every other subtree
+is compiled as its own JSON Schema (relaxations included) and referenced as a sub-grammar. The validator is the
+schema's own plus a check that every grounded value occurs in the source (the hosted chain re-asks when it does
+not; whitespace may differ there). ``Result.spans`` maps each grounded value's JSON pointer to its offsets.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import llguidance
+
+from .._unicode import check_text
+from ..errors import InvalidArgument, SchemaError
+from ..result import Relaxation
+from ._locations import first_line, json_pointer
+from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema, named_grammars
+
+if TYPE_CHECKING:
+    from ..result import Result
+
+__all__ = ["MAX_SOURCE_CHARS", "ground", "grounded_values", "locate", "source_dates", "with_source", "written_at"]
+
+MAX_SOURCE_CHARS = 200_000
+"""Longest source text ``ground`` takes (its automaton is linear in it; the prompt must hold it anyway)."""
+
+_CHUNK = re.compile(r"\w+|\s|[^\w\s]")
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
+_DATE_FORMATS = ("date",)
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "x-source", "$schema", "$id",
+                          "$defs", "definitions", "deprecated", "readOnly", "writeOnly"})
+_PLAIN_STRING_BLOCKERS = ("enum", "const", "format", "pattern", "contentEncoding", "contentMediaType")
+_OBJECT_UNSUPPORTED = ("patternProperties", "propertyNames", "minProperties", "maxProperties", "dependencies",
+                       "dependentRequired", "dependentSchemas", "if", "then", "else", "not", "allOf",
+                       "unevaluatedProperties", "anyOf", "oneOf", "enum", "const")
+_ARRAY_UNSUPPORTED = ("prefixItems", "contains", "minContains", "maxContains", "unevaluatedItems", "if", "then",
+                      "else", "not", "allOf", "anyOf", "oneOf", "enum", "const", "additionalItems")
+
+
+def with_source(prompt: Any, source: str) -> Any:
+    """The prompt with the source text appended to its last user turn (unless it already contains it)."""
+    def add(text: str) -> str:
+        return text if source in text else f'{text}\n\nText:\n"""\n{source}\n"""'
+
+    if isinstance(prompt, str):
+        return add(prompt)
+    messages = [dict(m) for m in prompt]
+    if messages:
+        messages[-1]["content"] = add(messages[-1]["content"])
+    return messages
+
+
+def ground(compiled: CompiledSchema, source: str, options: JsonOptions | None = None) -> CompiledSchema:
+    """``compiled`` with its grounded strings constrained to spans of ``source`` (see the module docstring).
+
+    Free text (``schema=None``) becomes one span of the source. Raises ``InvalidArgument`` for a source that is not
+    text or is too long, or for a schema kind that has no strings to ground (regex, choice, grammar, tools)."""
+    if not isinstance(source, str) or not source.strip():
+        raise InvalidArgument("source must be a non-empty string")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise InvalidArgument(f"source has {len(source):,} characters; at most {MAX_SOURCE_CHARS:,}")
+    check_text("the source", source)
+    if compiled.kind == "text":
+        return _ground_text(source)
+    if compiled.kind != "json" or compiled.json_schema is None:
+        raise InvalidArgument(f"source= grounds JSON values (a Pydantic model or a JSON Schema) or free text, "
+                              f"not a {compiled.kind} schema")
+    return _ground_json(compiled, source, options or JsonOptions())
+
+
+@functools.lru_cache(maxsize=64)
+def _ground_text(source: str) -> CompiledSchema:
+    lark = f"start: SPAN\n{_span_terminals(source, json_escaped=False)}"
+
+    def validate(text: str) -> str:
+        if locate(source, text) is None:
+            raise _Invalid(f"{text[:60]!r} does not occur in the source")
+        return text
+
+    def annotate(result: Result[Any]) -> None:
+        where = locate(source, result.text)
+        result.spans = {"": where} if where is not None and where[0] != where[1] else {}
+
+    return CompiledSchema(kind="text", grammar=_checked_lark(lark), validator=validate, annotate=annotate,
+                          hint="Answer with a passage copied exactly from the text.", source=None)
+
+
+@functools.lru_cache(maxsize=64)
+def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) -> CompiledSchema:
+    schema = compiled.json_schema
+    assert schema is not None
+    builder = _Builder(schema, source, options)
+    start = builder.expr(schema, ())
+    if not builder.grounded:
+        return compiled   # nothing to ground: the schema has no plain strings
+    grammar = builder.grammar(start)
+    inner = compiled.validator
+
+    def validate(text: str) -> Any:
+        value = inner(text)
+        for pointer, item, kind in _walk(schema, schema, json.loads(text), (), 0):
+            if written_at(source, item, kind) is None:
+                raise _Invalid(f"{pointer or '/'}: {str(item)[:60]!r} is not written in the source")
+        return value
+
+    def annotate(result: Result[Any]) -> None:
+        spans: dict[str, tuple[int, int]] = {}
+        for pointer, item, kind in _walk(schema, schema, json.loads(result.text), (), 0):
+            where = written_at(source, item, kind)
+            if where is not None and where[0] != where[1]:
+                spans[pointer] = where
+        result.spans = spans
+
+    hint = compiled.prompt_hint
+    return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
+                          relaxations=(*compiled.checked().relaxations, *builder.relaxations), annotate=annotate,
+                          hint=f"{hint}\nCopy every text value exactly as it is written in the text." if hint else None,
+                          warnings=compiled.warnings, source=compiled.source)
+
+
+def written_at(source: str, item: Any, kind: str) -> tuple[int, int] | None:
+    """Where a grounded value of ``kind`` ("span", "number", "date") is written in ``source``."""
+    if kind == "number":
+        return next(((m.start(), m.end()) for m in _NUMBER.finditer(source)
+                     if float(m.group().replace(",", "")) == float(item)), None)
+    if kind == "date":
+        return next(((start, end) for iso, start, end in source_dates(source) if iso == item), None)
+    return locate(source, item)
+
+
+def locate(source: str, text: str) -> tuple[int, int] | None:
+    """Offsets ``(start, end)`` of the first occurrence of ``text`` in ``source`` (whitespace runs may differ); None
+    when it does not occur. The empty string is at (0, 0)."""
+    if text == "":
+        return 0, 0
+    at = source.find(text)
+    if at >= 0:
+        return at, at + len(text)
+    words = text.split()
+    if not words:
+        return None
+    m = re.search(r"\s+".join(map(re.escape, words)), source)
+    return (m.start(), m.end()) if m else None
+
+
+def grounded_values(schema: Mapping[str, Any], value: Any) -> Iterator[tuple[str, Any, str]]:
+    """``(JSON pointer, value, kind)`` for every value of ``value`` that sits at a grounded node of ``schema``: kind
+    "span" (strings), "number" and "date" (numbers and dates marked ``"x-source": "span"``)."""
+    yield from _walk(schema, schema, value, (), 0)
+
+
+_MONTHS = {name: i + 1 for i, names in enumerate(
+    ["january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
+     "september sep sept", "october oct", "november nov", "december dec"]) for name in names.split()}
+_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_DATE_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(\d{4})[-/](\d{1,2})[-/](\d{1,2})\b"), "ymd"),
+    (re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](\d{4})\b"), "dmy"),
+    (re.compile(rf"\b{_DAY}\s+{_MONTH},?\s+(\d{{4}})\b", re.IGNORECASE), "dMy"),
+    (re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b", re.IGNORECASE), "Mdy"),
+)
+
+
+def source_dates(source: str) -> list[tuple[str, int, int]]:
+    """Dates written in ``source`` as ``(ISO date, start, end)``: 2025-02-12, 12.02.2025 and 12/02/2025 (day first,
+    and month first too where that is a date), 12 February 2025, February 12, 2025 (English month names)."""
+    import datetime
+
+    found: list[tuple[str, int, int]] = []
+    for pattern, order in _DATE_FORMS:
+        for m in pattern.finditer(source):
+            a, b, c = m.groups()
+            if order == "ymd":
+                candidates = [(a, b, c)]
+            elif order == "dmy":
+                candidates = [(c, b, a), (c, a, b)]
+            elif order == "dMy":
+                candidates = [(c, str(_MONTHS[b.lower()]), a)]
+            else:
+                candidates = [(c, str(_MONTHS[a.lower()]), b)]
+            for y, mo, d in candidates:
+                try:
+                    found.append((datetime.date(int(y), int(mo), int(d)).isoformat(), m.start(), m.end()))
+                except ValueError:
+                    continue
+    return found
+
+
+# ---- classification (shared by the grammar builder and the value walker) ----------------------------------------
+
+def _kind(node: Any) -> str:
+    """How a node is handled: "span", "number", "ref", "union", "types", "object", "array" or "json"."""
+    if not isinstance(node, Mapping):
+        return "json"
+    mark = node.get("x-source")
+    if mark is not None and mark not in ("span", "passage", "free"):
+        raise SchemaError(f"x-source must be 'span', 'passage' or 'free', got {mark!r}", pointer="/x-source")
+    keys = set(node) - _ANNOTATIONS
+    if "$ref" in node:
+        return "ref" if keys == {"$ref"} else "json"
+    if keys in ({"anyOf"}, {"oneOf"}):
+        return "union"
+    if keys == {"allOf"} and len(node["allOf"]) == 1:
+        return "union"
+    kind = node.get("type")
+    if isinstance(kind, list):
+        return "types" if len(kind) > 1 else _kind({**node, "type": kind[0]} if kind else {})
+    if kind == "string" and mark in ("span", "passage") and node.get("format") in _DATE_FORMATS:
+        return "date"
+    if kind == "string" and mark != "free" and (mark is not None or not any(k in node for k in _PLAIN_STRING_BLOCKERS)):
+        return "span"
+    if kind in ("number", "integer") and mark == "span" and not ("enum" in node or "const" in node):
+        return "number"
+    if kind == "object" and not any(k in node for k in _OBJECT_UNSUPPORTED) \
+            and set(node.get("required", ())) <= set(node.get("properties", {})) \
+            and (node.get("properties") or node.get("additionalProperties") is False):
+        return "object"
+    if kind == "array" and isinstance(node.get("items"), Mapping) and not any(k in node for k in _ARRAY_UNSUPPORTED):
+        return "array"
+    return "json"
+
+
+def _branches(node: Mapping[str, Any]) -> list[Any]:
+    return list(node.get("anyOf") or node.get("oneOf") or node.get("allOf") or [])
+
+
+def _resolve(root: Mapping[str, Any], ref: str) -> Any:
+    if not ref.startswith("#"):
+        raise SchemaError(f"source= needs local $refs; cannot follow {ref!r}", pointer="/$ref")
+    node: Any = root
+    for part in ref[1:].split("/")[1:] if ref != "#" else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            raise SchemaError(f"$ref {ref!r} does not resolve", pointer="/$ref")
+    return node
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _admits_type(root: Mapping[str, Any], node: Any, value: Any, depth: int = 0) -> bool:
+    """Whether ``node``'s declared type (through refs and unions) admits ``value``'s JSON type."""
+    if not isinstance(node, Mapping) or depth > 32:
+        return node is not False
+    if "$ref" in node:
+        return _admits_type(root, _resolve(root, node["$ref"]), value, depth + 1)
+    if "anyOf" in node or "oneOf" in node:
+        return any(_admits_type(root, b, value, depth + 1) for b in _branches(node))
+    if "const" in node:
+        return bool(node["const"] == value)
+    if "enum" in node:
+        return value in node["enum"]
+    kind = node.get("type")
+    if kind is None:
+        return True
+    types = kind if isinstance(kind, list) else [kind]
+    actual = _json_type(value)
+    return actual in types or (actual == "integer" and "number" in types)
+
+
+def _walk(root: Mapping[str, Any], node: Any, value: Any, path: tuple[Any, ...],
+          depth: int) -> Iterator[tuple[str, Any, str]]:
+    if depth > 64:
+        return
+    kind = _kind(node)
+    if (kind in ("span", "date") and isinstance(value, str)) or \
+            (kind == "number" and isinstance(value, int | float) and not isinstance(value, bool)):
+        yield json_pointer(path), value, kind
+    elif kind == "ref":
+        yield from _walk(root, _resolve(root, node["$ref"]), value, path, depth + 1)
+    elif kind == "union":
+        branch = next((b for b in _branches(node) if _admits_type(root, b, value)), None)
+        if branch is not None:
+            yield from _walk(root, branch, value, path, depth + 1)
+    elif kind == "types":
+        yield from _walk(root, {**node, "type": _json_type(value) if _json_type(value) in node["type"]
+                                else "number"}, value, path, depth + 1)
+    elif kind == "object" and isinstance(value, dict):
+        for key, item in value.items():
+            if key in node.get("properties", {}):
+                yield from _walk(root, node["properties"][key], item, (*path, key), depth + 1)
+    elif kind == "array" and isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _walk(root, node["items"], item, (*path, i), depth + 1)
+
+
+# ---- the grammar ----------------------------------------------------------------------------------------------
+
+def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
+    """``SPAN``: a word-level span of ``source`` that does not begin or end with whitespace; ``PHRASE``: one that
+    also stays within a line and a sentence (nor runs past a "|" or ";", nor ends with one or a "," or ":"); ``GSTR`` / ``GPASSAGE``: a JSON string of
+    a phrase / of any span. ``json_escaped``: the chunks as they are written inside a JSON string."""
+    chunks = [m.group() for m in _CHUNK.finditer(source)]
+    if json_escaped:
+        chunks = [json.dumps(c, ensure_ascii=False)[1:-1] for c in chunks]
+        edge, newline = r"( |\\[nrt])", r"\\n"   # escaped whitespace: a space, or a \n, \r, \t escape
+    else:
+        edge, newline = r"[ \t\r\n]", r"\n"
+    substring = json.dumps({"substring_chunks": chunks}, ensure_ascii=False)
+    lines = [f"SPAN_ANY: %regex {substring}",
+             f"SPAN: SPAN_ANY & ~/{edge}(?s:.*)/ & ~/(?s:.*){edge}/",
+             f"PHRASE: SPAN & ~/(?s:.*){newline}(?s:.*)/ & ~/(?s:.*)[.!?;|] (?s:.*)/ & ~/(?s:.*)[,;:|]/"]
+    if json_escaped:
+        lines += ['GSTR: "\\"" PHRASE "\\""', 'GPASSAGE: "\\"" SPAN "\\""']
+    return "\n".join(lines) + "\n"
+
+
+def _checked_lark(lark: str) -> str:
+    grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error:
+        raise SchemaError(f"the grounded grammar cannot be compiled: {first_line(messages[0])}")
+    return grammar
+
+
+class _Builder:
+    """Writes the Lark grammar of a schema whose grounded strings are spans (see the module docstring)."""
+
+    def __init__(self, root: Mapping[str, Any], source: str, options: JsonOptions) -> None:
+        self.root = root
+        self.source = source
+        self.options = options
+        self.item_sep, self.key_sep = (", ", ": ") if options.whitespace == "spaced" else (",", ":")
+        self.rules: list[str] = []
+        self.subgrammars: list[dict[str, Any]] = []
+        self.relaxations: list[Relaxation] = []
+        self.grounded: list[str] = []
+        dates = source_dates(source)
+        self.dates = {iso for iso, _, _ in dates}
+        # A number inside a written date (a day, a year) is part of the date, not a quantity of its own.
+        in_date = {i for _, start, end in dates for i in range(start, end)}
+        self.numbers = sorted({m.group().replace(",", "") for m in _NUMBER.finditer(source) if m.start() not in in_date},
+                              key=float)
+        self._refs: dict[str, str] = {}
+        self._json: dict[str, str] = {}
+        self._defs = {k: root[k] for k in ("$defs", "definitions") if k in root}
+
+    def grammar(self, start: str) -> str:
+        lines = [f"start: {start}", *self.rules, _span_terminals(self.source)]
+        if self.options.whitespace not in ("compact", "spaced"):
+            lines[:0] = ['%llguidance { "skip_repetition": "once" }', f"%ignore /{self.options.whitespace}/"]
+        top = {"name": "grounded", "lark_grammar": "\n".join(lines) + "\n"}
+        grammar = json.dumps({"grammars": [top, *self.subgrammars]})
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+        if is_error:
+            raise SchemaError(f"the grounded grammar cannot be compiled: {first_line(messages[0])}")
+        return grammar
+
+    def expr(self, node: Any, path: tuple[Any, ...]) -> str:
+        """A Lark expression for ``node`` at schema path ``path``."""
+        if not self._reaches_span(node, set()):
+            return self._json_rule(node, path)
+        kind = _kind(node)
+        if kind == "span":
+            self.grounded.append(json_pointer(path))
+            for key in ("minLength", "maxLength"):
+                if key in node:
+                    self.relaxations.append(Relaxation(key, json_pointer((*path, key)), "grounded span: validated"))
+            return "GPASSAGE" if node.get("x-source") == "passage" else "GSTR"
+        if kind == "number":
+            return self._number(node, path)
+        if kind == "date":
+            return self._date(node, path)
+        if kind == "ref":
+            return self._ref(node["$ref"])
+        if kind == "union":
+            key = "anyOf" if "anyOf" in node else "oneOf" if "oneOf" in node else "allOf"
+            if key == "oneOf":
+                self.relaxations.append(Relaxation("oneOf", json_pointer((*path, key)),
+                                                   "enforced as anyOf (exactly one branch not checked)"))
+            return self._rule([self.expr(b, (*path, key, i)) for i, b in enumerate(_branches(node))])
+        if kind == "types":
+            return self._rule([self.expr({**node, "type": t}, path) for t in node["type"]])
+        if kind == "object":
+            return self._object(node, path)
+        if kind == "array":
+            return self._array(node, path)
+        return self._json_rule(node, path)
+
+    def _rule(self, alternatives: Sequence[str]) -> str:
+        name = f"r{len(self.rules)}"
+        self.rules.append(f"{name}: " + " | ".join(f"({a})" if a else '""' for a in alternatives))
+        return name
+
+    def _literal(self, text: str) -> str:
+        return json.dumps(text, ensure_ascii=False)
+
+    def _object(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
+        props = list(node.get("properties", {}).items())
+        required = set(node.get("required", ()))
+        members = [f"{self._literal(json.dumps(k, ensure_ascii=False) + self.key_sep)} "
+                   f"{self.expr(v, (*path, 'properties', k))}" for k, v in props]
+        first = rest = '""'   # rules for the members from i on, with nothing yet written / after a member
+        for i in range(len(props) - 1, -1, -1):
+            name = props[i][0]
+            new_first = self._rule([f"{members[i]} {rest}"] + ([] if name in required else [first]))
+            new_rest = self._rule([f"{self._literal(self.item_sep)} {members[i]} {rest}"]
+                                  + ([] if name in required else [rest]))
+            first, rest = new_first, new_rest
+        return self._rule([f"\"{{\" {first} \"}}\""])
+
+    def _array(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
+        low, high = int(node.get("minItems", 0)), node.get("maxItems")
+        if node.get("uniqueItems"):
+            self.relaxations.append(Relaxation("uniqueItems", json_pointer((*path, "uniqueItems")),
+                                               "grounded array: validated"))
+        if high is not None and int(high) == 0:
+            return '"[]"'
+        item = self.expr(node["items"], (*path, "items"))
+        more = f"{{{max(low - 1, 0)},{'' if high is None else int(high) - 1}}}"
+        body = f"{item} ({self._literal(self.item_sep)} {item}){more}"
+        return self._rule([f"\"[\" {body} \"]\""] + (['"[]"'] if low == 0 else []))
+
+    def _number(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
+        written = [n for n in self.numbers if node.get("type") != "integer" or "." not in n]
+        written = [n for n in written if _json_number(n) is not None]
+        if not written:
+            return self._json_rule({k: v for k, v in node.items() if k != "x-source"}, path)
+        self.grounded.append(json_pointer(path))
+        return self._rule([self._literal(_json_number(n) or n) for n in written])
+
+    def _date(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
+        if not self.dates:
+            return self._json_rule({k: v for k, v in node.items() if k != "x-source"}, path)
+        self.grounded.append(json_pointer(path))
+        return self._rule([self._literal(json.dumps(d)) for d in sorted(self.dates)])
+
+    def _ref(self, ref: str) -> str:
+        if ref not in self._refs:
+            name = f"d{len(self._refs)}"
+            self._refs[ref] = name
+            index = len(self.rules)
+            self.rules.append("")   # reserved: a recursive schema refers to the rule before its body is written
+            target = _resolve(self.root, ref)
+            self.rules[index] = f"{name}: {self.expr(target, tuple(ref[2:].split('/')) if ref != '#' else ())}"
+        return self._refs[ref]
+
+    def _json_rule(self, node: Any, path: tuple[Any, ...]) -> str:
+        sub = dict(node) if isinstance(node, Mapping) else ({} if node is True else {"not": {}})
+        if self._defs and '"$ref"' in json.dumps(sub):
+            sub = {**sub, **self._defs}
+        key = json.dumps(sub, sort_keys=True)
+        if key not in self._json:
+            name = f"j{len(self._json)}"
+            try:
+                compiled = compile_schema(sub, self.options)
+            except SchemaError as exc:
+                raise SchemaError(exc.reason, pointer=json_pointer(path) + exc.pointer) from None
+            self.relaxations.extend(Relaxation(r.keyword, json_pointer(path) + r.pointer, r.how)
+                                    for r in compiled.relaxations)
+            self.subgrammars.extend(named_grammars(compiled.grammar or "", name))
+            self._json[key] = name
+        return f"@{self._json[key]}"
+
+    def _reaches_span(self, node: Any, seen: set[str]) -> bool:
+        kind = _kind(node)
+        if kind in ("span", "number", "date"):
+            return True
+        if kind == "ref":
+            ref = node["$ref"]
+            if ref in seen:
+                return False
+            seen.add(ref)
+            return self._reaches_span(_resolve(self.root, ref), seen)
+        if kind == "union":
+            return any(self._reaches_span(b, seen) for b in _branches(node))
+        if kind == "types":
+            return any(self._reaches_span({**node, "type": t}, seen) for t in node["type"])
+        if kind == "object":
+            return any(self._reaches_span(v, seen) for v in node.get("properties", {}).values())
+        if kind == "array":
+            return self._reaches_span(node["items"], seen)
+        return False
+
+
+def _json_number(text: str) -> str | None:
+    """``text`` as a JSON number literal (no leading zeros), or None."""
+    try:
+        return str(int(text)) if "." not in text else repr(float(text)) if text.lstrip("-").startswith("0") else text
+    except ValueError:
+        return None
+
