@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -66,14 +67,24 @@ def generate(
                                          "shows as '[retry: ...]'); the validated value is still printed at the end.")]
     = False,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+    source: Annotated[Path | None, typer.Option("--source", help="A text file to extract from: every plain string "
+                                                "of the value is copied verbatim from it (grounded extraction; "
+                                                "'spans' in --json).", dir_okay=False)] = None,
+    think: Annotated[int, typer.Option("--think", help="Let the model reason for up to N tokens before the "
+                                       "answer ('reasoning' in --json).")] = 0,
+    select: Annotated[str, typer.Option("--select", help="With --n > 1: logprob | first_valid | first_finished | "
+                                        "judge (the model's P(yes) that the extraction is right).")] = "logprob",
 ) -> None:
     """Generate a value valid for a JSON Schema, regex, choice or grammar."""
     import structgen
 
     spec = schema_from_options(schema, regex, choice, grammar)
+    source_text = read_source(source) if source is not None else None
     m = load_model(model, n_gpu_layers, backend)
-    options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
-                   strategy=strategy, n=n, system=system, chat=not raw, strict=strict, timeout=timeout)
+    options: dict[str, Any] = dict(
+        seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
+        strategy=strategy, n=n, system=system, chat=not raw, strict=strict, timeout=timeout, source=source_text,
+        think=think, select=structgen.Judge() if select == "judge" else select)
     r = _streamed(prompt, spec, m, options) if stream else structgen.generate(prompt, spec, model=m, **options)
     if as_json:
         typer.echo(json.dumps(r.to_dict(), ensure_ascii=False))
@@ -81,6 +92,18 @@ def generate(
         typer.echo(r.value)
     else:
         typer.echo(json.dumps(r.value, ensure_ascii=False))
+
+
+def read_source(path: Path) -> str:
+    """The text of ``--source`` (UTF-8; a file that is not is an ``InvalidArgument``)."""
+    from structgen.errors import InvalidArgument
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"--source {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read --source {path}: {exc.strerror or exc}") from exc
 
 
 def _streamed(prompt: str, spec: Any, model: Any, options: dict[str, Any]) -> Any:

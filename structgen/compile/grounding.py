@@ -3,20 +3,25 @@
 ``ground(compiled, source)`` turns a JSON ``CompiledSchema`` into one whose grammar writes every *grounded* string
 (by default: every plain string, i.e. no ``enum``, ``const``, ``format`` or ``pattern``) as a span of ``source``,
 so a model chooses *which* text to copy and can never invent it. A schema node opts out with ``"x-source":
-"free"`` and in with ``"x-source": "span"`` (a number or integer marked ``span`` may only be a number written in
-the source). Pydantic: ``Field(json_schema_extra={"x-source": "free"})``.
+"free"``; ``"x-source": "span"`` opts a node in (a number or integer: only numbers written in the source; a
+``format: date`` string: only dates written there, as ISO dates), and ``"x-source": "passage"`` lets a string be
+any span, however long. Pydantic: ``Field(json_schema_extra={"x-source": "free"})``.
 
 Spans are word-level: the source is cut into chunks (a run of word characters, or one other character), and a
 value is ``chunks[i:j]`` joined — llguidance's ``substring_chunks`` lexeme, a suffix automaton, linear in the
 source. Word-level rather than character-level because a field value is whole words: a character-level span lets
 a model stop inside a word ("Acme Cor") or start inside one, and doubles the choices at every step for nothing.
-Spans never start or end with whitespace. Each chunk is JSON-escaped first, so a span of a text with quotes or
-newlines is still a valid JSON string.
+A value is also a *phrase*: it does not begin or end with whitespace, does not run across a line break, a sentence
+end, a ", " or a "Label: value" pair, does not end on "," ";" ":" "|", and is not one of the document's labels
+(the "Vendor" of "Vendor: ACME"). Small models otherwise run a span on past the value (on the 48 documents of
+``bench accuracy``, SmolLM2-135M's field accuracy went from 52 % with any span to 67 % with phrases). A value
+that holds commas or sentences ("Denver, Colorado", a full address, a description) is marked ``passage``. Each
+chunk is JSON-escaped first, so a span of a text with quotes or newlines is still a valid JSON string.
 
 The grammar is built in Lark around the grounded strings: objects, arrays, ``anyOf``/``oneOf`` and type lists
 that contain grounded strings are written out (compact or spaced separators, like the rest); every other subtree
 is compiled as its own JSON Schema (relaxations included) and referenced as a sub-grammar. The validator is the
-schema's own plus a check that every grounded value occurs in the source (the hosted chain re-asks when it does
+schema's own plus a check that every grounded value is written in the source (the hosted chain re-asks when it is
 not; whitespace may differ there). ``Result.spans`` maps each grounded value's JSON pointer to its offsets.
 """
 
@@ -44,6 +49,8 @@ __all__ = ["MAX_SOURCE_CHARS", "ground", "grounded_values", "locate", "source_da
 MAX_SOURCE_CHARS = 200_000
 """Longest source text ``ground`` takes (its automaton is linear in it; the prompt must hold it anyway)."""
 
+_LABEL = re.compile(r"(?m)^[ \t]*(?:[-*•][ \t]*)?([^\W\d][^:\n]{0,39}):(?=[ \t]|$)")
+"""The label of a "Label: value" line (a field name in the document, never a value)."""
 _CHUNK = re.compile(r"\w+|\s|[^\w\s]")
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
 _DATE_FORMATS = ("date",)
@@ -131,10 +138,9 @@ def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) ->
                 spans[pointer] = where
         result.spans = spans
 
-    hint = compiled.prompt_hint
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                           relaxations=(*compiled.checked().relaxations, *builder.relaxations), annotate=annotate,
-                          hint=f"{hint}\nCopy every text value exactly as it is written in the text." if hint else None,
+                          hint=functools.partial(_fields_hint, schema),
                           warnings=compiled.warnings, source=compiled.source)
 
 
@@ -146,6 +152,31 @@ def written_at(source: str, item: Any, kind: str) -> tuple[int, int] | None:
     if kind == "date":
         return next(((start, end) for iso, start, end in source_dates(source) if iso == item), None)
     return locate(source, item)
+
+
+def _fields_hint(schema: Mapping[str, Any]) -> str:
+    """A short hint for grounded extraction: the fields to fill, not the whole JSON Schema (the grammar enforces the
+    form; on small models the schema's text in the prompt leaks into the values)."""
+    return ("Reply with JSON with these fields: " + _fields(schema, schema, 0)
+            + ". Copy every text value exactly as it is written in the text.")
+
+
+def _fields(root: Mapping[str, Any], node: Any, depth: int) -> str:
+    if not isinstance(node, Mapping) or depth > 3:
+        return ""
+    if "$ref" in node:
+        return _fields(root, _resolve(root, node["$ref"]), depth + 1)
+    if "items" in node:
+        inner = _fields(root, node["items"], depth + 1)
+        return f"a list of ({inner})" if inner else ""
+    if node.get("anyOf") or node.get("oneOf"):
+        return next((f for b in _branches(node) if (f := _fields(root, b, depth + 1))), "")
+    parts = []
+    for key, sub in (node.get("properties") or {}).items():
+        described = sub.get("description") if isinstance(sub, Mapping) else None
+        inner = _fields(root, sub, depth + 1)
+        parts.append(key + (f": {described}" if described else "") + (f": {inner}" if inner else ""))
+    return "; ".join(parts)
 
 
 def locate(source: str, text: str) -> tuple[int, int] | None:
@@ -321,8 +352,9 @@ def _walk(root: Mapping[str, Any], node: Any, value: Any, path: tuple[Any, ...],
 
 def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
     """``SPAN``: a word-level span of ``source`` that does not begin or end with whitespace; ``PHRASE``: one that
-    also stays within a line and a sentence (nor runs past a "|" or ";", nor ends with one or a "," or ":"); ``GSTR`` / ``GPASSAGE``: a JSON string of
-    a phrase / of any span. ``json_escaped``: the chunks as they are written inside a JSON string."""
+    also stays within a line, a sentence, a ", " list and a "Label: value" pair (no ". ", ", ", "| ", "; ", ": "
+    inside; no "," ";" ":" "|" at its end) and is not one of the document's labels; ``GSTR`` / ``GPASSAGE``: a JSON string of a phrase / of
+    any span. ``json_escaped``: the chunks as they are written inside a JSON string."""
     chunks = [m.group() for m in _CHUNK.finditer(source)]
     if json_escaped:
         chunks = [json.dumps(c, ensure_ascii=False)[1:-1] for c in chunks]
@@ -330,9 +362,12 @@ def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
     else:
         edge, newline = r"[ \t\r\n]", r"\n"
     substring = json.dumps({"substring_chunks": chunks}, ensure_ascii=False)
+    labels = sorted({json.dumps(m.group(1).strip(), ensure_ascii=False)[1:-1] if json_escaped else m.group(1).strip()
+                     for m in _LABEL.finditer(source)})
     lines = [f"SPAN_ANY: %regex {substring}",
              f"SPAN: SPAN_ANY & ~/{edge}(?s:.*)/ & ~/(?s:.*){edge}/",
-             f"PHRASE: SPAN & ~/(?s:.*){newline}(?s:.*)/ & ~/(?s:.*)[.!?;|] (?s:.*)/ & ~/(?s:.*)[,;:|]/"]
+             f"PHRASE: SPAN & ~/(?s:.*){newline}(?s:.*)/ & ~/(?s:.*)[.!?;|:,] (?s:.*)/ & ~/(?s:.*)[,;:|]/"
+             + "".join(f" & ~{json.dumps(label, ensure_ascii=False)}" for label in labels)]
     if json_escaped:
         lines += ['GSTR: "\\"" PHRASE "\\""', 'GPASSAGE: "\\"" SPAN "\\""']
     return "\n".join(lines) + "\n"
@@ -362,8 +397,8 @@ class _Builder:
         self.dates = {iso for iso, _, _ in dates}
         # A number inside a written date (a day, a year) is part of the date, not a quantity of its own.
         in_date = {i for _, start, end in dates for i in range(start, end)}
-        self.numbers = sorted({m.group().replace(",", "") for m in _NUMBER.finditer(source) if m.start() not in in_date},
-                              key=float)
+        written = {m.group().replace(",", "") for m in _NUMBER.finditer(source) if m.start() not in in_date}
+        self.numbers = sorted(written, key=float)
         self._refs: dict[str, str] = {}
         self._json: dict[str, str] = {}
         self._defs = {k: root[k] for k in ("$defs", "definitions") if k in root}
@@ -445,12 +480,12 @@ class _Builder:
         return self._rule([f"\"[\" {body} \"]\""] + (['"[]"'] if low == 0 else []))
 
     def _number(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
-        written = [n for n in self.numbers if node.get("type") != "integer" or "." not in n]
-        written = [n for n in written if _json_number(n) is not None]
-        if not written:
+        integer = node.get("type") == "integer"
+        literals = sorted({form for n in self.numbers if not (integer and "." in n) for form in _json_numbers(n)})
+        if not literals:
             return self._json_rule({k: v for k, v in node.items() if k != "x-source"}, path)
         self.grounded.append(json_pointer(path))
-        return self._rule([self._literal(_json_number(n) or n) for n in written])
+        return self._rule([self._literal(n) for n in literals])
 
     def _date(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
         if not self.dates:
@@ -506,10 +541,16 @@ class _Builder:
         return False
 
 
-def _json_number(text: str) -> str | None:
-    """``text`` as a JSON number literal (no leading zeros), or None."""
+def _json_numbers(text: str) -> set[str]:
+    """JSON literals of a number written as ``text`` (commas removed): as written, where that is JSON, and its
+    shortest form (``12.50`` → ``12.50``, ``12.5``)."""
     try:
-        return str(int(text)) if "." not in text else repr(float(text)) if text.lstrip("-").startswith("0") else text
+        value = float(text)
     except ValueError:
-        return None
-
+        return set()
+    forms = {str(int(value)) if "." not in text else repr(value)}
+    if value.is_integer():
+        forms.add(str(int(value)))
+    if not text.lstrip("-").startswith("0") or text.lstrip("-").startswith("0."):
+        forms.add(text)
+    return forms

@@ -300,7 +300,10 @@ def _choice(plan: openai_api.Plan, index: int) -> dict[str, Any]:
 
 def _relaxed(plan: openai_api.Plan) -> bool:
     """Whether the schema's grammar leaves something to the validator: then a stream holds each choice's text until
-    it is validated (an attempt the validator rejects would otherwise have been shown)."""
+    it is validated (an attempt the validator rejects would otherwise have been shown). A reply that thinks first
+    is held too: its reasoning goes to ``reasoning_content``, never into the streamed content."""
+    if plan.options.get("think"):
+        return True
     if not isinstance(plan.schema, dict) or plan.options.get("strategy") in ("best_of", "self_consistency"):
         return False
     return compile_schema(plan.schema).relaxed

@@ -47,6 +47,8 @@ class _Body(pydantic.BaseModel):
     repetition_penalty: float | None = None
     timeout: float | None = None
     schema_in_prompt: bool | None = None
+    source: str | None = None
+    think: int | None = None
     stream_options: dict[str, Any] | None = None
 
 
@@ -180,7 +182,7 @@ def _plan(body: _Body, max_tokens: int | None, cap: int, timeout: float | None) 
         "timeout": body.timeout or timeout,
     }
     for name in ("frequency_penalty", "presence_penalty", "top_k", "min_p", "repetition_penalty", "strategy",
-                 "schema_in_prompt"):
+                 "schema_in_prompt", "source", "think"):
         if getattr(body, name) is not None:
             options[name] = getattr(body, name)
     return Plan(None, schema, options, n=body.n, logprobs=bool(body.logprobs), constrained=schema is not None,

@@ -64,6 +64,8 @@ def chat_choice(index: int, result: Result[Any], stops: list[str], logprobs: boo
         finish = "tool_calls"
     else:
         message["content"], finish = visible_text(result, stops)
+    if result.reasoning is not None:
+        message["reasoning_content"] = result.reasoning
     choice = {"index": index, "message": message, "finish_reason": finish,
               "logprobs": {"content": token_logprobs(result, tokenizer)} if logprobs else None}
     return choice
@@ -92,7 +94,8 @@ def structgen_extra(results: list[Result[Any]]) -> dict[str, Any]:
     """structgen's own account of each choice (strategy, attempts, relaxations, timings): an extra field clients
     ignore."""
     return {"choices": [{"strategy": r.strategy, "seed": r.seed, "attempts": len(r.attempts),
-                         "relaxed": [x.to_dict() for x in r.relaxed], "timings": asdict(r.timings)}
+                         "relaxed": [x.to_dict() for x in r.relaxed], "timings": asdict(r.timings),
+                         "spans": {pointer: list(where) for pointer, where in r.spans.items()}}
                         for r in results]}
 
 

@@ -95,3 +95,21 @@ def test_the_api_refuses_lone_surrogates_with_their_index(random_model: Any) -> 
         structgen.generate([{"role": "user", "content": "\ud800"}], Choice(["a", "b"]), model=random_model)
     with pytest.raises(SchemaError, match="Choice option 1 is not valid Unicode"):
         structgen.generate("ok", Choice(["a", "b\ud800"]), model=random_model)
+
+
+def test_generate_from_a_source_file_copies_its_values_and_reports_spans(tmp_path: Path) -> None:
+    source = tmp_path / "note.txt"
+    source.write_text("Contact: Aisha Bello, Lagos Metro Transit\n", encoding="utf-8")
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"name": {"type": "string"}},
+                                  "required": ["name"]}), encoding="utf-8")
+    out = CliRunner().invoke(app, ["generate", "Who is the contact?", "--schema", str(schema), "--source",
+                                   str(source), "--seed", "0", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    start, end = result["spans"]["/name"]
+    assert source.read_text(encoding="utf-8")[start:end] == result["value"]["name"] != ""
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"caf\xe9")
+    out = CliRunner().invoke(app, ["generate", "x", "--source", str(latin1)])
+    assert out.exit_code != 0 and "not UTF-8" in str(out.exception)
