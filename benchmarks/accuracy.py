@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from structgen.compile.grounding import grounded_values, written_at
+from structgen.compile.grounding import grounded_values
+from structgen.compile.source_text import written_at
 from structgen.errors import InvalidArgument, StructgenError
 
 from .report import grouped_bars, machine, machine_line, markdown_table, progress, versions

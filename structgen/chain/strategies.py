@@ -23,6 +23,9 @@ first, so ``Result.text`` is the validated text and the raw replies are in ``Res
 The chain is written once, as a generator that yields batches of ``Call``s and is sent back each call's
 ``Reply`` (or the ``BackendError`` it ended in). Drivers perform the calls: ``run_chain`` (threads) and
 ``arun_chain`` (asyncio). ``LocalText`` adapts a local model to the chain (free text, no mask).
+
+Why it is long: the steps share one run's bookkeeping (``_Run``: messages, attempts, token use, the accepted
+reply) and one generator protocol; split into modules they would pass that state back and forth.
 """
 
 from __future__ import annotations

@@ -40,19 +40,17 @@ from ..errors import InvalidArgument, SchemaError
 from ..result import Relaxation
 from ._locations import first_line, json_pointer
 from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema, named_grammars
+from .source_text import LABEL, json_numbers, locate, source_dates, written_at, written_numbers
 
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["MAX_SOURCE_CHARS", "ground", "grounded_values", "locate", "source_dates", "with_source", "written_at"]
+__all__ = ["MAX_SOURCE_CHARS", "ground", "grounded_values", "with_source"]
 
 MAX_SOURCE_CHARS = 200_000
 """Longest source text ``ground`` takes (its automaton is linear in it; the prompt must hold it anyway)."""
 
-_LABEL = re.compile(r"(?m)^[ \t]*(?:[-*•][ \t]*)?([^\W\d][^:\n]{0,39}):(?=[ \t]|$)")
-"""The label of a "Label: value" line (a field name in the document, never a value)."""
 _CHUNK = re.compile(r"\w+|\s|[^\w\s]")
-_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
 _DATE_FORMATS = ("date",)
 _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "x-source", "$schema", "$id",
                           "$defs", "definitions", "deprecated", "readOnly", "writeOnly"})
@@ -132,7 +130,7 @@ def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) ->
 
     def annotate(result: Result[Any]) -> None:
         spans: dict[str, tuple[int, int]] = {}
-        for pointer, item, kind in _walk(schema, schema, json.loads(result.text), (), 0):
+        for pointer, item, kind in _walk(schema, schema, _plain(result), (), 0):
             where = written_at(source, item, kind)
             if where is not None and where[0] != where[1]:
                 spans[pointer] = where
@@ -144,14 +142,13 @@ def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) ->
                           warnings=compiled.warnings, source=compiled.source)
 
 
-def written_at(source: str, item: Any, kind: str) -> tuple[int, int] | None:
-    """Where a grounded value of ``kind`` ("span", "number", "date") is written in ``source``."""
-    if kind == "number":
-        return next(((m.start(), m.end()) for m in _NUMBER.finditer(source)
-                     if float(m.group().replace(",", "")) == float(item)), None)
-    if kind == "date":
-        return next(((start, end) for iso, start, end in source_dates(source) if iso == item), None)
-    return locate(source, item)
+def _plain(result: Result[Any]) -> Any:
+    """The result's value as JSON data (its text, or the value itself where the text is not JSON, e.g. YAML)."""
+    try:
+        return json.loads(result.text)
+    except ValueError:
+        value = result.value
+        return value.model_dump(mode="json", by_alias=True) if hasattr(value, "model_dump") else value
 
 
 def _fields_hint(schema: Mapping[str, Any]) -> str:
@@ -179,63 +176,10 @@ def _fields(root: Mapping[str, Any], node: Any, depth: int) -> str:
     return "; ".join(parts)
 
 
-def locate(source: str, text: str) -> tuple[int, int] | None:
-    """Offsets ``(start, end)`` of the first occurrence of ``text`` in ``source`` (whitespace runs may differ); None
-    when it does not occur. The empty string is at (0, 0)."""
-    if text == "":
-        return 0, 0
-    at = source.find(text)
-    if at >= 0:
-        return at, at + len(text)
-    words = text.split()
-    if not words:
-        return None
-    m = re.search(r"\s+".join(map(re.escape, words)), source)
-    return (m.start(), m.end()) if m else None
-
-
 def grounded_values(schema: Mapping[str, Any], value: Any) -> Iterator[tuple[str, Any, str]]:
     """``(JSON pointer, value, kind)`` for every value of ``value`` that sits at a grounded node of ``schema``: kind
     "span" (strings), "number" and "date" (numbers and dates marked ``"x-source": "span"``)."""
     yield from _walk(schema, schema, value, (), 0)
-
-
-_MONTHS = {name: i + 1 for i, names in enumerate(
-    ["january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
-     "september sep sept", "october oct", "november nov", "december dec"]) for name in names.split()}
-_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
-_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
-_DATE_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(\d{4})[-/](\d{1,2})[-/](\d{1,2})\b"), "ymd"),
-    (re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](\d{4})\b"), "dmy"),
-    (re.compile(rf"\b{_DAY}\s+{_MONTH},?\s+(\d{{4}})\b", re.IGNORECASE), "dMy"),
-    (re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b", re.IGNORECASE), "Mdy"),
-)
-
-
-def source_dates(source: str) -> list[tuple[str, int, int]]:
-    """Dates written in ``source`` as ``(ISO date, start, end)``: 2025-02-12, 12.02.2025 and 12/02/2025 (day first,
-    and month first too where that is a date), 12 February 2025, February 12, 2025 (English month names)."""
-    import datetime
-
-    found: list[tuple[str, int, int]] = []
-    for pattern, order in _DATE_FORMS:
-        for m in pattern.finditer(source):
-            a, b, c = m.groups()
-            if order == "ymd":
-                candidates = [(a, b, c)]
-            elif order == "dmy":
-                candidates = [(c, b, a), (c, a, b)]
-            elif order == "dMy":
-                candidates = [(c, str(_MONTHS[b.lower()]), a)]
-            else:
-                candidates = [(c, str(_MONTHS[a.lower()]), b)]
-            for y, mo, d in candidates:
-                try:
-                    found.append((datetime.date(int(y), int(mo), int(d)).isoformat(), m.start(), m.end()))
-                except ValueError:
-                    continue
-    return found
 
 
 # ---- classification (shared by the grammar builder and the value walker) ----------------------------------------
@@ -353,8 +297,8 @@ def _walk(root: Mapping[str, Any], node: Any, value: Any, path: tuple[Any, ...],
 def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
     """``SPAN``: a word-level span of ``source`` that does not begin or end with whitespace; ``PHRASE``: one that
     also stays within a line, a sentence, a ", " list and a "Label: value" pair (no ". ", ", ", "| ", "; ", ": "
-    inside; no "," ";" ":" "|" at its end) and is not one of the document's labels; ``GSTR`` / ``GPASSAGE``: a JSON string of a phrase / of
-    any span. ``json_escaped``: the chunks as they are written inside a JSON string."""
+    inside; no "," ";" ":" "|" at its end) and is not one of the document's labels; ``GSTR`` / ``GPASSAGE``: a
+    JSON string of a phrase / of any span. ``json_escaped``: the chunks as they are written inside a JSON string."""
     chunks = [m.group() for m in _CHUNK.finditer(source)]
     if json_escaped:
         chunks = [json.dumps(c, ensure_ascii=False)[1:-1] for c in chunks]
@@ -363,7 +307,7 @@ def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
         edge, newline = r"[ \t\r\n]", r"\n"
     substring = json.dumps({"substring_chunks": chunks}, ensure_ascii=False)
     labels = sorted({json.dumps(m.group(1).strip(), ensure_ascii=False)[1:-1] if json_escaped else m.group(1).strip()
-                     for m in _LABEL.finditer(source)})
+                     for m in LABEL.finditer(source)})
     lines = [f"SPAN_ANY: %regex {substring}",
              f"SPAN: SPAN_ANY & ~/{edge}(?s:.*)/ & ~/(?s:.*){edge}/",
              f"PHRASE: SPAN & ~/(?s:.*){newline}(?s:.*)/ & ~/(?s:.*)[.!?;|:,] (?s:.*)/ & ~/(?s:.*)[,;:|]/"
@@ -393,12 +337,8 @@ class _Builder:
         self.subgrammars: list[dict[str, Any]] = []
         self.relaxations: list[Relaxation] = []
         self.grounded: list[str] = []
-        dates = source_dates(source)
-        self.dates = {iso for iso, _, _ in dates}
-        # A number inside a written date (a day, a year) is part of the date, not a quantity of its own.
-        in_date = {i for _, start, end in dates for i in range(start, end)}
-        written = {m.group().replace(",", "") for m in _NUMBER.finditer(source) if m.start() not in in_date}
-        self.numbers = sorted(written, key=float)
+        self.dates = {iso for iso, _, _ in source_dates(source)}
+        self.numbers = written_numbers(source)
         self._refs: dict[str, str] = {}
         self._json: dict[str, str] = {}
         self._defs = {k: root[k] for k in ("$defs", "definitions") if k in root}
@@ -481,7 +421,7 @@ class _Builder:
 
     def _number(self, node: Mapping[str, Any], path: tuple[Any, ...]) -> str:
         integer = node.get("type") == "integer"
-        literals = sorted({form for n in self.numbers if not (integer and "." in n) for form in _json_numbers(n)})
+        literals = sorted({form for n in self.numbers if not (integer and "." in n) for form in json_numbers(n)})
         if not literals:
             return self._json_rule({k: v for k, v in node.items() if k != "x-source"}, path)
         self.grounded.append(json_pointer(path))
@@ -539,18 +479,3 @@ class _Builder:
         if kind == "array":
             return self._reaches_span(node["items"], seen)
         return False
-
-
-def _json_numbers(text: str) -> set[str]:
-    """JSON literals of a number written as ``text`` (commas removed): as written, where that is JSON, and its
-    shortest form (``12.50`` → ``12.50``, ``12.5``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        return set()
-    forms = {str(int(value)) if "." not in text else repr(value)}
-    if value.is_integer():
-        forms.add(str(int(value)))
-    if not text.lstrip("-").startswith("0") or text.lstrip("-").startswith("0."):
-        forms.add(text)
-    return forms

@@ -11,7 +11,8 @@ import pytest
 
 from structgen import InvalidArgument, SchemaError, compile_schema
 from structgen.compile._byte_tokenizer import grammar_accepts
-from structgen.compile.grounding import MAX_SOURCE_CHARS, ground, grounded_values, source_dates, with_source
+from structgen.compile.grounding import MAX_SOURCE_CHARS, ground, grounded_values, with_source
+from structgen.compile.source_text import source_dates
 
 SOURCE = ('Invoice INV-2041 from "Acme" Corp.\nDate: 12 February 2025\nWidget A, 3 pieces 12.50\n'
           "Gadget B 1,200.00\nThanks! Pay soon.")

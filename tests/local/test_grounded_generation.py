@@ -9,7 +9,8 @@ from typing import Any
 import pydantic
 
 import structgen
-from structgen.compile.grounding import grounded_values, written_at
+from structgen.compile.grounding import grounded_values
+from structgen.compile.source_text import written_at
 
 DOCUMENT = ("Dear Mr. Daniel Okafor,\nthank you for booking with Hotel Miramar. Your reservation MRM-55821 is "
             "confirmed:\narrival 2025-07-10, 3 nights, double room with sea view.")
