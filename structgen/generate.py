@@ -109,6 +109,8 @@ def generate(
     target = default_model() if model is None else model
     request = build_request(target, prompt, schema, **options)   # checks that target is a Model first
     result: Result[Any] = target.run(request)
+    if not isinstance(result, Result):   # generate_batch's capture: it chooses after the batch has run
+        return result
     score = scorer_for(select, prompt, source, target)
     return reselect(result, request.strategy, score) if score is not None else result
 
@@ -202,6 +204,11 @@ def generate_batch(
     else:
         served = iter([serve_or_error(model, r) for r in requests])
     results = [next(served) if isinstance(r, Request) else r for r in built]
+    select = options.get("select", "logprob")
+    if not isinstance(select, str):
+        results = [reselect(r, r.strategy, score) if isinstance(r, Result) and (
+            score := scorer_for(select, p, options.get("source"), model)) is not None else r
+            for r, p in zip(results, prompts, strict=True)]
     if not return_exceptions:
         for r in results:
             if isinstance(r, StructgenError):

@@ -308,10 +308,12 @@ def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
     substring = json.dumps({"substring_chunks": chunks}, ensure_ascii=False)
     labels = sorted({json.dumps(m.group(1).strip(), ensure_ascii=False)[1:-1] if json_escaped else m.group(1).strip()
                      for m in LABEL.finditer(source)})
+    # One negation per rule: every "&" and "~" multiplies the lexer's derivative expressions (several of each hit
+    # llguidance's "too many expressions" limit once the grammar was wrapped for think=).
+    not_labels = f" & ~({' | '.join(json.dumps(label, ensure_ascii=False) for label in labels)})" if labels else ""
     lines = [f"SPAN_ANY: %regex {substring}",
-             f"SPAN: SPAN_ANY & ~/{edge}(?s:.*)/ & ~/(?s:.*){edge}/",
-             f"PHRASE: SPAN & ~/(?s:.*){newline}(?s:.*)/ & ~/(?s:.*)[.!?;|:,] (?s:.*)/ & ~/(?s:.*)[,;:|]/"
-             + "".join(f" & ~{json.dumps(label, ensure_ascii=False)}" for label in labels)]
+             f"SPAN: SPAN_ANY & ~/{edge}(?s:.*)|(?s:.*){edge}/",
+             f"PHRASE: SPAN & ~/(?s:.*)({newline}|[.!?;|:,] )(?s:.*)|(?s:.*)[,;:|]/{not_labels}"]
     if json_escaped:
         lines += ['GSTR: "\\"" PHRASE "\\""', 'GPASSAGE: "\\"" SPAN "\\""']
     return "\n".join(lines) + "\n"

@@ -75,3 +75,16 @@ def test_first_finished_stops_the_other_candidates(model: structgen.LlamaCpp) ->
                            seed=5, select="first_finished", max_tokens=150)
     stopped = [a for a in r.attempts if a.error and "finished first" in a.error]
     assert stopped and len(r.candidates) + len(stopped) <= 4
+
+
+def test_generate_batch_chooses_by_the_scoring_function_too(model: structgen.LlamaCpp) -> None:
+    def longest(value: Any) -> float:
+        return len(json.dumps(value))
+
+    schema = {"type": "object", "properties": {"hotel": {"type": "string"}}, "required": ["hotel"]}
+    results = structgen.generate_batch(["Which hotel?", "Name the hotel."], schema, model=model, source=DOCUMENT,
+                                       strategy="best_of", n=3, temperature=1.0, seed=2, select=longest,
+                                       max_tokens=40)
+    for r in results:
+        assert longest(r.value) == max(longest(c.value) for c in r.candidates)
+        assert DOCUMENT[slice(*r.spans["/hotel"])] == r.value["hotel"]
