@@ -198,6 +198,6 @@ def plot(report: dict[str, Any], path: Path) -> None:
     grouped_bars(path, modes, [(label, [report["by_mode"][m][key] for m in modes])
                                for label, key in (("field accuracy", "field_accuracy"),
                                                   ("record accuracy", "record_accuracy"))],
-                 ylabel="%", title=f"bench accuracy — {report['model']}", group_width=1.2)
+                 ylabel="%", title=f"bench accuracy — {report['model']}", group_width=1.7)
 
 

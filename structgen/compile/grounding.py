@@ -50,7 +50,10 @@ __all__ = ["MAX_SOURCE_CHARS", "ground", "grounded_values", "with_source"]
 MAX_SOURCE_CHARS = 200_000
 """Longest source text ``ground`` takes (its automaton is linear in it; the prompt must hold it anyway)."""
 
-_CHUNK = re.compile(r"\w+|\s|[^\w\s]")
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"   # kana and CJK ideographs: no spaces between words
+_CHUNK = re.compile(rf"[{_UNSPACED}]|[^\W{_UNSPACED}]+|\s|[^\w\s]")
+"""A chunk of the source: one character of a script written without spaces, else a run of word characters, else
+one other character."""
 _DATE_FORMATS = ("date",)
 _ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "x-source", "$schema", "$id",
                           "$defs", "definitions", "deprecated", "readOnly", "writeOnly"})

@@ -146,3 +146,12 @@ def test_the_source_joins_the_prompt_once() -> None:
     assert with_source("Extract from: doc", "doc") == "Extract from: doc"
     messages = with_source([{"role": "user", "content": "Extract."}], "doc")
     assert messages[-1]["content"].endswith('"""\ndoc\n"""')
+
+
+def test_scripts_written_without_spaces_are_spanned_by_character() -> None:
+    schema = {"type": "object", "properties": {"place": {"type": "string"}}, "required": ["place"]}
+    compiled = ground(compile_schema(schema), "会場は東京タワーです。Tokyo Tower.")
+    assert accepts(compiled, {"place": "東京タワー"})
+    assert accepts(compiled, {"place": "Tokyo Tower"})
+    assert not accepts(compiled, {"place": "Kyoto"})
+    assert not accepts(compiled, {"place": "Tok"})
