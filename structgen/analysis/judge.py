@@ -8,6 +8,7 @@ is sampled). ``best_of`` then keeps the candidate the judge believes most; ``sel
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,25 +24,34 @@ JUDGE_QUESTION = "Is this extraction correct and complete for the text? Answer y
 
 @dataclass(frozen=True)
 class Judge:
-    """A verifier model: ``model`` (a local ``LlamaCpp``; None: the model that generated) answers ``question``
-    about the text and one candidate; the candidate's score is P("yes") normalised over yes/no."""
+    """A verifier model: ``model`` (a local ``LlamaCpp``; None: the model that generated) is shown the text, writes
+    each candidate and then answers ``question``; a candidate's score is P("yes") / (P("yes") + P("no")) after it.
+    Every candidate is scored from one prompt in one batched ``probs`` call (shared tokens decoded once)."""
 
     model: Any = None
     question: str = JUDGE_QUESTION
 
-    def scorer(self, prompt: str | Sequence[Message], source: str | None, generator: Any) -> Callable[[Any], float]:
-        """A ``value -> P(yes)`` function for candidates of one request."""
+    def scorer(self, prompt: str | Sequence[Message], source: str | None,
+               generator: Any) -> Callable[[Sequence[Any]], list[float]]:
+        """A function from the candidate values of one request to their P(yes)."""
         judge_model = self.model if self.model is not None else generator
         if not hasattr(judge_model, "decode_rows"):
             raise InvalidArgument("a judge needs a local model (LlamaCpp): pass Judge(model=LlamaCpp(...))")
         context = source if source is not None else _prompt_text(prompt)
+        ask = (f"Text:\n\"\"\"\n{context}\n\"\"\"\n\nWrite an extraction of this text as JSON. Then, on a new "
+               f"line, answer: {self.question}")
 
-        def score(value: Any) -> float:
-            shown = json.dumps(_plain(value), ensure_ascii=False)
-            question = f"Text:\n\"\"\"\n{context}\n\"\"\"\n\nExtraction:\n{shown}\n\n{self.question}"
-            return probs(question, ["yes", "no"], model=judge_model, schema_in_prompt=False)["yes"]
+        def scores(values: Sequence[Any]) -> list[float]:
+            shown = [json.dumps(_plain(v), ensure_ascii=False) for v in values]
+            options = sorted({f"{s}{SEP}{a}" for s in shown for a in ("yes", "no")})
+            lp = probs(ask, options, model=judge_model, schema_in_prompt=False, complete=False).logprobs
+            return [1.0 / (1.0 + math.exp(min(700.0, lp[f"{s}{SEP}no"] - lp[f"{s}{SEP}yes"]))) for s in shown]
 
-        return score
+        return scores
+
+
+SEP = "\nCorrect? "
+"""Between a candidate and the judge's answer."""
 
 
 def _plain(value: Any) -> Any:

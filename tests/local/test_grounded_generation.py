@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pydantic
+import pytest
 
 import structgen
 from structgen.compile.grounding import grounded_values
@@ -58,15 +59,17 @@ def test_a_scoring_function_chooses_among_the_candidates(model: structgen.LlamaC
     assert shortest(r.value) == max(shortest(c.value) for c in r.candidates)
 
 
-def test_the_judge_scores_candidates_by_the_probability_of_yes(model: structgen.LlamaCpp) -> None:
-    score = structgen.Judge().scorer("Extract the booking.", DOCUMENT, model)
+def test_the_judge_scores_every_candidate_in_one_call_by_the_probability_of_yes(model: structgen.LlamaCpp) -> None:
+    scores = structgen.Judge().scorer("Extract the booking.", DOCUMENT, model)
     right = Booking(guest_name="Daniel Okafor", hotel="Hotel Miramar", confirmation_code="MRM-55821", nights=3)
-    p = score(right)
-    assert 0.0 < p < 1.0
+    wrong = Booking(guest_name="Hotel Miramar", hotel="Daniel Okafor", confirmation_code="3", nights=55821)
+    p_right, p_wrong = scores([right, wrong])
+    assert 0.0 < p_right < 1.0 and 0.0 < p_wrong < 1.0
+    assert scores([wrong, right]) == pytest.approx([p_wrong, p_right], abs=1e-3)   # each scored on its own terms
     r = structgen.generate("Extract the booking.", Booking, model=model, source=DOCUMENT, strategy="best_of", n=2,
                            temperature=1.0, seed=3, select=structgen.Judge(), max_tokens=120)
-    scores = {c.text: score(c.value) for c in r.candidates}
-    assert scores[r.text] == max(scores.values())
+    judged = dict(zip([c.text for c in r.candidates], scores([c.value for c in r.candidates]), strict=True))
+    assert judged[r.text] == max(judged.values())
 
 
 def test_first_finished_stops_the_other_candidates(model: structgen.LlamaCpp) -> None:
