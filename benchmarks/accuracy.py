@@ -41,7 +41,7 @@ __all__ = ["MODES", "TASKS_DIR", "field_correct", "format_accuracy_markdown", "l
            "run_accuracy_bench"]
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-MODES = ("prompt", "constrained", "grounded", "think-64", "think-256", "best_of-logprob", "best_of-judge",
+MODES = ("prompt", "constrained", "grounded", "think-32", "think-128", "best_of-logprob", "best_of-judge",
          "self_consistency")
 
 

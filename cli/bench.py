@@ -19,6 +19,7 @@ bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughpu
                         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                         rich_markup_mode=None)
 
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")]
 JsonFile = Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON to this file.")]
 PlotFile = Annotated[Path | None, typer.Option("--plot", help="Write a PNG plot to this file (needs matplotlib).")]
 
@@ -99,7 +100,7 @@ def concurrency(
     = "1,2,4,8",
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N of the 16 requests.")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    threads: ThreadsOpt = 0,
     n_ctx: Annotated[int, typer.Option("--n-ctx", help="KV cells shared by all callers.")] = 8192,
     prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prefix-cache slots (0: off).")] = 8,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Measure LlamaCpp(deterministic=True).")]
@@ -139,7 +140,7 @@ def strategies(
     task_names: Annotated[str | None, typer.Option("--task", help="Comma-separated subset of tasks.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
     n_gpu_layers: GpuOpt = 0,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    threads: ThreadsOpt = 0,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -193,7 +194,7 @@ def apps(
     db: Annotated[Path | None, typer.Option("--db", help="SQLite file of the SQL tasks (default: the bundled "
                                             "shop.sqlite).")] = None,
     n_gpu_layers: GpuOpt = 0,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    threads: ThreadsOpt = 0,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -213,7 +214,7 @@ def accuracy(
     model: ModelOpt = None,
     modes: Annotated[str, typer.Option("--modes", help="Comma-separated: prompt, constrained, grounded, think-N, "
                                        "best_of-logprob, best_of-judge, self_consistency.")] =
-    "prompt,constrained,grounded,think-64,best_of-logprob,best_of-judge,self_consistency",
+    "prompt,constrained,grounded,think-32,think-128,best_of-logprob,best_of-judge,self_consistency",
     n: Annotated[int, typer.Option("--n", help="Samples of the sampled modes.")] = 4,
     temperature: Annotated[float, typer.Option("--temperature", help="Of the sampled modes.")] = 0.7,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed of every document.")] = 0,
@@ -222,7 +223,7 @@ def accuracy(
                                                "extraction_schemas.json (default: benchmarks/tasks).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Documents in flight at once.")] = 4,
     n_gpu_layers: GpuOpt = 0,
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: all cores).")] = 0,
+    threads: ThreadsOpt = 0,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -234,8 +235,6 @@ def accuracy(
     target = load_model(model, n_gpu_layers=n_gpu_layers, n_threads=threads or None)
     report = ab.run_accuracy_bench(target, modes=_split(modes), n=n, temperature=temperature, seed=seed, limit=limit,
                                    tasks_dir=tasks or ab.TASKS_DIR, concurrency=concurrency, show_progress=True)
-    for row in report["rows"]:
-        row["value"] = row["value"].model_dump(mode="json") if hasattr(row["value"], "model_dump") else row["value"]
     _finish(report, ab.format_accuracy_markdown(report), json_file, plot_file, ab.plot)
 
 
