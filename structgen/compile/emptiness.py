@@ -16,11 +16,12 @@ The JSON check is deliberately one-sided: it only reports nodes whose every path
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import GrammarError, SchemaError
 
-__all__ = ["check_grammar_productive", "check_schema_finite"]
+__all__ = ["check_grammar_productive", "check_schema_finite", "resolve_ref"]
 
 
 def check_grammar_productive(parser: Any, name: str | None = None) -> None:
@@ -40,13 +41,15 @@ def check_grammar_productive(parser: Any, name: str | None = None) -> None:
                            f"{', '.join(stuck)})", file=name)
 
 
-def _resolve(root: dict[str, Any], ref: str) -> Any:
+def resolve_ref(root: Mapping[str, Any], ref: str) -> Any:
+    """The node a local ``$ref`` (``#``, ``#/$defs/X``, JSON-pointer escapes undone) points at in ``root``; None
+    for a remote ref or one that does not resolve."""
     if not ref.startswith("#"):
         return None
     node: Any = root
     for part in ref[1:].split("/")[1:]:
         part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
+        if isinstance(node, Mapping) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
@@ -83,7 +86,7 @@ def check_schema_finite(root: dict[str, Any]) -> None:
     def _finite_node(node: dict[str, Any], depth: int) -> bool:
         ref = node.get("$ref")
         if isinstance(ref, str):
-            target = _resolve(root, ref)
+            target = resolve_ref(root, ref)
             if target is not None and not finite(target, depth + 1):
                 return False
         for combinator, need_all in (("allOf", True), ("anyOf", False), ("oneOf", False)):

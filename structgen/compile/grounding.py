@@ -39,7 +39,8 @@ from .._unicode import check_text
 from ..errors import InvalidArgument, SchemaError
 from ..result import Relaxation
 from ._locations import first_line, json_pointer
-from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema, named_grammars
+from .emptiness import resolve_ref
+from .schema import CompiledSchema, JsonOptions, _Invalid, check_llguidance, compile_schema, named_grammars
 from .source_text import LABEL, json_numbers, locate, source_dates, written_at, written_numbers
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ def _ground_text(source: str) -> CompiledSchema:
         where = locate(source, result.text)
         result.spans = {"": where} if where is not None and where[0] != where[1] else {}
 
-    return CompiledSchema(kind="text", grammar=_checked_lark(lark), validator=validate, annotate=annotate,
+    grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+    check_llguidance(grammar, _unbuildable)
+    return CompiledSchema(kind="text", grammar=grammar, validator=validate, annotate=annotate,
                           hint="Answer with a passage copied exactly from the text.", source=None)
 
 
@@ -226,12 +229,9 @@ def _branches(node: Mapping[str, Any]) -> list[Any]:
 def _resolve(root: Mapping[str, Any], ref: str) -> Any:
     if not ref.startswith("#"):
         raise SchemaError(f"source= needs local $refs; cannot follow {ref!r}", pointer="/$ref")
-    node: Any = root
-    for part in ref[1:].split("/")[1:] if ref != "#" else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, Mapping) else None
-        if node is None:
-            raise SchemaError(f"$ref {ref!r} does not resolve", pointer="/$ref")
+    node = resolve_ref(root, ref)
+    if node is None:
+        raise SchemaError(f"$ref {ref!r} does not resolve", pointer="/$ref")
     return node
 
 
@@ -322,12 +322,8 @@ def _span_terminals(source: str, *, json_escaped: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _checked_lark(lark: str) -> str:
-    grammar = llguidance.LLMatcher.grammar_from_lark(lark)
-    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
-    if is_error:
-        raise SchemaError(f"the grounded grammar cannot be compiled: {first_line(messages[0])}")
-    return grammar
+def _unbuildable(message: str) -> SchemaError:
+    return SchemaError(f"the grounded grammar cannot be compiled: {first_line(message)}")
 
 
 class _Builder:
@@ -354,9 +350,7 @@ class _Builder:
             lines[:0] = ['%llguidance { "skip_repetition": "once" }', f"%ignore /{self.options.whitespace}/"]
         top = {"name": "grounded", "lark_grammar": "\n".join(lines) + "\n"}
         grammar = json.dumps({"grammars": [top, *self.subgrammars]})
-        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
-        if is_error:
-            raise SchemaError(f"the grounded grammar cannot be compiled: {first_line(messages[0])}")
+        check_llguidance(grammar, _unbuildable)
         return grammar
 
     def expr(self, node: Any, path: tuple[Any, ...]) -> str:

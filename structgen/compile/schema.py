@@ -209,7 +209,7 @@ def _compile_regex(pattern: str) -> CompiledSchema:
     except re.error as exc:
         raise SchemaError(f"invalid regex: {exc.msg}", pointer=f"pattern[{exc.pos}]") from exc
     grammar = llguidance.LLMatcher.grammar_from_regex(pattern)
-    _check_llguidance(grammar, lambda msg: SchemaError(f"regex not supported by the grammar engine: "
+    check_llguidance(grammar, lambda msg: SchemaError(f"regex not supported by the grammar engine: "
                                                        f"{first_line(msg)}", pointer="pattern"))
 
     def validate(text: str) -> str:
@@ -231,7 +231,7 @@ def _rust_regex_escape(text: str) -> str:
 def _compile_choice(options: tuple[str, ...]) -> CompiledSchema:
     lark = "start: " + " | ".join(json.dumps(o) for o in options) + "\n"
     grammar = llguidance.LLMatcher.grammar_from_lark(lark)
-    _check_llguidance(grammar, lambda msg: SchemaError(f"choice cannot be compiled: {first_line(msg)}"))
+    check_llguidance(grammar, lambda msg: SchemaError(f"choice cannot be compiled: {first_line(msg)}"))
     allowed = frozenset(options)
 
     def validate(text: str) -> str:
@@ -262,7 +262,7 @@ def _compile_grammar(source: str, name: str | None, check: Callable[[str], objec
         reason = re.sub(r"^(at )?\d+\(\d+\):\s*", "", first_line(msg))
         return GrammarError(reason, file=name, line=line, column=col)
 
-    _check_llguidance(grammar, error)
+    check_llguidance(grammar, error)
     oracle = _lark_oracle(source)
     if oracle is not None:
         check_grammar_productive(oracle, name)
@@ -445,7 +445,8 @@ def _strip_titles(node: Any) -> Any:
     return node
 
 
-def _check_llguidance(grammar: str, make_error: Callable[[str], Exception]) -> None:
+def check_llguidance(grammar: str, make_error: Callable[[str], Exception]) -> None:
+    """Raise ``make_error(llguidance's first message)`` if llguidance refuses ``grammar``."""
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error:
         raise make_error(messages[0])

@@ -15,11 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import llguidance
-
 from ..errors import InvalidArgument
 from ._locations import first_line
-from .schema import CompiledSchema, _Invalid, named_grammars
+from .schema import CompiledSchema, _Invalid, check_llguidance, named_grammars
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -83,9 +81,8 @@ def _compile(answer: CompiledSchema, budget: int, delimiters: ThinkDelimiters) -
                  f"think[max_tokens={budget}]: /[^<]*/"]
     grammars[0] = {"name": "think", "lark_grammar": "\n".join([*lines, answer_rule]) + "\n"}
     grammar = json.dumps({"grammars": grammars})
-    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
-    if is_error:
-        raise InvalidArgument(f"think= cannot be combined with this schema: {first_line(messages[0])}")
+    check_llguidance(grammar, lambda msg: InvalidArgument(f"think= cannot be combined with this schema: "
+                                                          f"{first_line(msg)}"))
     close = delimiters.close
 
     def validate(text: str) -> Any:
