@@ -89,6 +89,7 @@ class Settings:
     n_seq_max: int = 16
     prefix_cache: int = 8
     limit: int | None = None
+    requests: int | None = None      # per level: the (limited) requests cycled to this count
     deterministic: bool = False
 
 
@@ -101,7 +102,8 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
     model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=n_ctx,
                                n_threads=settings.n_threads or None, n_seq_max=settings.n_seq_max,
                                prefix_cache=settings.prefix_cache, deterministic=settings.deterministic)
-    requests = REQUESTS[: settings.limit] if settings.limit else REQUESTS
+    chosen = REQUESTS[: settings.limit] if settings.limit else REQUESTS
+    requests = [chosen[i % len(chosen)] for i in range(settings.requests)] if settings.requests else chosen
     try:
         _call(model, requests[0], settings)   # load, compile and warm up once, untimed
         levels = []
@@ -110,7 +112,7 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
             levels.append(_level(model, requests, n, settings))
             if on_step:
                 on_step(f"concurrency {n}")
-        ttft = _cold_vs_warm(model, requests, settings)
+        ttft = _cold_vs_warm(model, chosen, settings)
         if on_step:
             on_step("cold vs warm")
     finally:

@@ -100,6 +100,9 @@ def concurrency(
     = "1,2,4,8",
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every call.")] = 256,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N of the 16 requests.")] = None,
+    requests: Annotated[int | None, typer.Option(
+        "--requests", min=1, help="Requests per level, the 16 (or --limit) cycled: more than the callers keeps "
+        "every caller busy to the end (steady-state throughput).")] = None,
     threads: ThreadsOpt = 0,
     n_ctx: Annotated[int, typer.Option("--n-ctx", help="KV cells shared by all callers.")] = 8192,
     prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prefix-cache slots (0: off).")] = 8,
@@ -117,7 +120,7 @@ def concurrency(
     counts = _levels(levels)
     settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
                            n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
-                           limit=limit, deterministic=deterministic)
+                           limit=limit, requests=requests, deterministic=deterministic)
     with progress() as bar:
         task = bar.add_task("concurrency", total=len(counts) + 1)
         report = cc.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))

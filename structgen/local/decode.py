@@ -134,10 +134,15 @@ class Loop:
                 return
         self.step(s, logits)
 
+    def wants_mask(self, s: Sequence_) -> bool:
+        """True if ``s`` samples again and so needs its next mask."""
+        m = s.matcher
+        return m is not None and s.live and not m.is_stopped()
+
     def prepare(self, s: Sequence_) -> None:
         """Compute the next mask ahead of the logits (called while the model step runs)."""
         m = s.matcher
-        if m is None or not s.live or m.is_stopped():
+        if m is None or not self.wants_mask(s):
             return
         t0 = time.perf_counter()
         m.fill_mask(self.mask)
@@ -232,6 +237,41 @@ class Loop:
         s.finish_reason = "stop"
 
 
+def prepare_many(work: Sequence[tuple[Loop, Sequence_]]) -> None:
+    """``Loop.prepare`` for many sequences (of any loops) at once. Matchers whose class can fill a batch of
+    masks in one call (``fill_masks``: llguidance's, in parallel without the GIL) do so, which on a many-core
+    host keeps the per-sequence cost of a batched step low; the others, or a batch that fails, go one by one."""
+    batches: dict[type, list[tuple[Loop, Sequence_]]] = {}
+    for loop, s in work:
+        if not loop.wants_mask(s):
+            continue
+        if len(work) > 1 and hasattr(type(s.matcher), "fill_masks"):
+            batches.setdefault(type(s.matcher), []).append((loop, s))
+        else:
+            guarded(s, loop.prepare)
+    for kind, group in batches.items():
+        if len(group) == 1 or not _fill_batch(kind, group):
+            for loop, s in group:
+                guarded(s, loop.prepare)
+
+
+def _fill_batch(kind: type, group: list[tuple[Loop, Sequence_]]) -> bool:
+    t0 = time.perf_counter()
+    first = group[0][0]
+    rows = np.empty((len(group), first.mask.size), dtype=np.int32)
+    try:
+        kind.fill_masks([s.matcher for _, s in group], rows)  # type: ignore[attr-defined]
+    except Exception:  # one bad matcher must not fail the others: redo them one by one
+        return False
+    bits = np.unpackbits(rows.view(np.uint8), axis=1, count=first.n_vocab, bitorder="little")
+    for i, (_, s) in enumerate(group):
+        s.allowed = np.flatnonzero(bits[i])
+    share = (time.perf_counter() - t0) * 1000 / len(group)
+    for loop, _ in group:
+        loop.stats.mask_ms += share
+    return True
+
+
 def run(
     model: StepModel,
     seqs: list[Sequence_],
@@ -259,7 +299,7 @@ def run(
             for s in group:
                 s.pos += len(s.pending)
                 s.pending = []
-                guarded(s, loop.prepare)  # overlaps the model step
+            prepare_many([(loop, s) for s in group])  # overlaps the model step
             for s, logits in zip(group, wait(), strict=True):
                 guarded(s, loop.step, logits)
     loop.stats.decode_ms = (time.perf_counter() - start) * 1000

@@ -396,12 +396,14 @@ class Scheduler:
                 if t in self._live:
                     self._finish(t, exc)
             return
+        work: list[tuple[decode.Loop, decode.Sequence_]] = []
         for t, s, toks, _ in group:
             if s is not None:
                 s.pos += len(toks)
                 s.pending = []
                 assert t.loop is not None
-                decode.guarded(s, t.loop.prepare)   # overlaps the model step
+                work.append((t.loop, s))
+        decode.prepare_many(work)   # overlaps the model step
         all_logits = wait()
         for (t, s, toks, _), logits in zip(group, all_logits, strict=True):
             if s is not None:

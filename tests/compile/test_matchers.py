@@ -99,3 +99,21 @@ def test_outlines_core_refuses_lark_grammars(model: structgen.LlamaCpp) -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(structgen.InvalidArgument, match="llguidance"):
         get_backend("nope")
+
+
+def test_llguidance_fills_a_batch_of_masks_like_one_by_one(model: structgen.LlamaCpp) -> None:
+    # Matchers in different states (each case advanced by a different number of tokens of its good text).
+    matchers = []
+    for i, (schema, good, _) in enumerate(CASES):
+        m = _matcher(model, "llguidance", schema)
+        m.consume_many(model.tokenize(good, special=False)[:i])
+        matchers.append(m)
+    rows = np.full((len(matchers) + 1, (model.n_vocab + 31) // 32), -1, dtype=np.int32)
+    type(matchers[0]).fill_masks(matchers, rows)  # type: ignore[attr-defined]
+    for i, m in enumerate(matchers):
+        expected = np.zeros(rows.shape[1], dtype=np.int32)
+        m.fill_mask(expected)
+        assert np.array_equal(rows[i], expected), f"row {i} differs from the matcher's own mask"
+    assert (rows[-1] == -1).all(), "a row without a matcher is left alone"
+    with pytest.raises(ValueError):
+        type(matchers[0]).fill_masks(matchers, rows[0])  # type: ignore[attr-defined]

@@ -17,6 +17,16 @@ from ..schema import CompiledSchema
 from .base import Vocab
 
 _build_lock = threading.Lock()
+_executor_lock = threading.Lock()
+_executor: llguidance.LLExecutor | None = None
+
+
+def _shared_executor() -> llguidance.LLExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = llguidance.LLExecutor()   # llguidance's thread pool: 80 % of the cores, at most 32
+        return _executor
 
 
 def tokenizer_for(vocab: Vocab) -> llguidance.LLTokenizer:
@@ -65,6 +75,15 @@ class LLGuidanceMatcher:
     def fill_mask(self, bitmask: NDArray[np.int32]) -> None:
         """Write the next-token bitmask in place (drops the GIL)."""
         self._m.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
+
+    @staticmethod
+    def fill_masks(matchers: Sequence[LLGuidanceMatcher], bitmask: NDArray[np.int32]) -> None:
+        """Write matcher i's next-token bitmask into row i of a 2-D int32 array, all in one call: llguidance
+        computes them in parallel on its thread pool, without the GIL."""
+        if bitmask.ndim != 2 or bitmask.shape[0] < len(matchers) or not bitmask.flags["C_CONTIGUOUS"]:
+            raise ValueError("fill_masks needs a C-contiguous 2-D bitmask with a row per matcher")
+        _shared_executor().unsafe_compute_mask_ptr([(m._m, i) for i, m in enumerate(matchers)],
+                                                   bitmask.ctypes.data, bitmask.shape[1] * 4, bitmask.shape[0])
 
     def consume(self, token: int) -> bool:
         """Advance by one token."""
