@@ -67,7 +67,8 @@ class Sequence_:
     error: Exception | None = None
     pending: list[int] = field(default_factory=list)      # tokens to decode next
     looped: bool = False                                  # cut short by the loop detector
-    allowed: NDArray[np.intp] | None = None               # next mask as token ids, computed ahead
+    allowed: NDArray[np.intp] | None = None               # next mask as token ids, computed ahead...
+    blocked: NDArray[np.intp] | None = None               # ...or, when most tokens are allowed, the others
     validated: bool = False                               # its finished text was checked (select="first_finished")
 
     @property
@@ -146,7 +147,7 @@ class Loop:
             return
         t0 = time.perf_counter()
         m.fill_mask(self.mask)
-        s.allowed = np.flatnonzero(np.unpackbits(self.mask.view(np.uint8), count=self.n_vocab, bitorder="little"))
+        s.allowed, s.blocked = candidates(self.mask, self.n_vocab)
         self.stats.mask_ms += (time.perf_counter() - t0) * 1000
 
     def step(self, s: Sequence_, logits: NDArray[np.float32]) -> None:
@@ -155,11 +156,14 @@ class Loop:
         if m is not None and m.is_stopped():
             self._finish_stopped(s, m)
             return
-        if m is not None and s.allowed is None:
+        if m is not None and s.allowed is None and s.blocked is None:
             self.prepare(s)
-        ids = s.allowed
-        s.allowed = None
-        if m is not None:
+        ids, blocked = s.allowed, s.blocked
+        s.allowed = s.blocked = None
+        if blocked is not None:
+            cand = np.array(logits, copy=True)   # most tokens allowed: mask the few others in place
+            cand[blocked] = -np.inf
+        elif m is not None:
             assert ids is not None
             if ids.size == 0:
                 raise GenerationError(f"the grammar allows no next token: {m.error() or 'dead end'}")
@@ -237,6 +241,20 @@ class Loop:
         s.finish_reason = "stop"
 
 
+def candidates(mask: NDArray[np.int32], n_vocab: int) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
+    """A token bitmask as ``(allowed ids, None)``, or as ``(None, blocked ids)`` when most words are all ones (a
+    string's body): the shorter list, found from the words that are not all zeros (or not all ones), so the cost
+    follows the mask's edges, not the vocabulary. Ids ascend, so samplers see candidates in token order."""
+    full = mask == -1
+    dense = 2 * int(np.count_nonzero(full)) >= mask.size
+    words = np.flatnonzero(~full if dense else mask)
+    bits = np.unpackbits(mask[words].view(np.uint8).reshape(-1, 4), axis=1, bitorder="little")
+    rows, cols = np.nonzero(bits == 0 if dense else bits)
+    ids = words[rows] * 32 + cols
+    ids = ids[ids < n_vocab]    # the last word's padding bits
+    return (None, ids) if dense else (ids, None)
+
+
 def prepare_many(work: Sequence[tuple[Loop, Sequence_]]) -> None:
     """``Loop.prepare`` for many sequences (of any loops) at once. Matchers whose class can fill a batch of
     masks in one call (``fill_masks``: llguidance's, in parallel without the GIL) do so, which on a many-core
@@ -263,9 +281,8 @@ def _fill_batch(kind: type, group: list[tuple[Loop, Sequence_]]) -> bool:
         kind.fill_masks([s.matcher for _, s in group], rows)  # type: ignore[attr-defined]
     except Exception:  # one bad matcher must not fail the others: redo them one by one
         return False
-    bits = np.unpackbits(rows.view(np.uint8), axis=1, count=first.n_vocab, bitorder="little")
     for i, (_, s) in enumerate(group):
-        s.allowed = np.flatnonzero(bits[i])
+        s.allowed, s.blocked = candidates(rows[i], first.n_vocab)
     share = (time.perf_counter() - t0) * 1000 / len(group)
     for loop, _ in group:
         loop.stats.mask_ms += share
