@@ -7,6 +7,8 @@ through a fallback chain. Either way ``generate`` returns a validated value or r
 # llama_cpp first: on some CUDA images numpy loaded before llama.cpp crashes its tokenizer init.
 import llama_cpp  # noqa: F401  # isort: skip
 
+import typing as _typing
+
 from .agenerate import agenerate
 from .analysis.judge import Judge
 from .analysis.probs import OptionProbs, probs
@@ -31,14 +33,16 @@ from .errors import (
     ValidationFailed,
 )
 from .generate import Model, default_model, generate, generate_batch
-from .hosted.openai_compatible import OpenAICompatible
 from .local.llamacpp import LlamaCpp
 from .local.models import default_model_path, resolve_model_path
 from .partial import Partial
 from .request import SamplingParams
 from .result import Attempt, Result, Timings, ToolCall, ToolCalls
 from .stream import Delta, Done, Reset, StreamEvent, astream, stream
-from .testing.faultproxy import Fault, FaultProxy
+
+if _typing.TYPE_CHECKING:
+    from .hosted.openai_compatible import OpenAICompatible
+    from .testing.faultproxy import Fault, FaultProxy
 
 __version__ = "0.1.0"
 
@@ -94,3 +98,18 @@ __all__ = [
     "resolve_model_path",
     "stream",
 ]
+
+# Loaded on first use: the hosted model brings the text-model chain (YAML, JSON repair) and the fault proxy a
+# server; a local-only program never needs them, and ``import structgen`` stays fast.
+_LAZY = {"OpenAICompatible": ".hosted.openai_compatible", "Fault": ".testing.faultproxy",
+         "FaultProxy": ".testing.faultproxy"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

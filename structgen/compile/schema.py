@@ -16,12 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import jsonschema
 import jsonschema_rs
 import llguidance
 import pydantic
-import referencing.exceptions
-from jsonschema.validators import validator_for
 
 from .._unicode import check_text
 from ..errors import GrammarError, InvalidArgument, SchemaError
@@ -319,7 +316,11 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
             raise _Invalid(f"not JSON: {exc}") from None
         except RecursionError:
             raise _Invalid("nested too deeply to check") from None
-        except referencing.exceptions.Unresolvable as exc:   # never fetched: the value cannot be checked
+        except Exception as exc:
+            from referencing.exceptions import Unresolvable  # loaded with jsonschema by now
+
+            if not isinstance(exc, Unresolvable):   # a $ref never fetched: the value cannot be checked
+                raise
             raise _Invalid(f"cannot be checked: $ref {exc} does not resolve here") from None
         if errors:
             raise _Invalid("; ".join(f"{json_pointer(e.absolute_path) or '/'}: {e.message}" for e in errors[:5]))
@@ -406,6 +407,9 @@ def _check_meta_schema(schema: dict[str, Any]) -> None:
     except Exception:  # e.g. a $schema it does not know: let jsonschema decide
         fast_ok = False
     if not fast_ok:
+        import jsonschema  # only here and in the validator: jsonschema and its format checkers load slowly
+        from jsonschema.validators import validator_for
+
         try:
             validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
         except jsonschema.SchemaError as exc:

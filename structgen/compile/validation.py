@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from typing import Any
-
-import jsonschema
-from jsonschema.validators import validator_for
+from typing import TYPE_CHECKING, Any
 
 from . import regex_match
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = ["clip", "json_validator"]
 
 
 def json_validator(schema: dict[str, Any]) -> Any:
     """A jsonschema validator for ``schema`` (its own draft), with every format checked and bounded regex matches."""
+    import jsonschema  # imported on first use: with its format checkers it is a tenth of a second
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     bounded = jsonschema.validators.extend(cls, {"pattern": _bounded_pattern,
                                                  "patternProperties": _bounded_pattern_properties})
@@ -29,6 +32,8 @@ def json_validator(schema: dict[str, Any]) -> Any:
 @functools.cache
 def _format_checker(cls: Any) -> jsonschema.FormatChecker:
     """The schema's own draft's format checks, then 2020-12's, then any other format jsonschema knows."""
+    import jsonschema
+
     checker = jsonschema.FormatChecker(formats=())
     newest = jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers
     checker.checkers = {**jsonschema.FormatChecker().checkers, **newest, **cls.FORMAT_CHECKER.checkers}
@@ -37,6 +42,8 @@ def _format_checker(cls: Any) -> jsonschema.FormatChecker:
 
 def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
     """jsonschema's ``pattern``, with the match bounded in time (see ``regex_match``)."""
+    import jsonschema
+
     if not validator.is_type(instance, "string"):
         return
     try:
@@ -49,6 +56,8 @@ def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -
 def _bounded_pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
                                 schema: Any) -> Iterator[Any]:
     """jsonschema's ``patternProperties``, with each key match bounded in time."""
+    import jsonschema
+
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():

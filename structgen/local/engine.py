@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ..compile.matchers import Backend, MatcherFactory, Vocab
+from ..compile.schema import CompiledSchema
 from ..errors import Cancelled, GenerationError, TruncatedOutput, ValidationFailed
 from ..request import Message, Request, SamplingParams
 from ..result import Attempt, Result, Timings
@@ -68,18 +70,37 @@ class Job:
     t_start: float
     attempts: list[Attempt] = field(default_factory=list)
     truncations: int = 0               # attempts that ran out of tokens
+    compiling: Future[tuple[MatcherFactory, float]] | None = None   # a first compile, run beside the prefill
+
+    def wait_compiled(self) -> None:
+        """Take the grammar compiled in the background, or raise its error (again on every call)."""
+        if self.compiling is not None:
+            self.factory, self.compile_ms = self.compiling.result()
+            self.compiling = None
 
 
 def prepare(model: LocalModel, request: Request) -> Job:
     """Compile the grammar and tokenise the prompt of ``request``."""
     t_start = time.perf_counter()
     schema = request.schema
-    factory = model.backend.compile(schema, model.vocab) if schema.grammar is not None else None
+    factory: MatcherFactory | None = None
+    compiling = None
+    if schema.grammar is not None:
+        if model.backend.warm(model.vocab):
+            factory = model.backend.compile(schema, model.vocab)
+        else:   # the model's first compile builds the backend's tables (~0.3 s): do it while the prompt prefills
+            compiling = model.vocab.background(lambda: _timed_compile(model.backend, schema, model.vocab))
     compile_ms = (time.perf_counter() - t_start) * 1000
     tokens = model.prompt_tokens(_with_hint(request), system=request.system, chat=request.chat)
     strategy = request.strategy if request.strategy in ("best_of", "self_consistency") else "constrained"
     n = request.n if strategy != "constrained" else 1
-    return Job(request, strategy, n, tokens, factory, compile_ms, t_start)
+    return Job(request, strategy, n, tokens, factory, compile_ms, t_start, compiling=compiling)
+
+
+def _timed_compile(backend: Backend, schema: CompiledSchema, vocab: Vocab) -> tuple[MatcherFactory, float]:
+    t0 = time.perf_counter()
+    factory = backend.compile(schema, vocab)
+    return factory, (time.perf_counter() - t0) * 1000
 
 
 def sampling(job: Job, attempt: int) -> SamplingParams:
@@ -98,6 +119,7 @@ def sampling(job: Job, attempt: int) -> SamplingParams:
 def sequences(job: Job, attempt: int, seq_ids: Sequence[int]) -> list[decode.Sequence_]:
     """Fresh sequences for one attempt: candidate i lives in llama.cpp sequence ``seq_ids[i]`` and is
     seeded with ``seed + i`` (plus a per-attempt offset), wherever it runs."""
+    job.wait_compiled()
     base_seed = job.request.seed + attempt * 1_000_003
     return [
         decode.Sequence_(seq=seq, matcher=job.factory.new_matcher() if job.factory else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from .engine import prepare, run_attempts
 from .models import resolve_model_path
 from .prefix_cache import KvSequences
 from .scheduler import Scheduler, Sink, Ticket
-from .unmasked import run_local_chain
 
 
 class LlamaCpp:
@@ -73,20 +73,27 @@ class LlamaCpp:
         self.path = resolve_model_path(model_path)
         self.deterministic = deterministic
         self.n_gpu_layers = n_gpu_layers
+        self.backend: Backend = get_backend(backend)
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
-        # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
-        # sequence's attention does not depend on its batch-mates (see structgen.determinism).
-        self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,
-                                 n_threads=n_threads, kv_unified=not deterministic,
-                                 quantised_kv=deterministic and n_gpu_layers == 0)
-        self._n_seq_max = n_seq_max
-        self.lock = ContextLock()
         self.n_vocab = self._model.n_vocab
         eos_first = (self._model.eos, *(t for t in self._model.eog_ids if t != self._model.eos))
         self.eos_ids: tuple[int, ...] = eos_first
         self.vocab = Vocab(n_vocab=self.n_vocab, eos_ids=eos_first, token_bytes=self._all_token_bytes,
                            llama_vocab=self._model.vocab)
-        self.backend: Backend = get_backend(backend)
+        # The grammar engine's tables for this vocabulary (~0.35 s for 49k tokens) are built while the context is
+        # made and the first prompt is prefilled; the first compile waits for them if it must.
+        self.vocab.background(functools.partial(self.backend.prepare_vocab, self.vocab))
+        try:
+            # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
+            # sequence's attention does not depend on its batch-mates (see structgen.determinism).
+            self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,
+                                     n_threads=n_threads, kv_unified=not deterministic,
+                                     quantised_kv=deterministic and n_gpu_layers == 0)
+        except BaseException:
+            self.vocab.join()
+            raise
+        self._n_seq_max = n_seq_max
+        self.lock = ContextLock()
         source = chat_template or self._model.meta("tokenizer.chat_template") or CHATML_TEMPLATE
         self.chat_template = ChatTemplate(
             source,
@@ -110,6 +117,10 @@ class LlamaCpp:
     def n_threads(self) -> int:
         """CPU threads llama.cpp uses (part of what a deterministic run depends on)."""
         return self._ctx.n_threads
+
+    def spare_a_core(self, spare: bool) -> None:
+        """Decode with one CPU thread fewer (True), or with ``n_threads`` again (False)."""
+        self._ctx.use_threads(max(1, self.n_threads - 1) if spare else self.n_threads)
 
     @property
     def n_batch(self) -> int:
@@ -250,6 +261,8 @@ class LlamaCpp:
         """Serve one request: masked strategies on the engine thread, concurrently with other callers; the
         re-asking text chain (``prompt``, ``repair``) with the context to itself."""
         if request.reasks:
+            from .unmasked import run_local_chain  # the text-model chain (YAML, JSON repair) loads on first use
+
             return run_local_chain(self, request)
         if self.lock.held_by_me():   # called under ``with model.lock``: the engine cannot run, serve it here
             return run_attempts(self, prepare(self, request))
@@ -266,6 +279,7 @@ class LlamaCpp:
     def close(self) -> None:
         """Stop the engine thread, then free the context and the weights."""
         self.scheduler.close()
+        self.vocab.join()      # a grammar still compiling reads the vocabulary: never free it under it
         self._ctx.close()
         self._model.close()
 

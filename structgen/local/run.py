@@ -8,7 +8,6 @@ from typing import Any
 from ..request import Request
 from ..result import Result
 from .engine import LocalModel, prepare, run_attempts
-from .unmasked import run_local_chain
 
 __all__ = ["run_local"]
 
@@ -16,5 +15,7 @@ __all__ = ["run_local"]
 def run_local(model: LocalModel, request: Request) -> Result[Any]:
     """Serve ``request`` on a local model."""
     if request.reasks:
+        from .unmasked import run_local_chain  # the text-model chain loads on first use
+
         return run_local_chain(model, request)
     return run_attempts(model, prepare(model, request))

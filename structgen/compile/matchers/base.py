@@ -13,14 +13,18 @@ Error contract (who raises, who returns an error state):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..schema import CompiledSchema
+
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -32,12 +36,37 @@ class Vocab:
     token_bytes: Callable[[], Sequence[bytes]]   # lazily computed: the raw bytes of each token id
     llama_vocab: Any = None                      # llama_vocab_p, for llguidance's llama.cpp glue
     cache: dict[str, Any] = field(default_factory=dict)
+    _pending: list[Future[Any]] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
         """Build a per-vocabulary object once (e.g. a backend's tokenizer)."""
         if key not in self.cache:
             self.cache[key] = build()
         return self.cache[key]
+
+    def background(self, work: Callable[[], T]) -> Future[T]:
+        """Run ``work`` (which may read the model's vocabulary) on its own thread; ``join`` waits for it, so
+        the model is never freed under it. Errors stay in the future."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except BaseException as exc:  # handed to whoever waits on the future
+                    future.set_exception(exc)
+
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()] + [future]
+        threading.Thread(target=run, name="structgen-compile", daemon=True).start()
+        return future
+
+    def join(self) -> None:
+        """Wait for every ``background`` work still running (before the model is freed)."""
+        with self._lock:
+            pending = list(self._pending)
+        wait(pending)
 
     @property
     def mask_words(self) -> int:
@@ -87,3 +116,10 @@ class Backend(Protocol):
 
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> MatcherFactory:
         """Compile ``schema`` for ``vocab``; raises SchemaError/GrammarError if it cannot."""
+
+    def prepare_vocab(self, vocab: Vocab) -> None:
+        """Build the per-vocabulary tables now (a model starts this in the background when it loads)."""
+
+    def warm(self, vocab: Vocab) -> bool:
+        """True once compiling for ``vocab`` is cheap (its per-vocabulary tables are built); a cold backend's
+        first compile is run beside the prompt's prefill."""

@@ -119,6 +119,13 @@ class OutlinesCoreBackend:
 
     name = "outlines-core"
 
+    def prepare_vocab(self, vocab: Vocab) -> None:
+        """Nothing: outlines-core builds its vocabulary with the first index."""
+
+    def warm(self, vocab: Vocab) -> bool:
+        """Always: every compile runs inline (its indexes are per regex, not per vocabulary)."""
+        return True
+
     def compile(self, schema: CompiledSchema, vocab: Vocab) -> OutlinesCoreFactory:
         """Build the regex index for ``schema`` (JSON Schema, regex or choice)."""
         regex = regex_for(schema)
