@@ -1,4 +1,4 @@
-"""``structgen bench masks | throughput | strategies | apps | concurrency | serve``: support, speed and validity
+"""``structgen bench masks | throughput | strategies | apps | concurrency | serve | start``: support, speed and validity
 against the peers.
 
 Each command shows a progress bar (stderr), prints a Markdown table (stdout), and writes ``--json FILE``
@@ -90,6 +90,24 @@ def throughput(
         report = tp.run(settings, configs=chosen, reps=reps, warmup=warmup, limit=limit, timeout=timeout,
                         on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, tp.markdown(report), json_file, plot_file, tp.plot)
+
+
+@bench_app.command()
+def start(
+    model: ModelOpt = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Fresh processes to time.")] = 10,
+    json_file: JsonFile = None,
+) -> None:
+    """A fresh process: import structgen, load the model, one short constrained answer (per-stage times)."""
+    from structgen_benchmarks import start as st
+    from structgen_benchmarks.report import progress
+
+    from structgen.local.models import resolve_model_path
+
+    with progress() as bar:
+        task = bar.add_task("start", total=runs)
+        report = st.run(str(resolve_model_path(model)), runs=runs, on_run=lambda done: bar.update(task, completed=done))
+    _finish(report, st.markdown(report), json_file, None, None)
 
 
 @bench_app.command()

@@ -167,10 +167,6 @@ class LlamaContext:
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
         self._n_vocab = model.n_vocab
 
-    def use_threads(self, n: int) -> None:
-        """Decode with ``n`` CPU threads from now on (``n_threads`` stays the configured number)."""
-        llama_cpp.llama_set_n_threads(self.ptr, n, n)
-
     def clear(self) -> None:
         """Forget every sequence in the KV cache."""
         llama_cpp.llama_memory_clear(self.memory, True)

@@ -118,10 +118,6 @@ class LlamaCpp:
         """CPU threads llama.cpp uses (part of what a deterministic run depends on)."""
         return self._ctx.n_threads
 
-    def spare_a_core(self, spare: bool) -> None:
-        """Decode with one CPU thread fewer (True), or with ``n_threads`` again (False)."""
-        self._ctx.use_threads(max(1, self.n_threads - 1) if spare else self.n_threads)
-
     @property
     def n_batch(self) -> int:
         """Most tokens one decode call takes."""

@@ -95,9 +95,6 @@ class SchedulableModel(LocalModel, Protocol):
     def drop(self, seq: int, start: int = 0) -> None:
         """Forget positions ``start``.. of sequence ``seq``."""
 
-    def spare_a_core(self, spare: bool) -> None:
-        """Decode with one CPU thread fewer (True) or with all of them again (False)."""
-
 
 @dataclass(eq=False)
 class Ticket:
@@ -306,18 +303,8 @@ class Scheduler:
             if error is not None:
                 self._finish(t, error)
         items = self._step_items()
-        # A model's first compile runs on its own thread beside this prefill: llama.cpp's threads spin-wait on
-        # each other, so with every core taken by them both would crawl; leave that thread a core.
-        spare = not self._deterministic and any(t.job.compiling is not None and not t.job.compiling.done()
-                                                for t in self._live)
-        if spare:
-            self.model.spare_a_core(True)
-        try:
-            for group in self._groups(items):
-                self._run_group(group)
-        finally:
-            if spare:
-                self.model.spare_a_core(False)
+        for group in self._groups(items):
+            self._run_group(group)
         for t in list(self._live):
             if t.decoding and t.job.request.select == "first_finished" and t.job.n > 1:
                 stop_after_first_valid(self.model, t.job, t.seqs)

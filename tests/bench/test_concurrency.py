@@ -36,6 +36,13 @@ def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     assert is_png(tmp_path / "c.png")
 
 
+def test_requests_cycle_so_every_caller_stays_busy(bench: Any) -> None:
+    code, stdout, report = bench("concurrency", "--concurrency", "2", "--limit", "2", "--requests", "5",
+                                 "--max-tokens", "24", "--n-ctx", "4096")
+    assert code == 0, stdout
+    assert report["settings"]["requests"] == 5 and report["levels"][0]["calls"] == 5
+
+
 @pytest.mark.parametrize("levels", ["0,2", "x", ""])
 def test_bad_levels_are_a_typed_error(bench: Any, levels: str) -> None:
     with pytest.raises(InvalidArgument, match="--concurrency"):

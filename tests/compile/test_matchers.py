@@ -117,3 +117,22 @@ def test_llguidance_fills_a_batch_of_masks_like_one_by_one(model: structgen.Llam
     assert (rows[-1] == -1).all(), "a row without a matcher is left alone"
     with pytest.raises(ValueError):
         type(matchers[0]).fill_masks(matchers, rows[0])  # type: ignore[attr-defined]
+
+
+def test_our_llama_tokenizer_glue_matches_llguidance_s(model: structgen.LlamaCpp) -> None:
+    import warnings
+
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    from structgen.compile.matchers.llguidance import tokenizer_for
+
+    ours = tokenizer_for(model.vocab)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = lltokenizer_from_vocab(model.vocab.llama_vocab, eos_token=list(model.vocab.eos_ids))
+    assert ours.vocab_size == theirs.vocab_size and ours.eos_tokens == theirs.eos_tokens
+    ids = list(range(ours.vocab_size))
+    assert [ours.is_special_token(i) for i in ids] == [theirs.is_special_token(i) for i in ids]
+    assert [ours.decode_bytes([i]) for i in ids] == [theirs.decode_bytes([i]) for i in ids]
+    text = "Hello, <|im_start|> wörld {\"a\": 1}"
+    assert ours.tokenize_str(text) == theirs.tokenize_str(text)
