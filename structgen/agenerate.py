@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from .compile.kinds import SchemaLike
+from .compile.number_bound import DEFAULT_DIGITS
 from .generate import build_request, default_model
 from .request import Message, Request
 from .result import Result
@@ -45,6 +46,7 @@ async def agenerate(
     schema_in_prompt: bool = True,
     fast_forward: bool = True,
     json_whitespace: str = "compact",
+    number_digits: int | None = DEFAULT_DIGITS,
     model_logprobs: bool = False,
     strict: bool = False,
     timeout: float | None = None,

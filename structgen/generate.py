@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from .compile.grounding import ground, with_source
 from .compile.kinds import SchemaLike
+from .compile.number_bound import DEFAULT_DIGITS
 from .compile.schema import JsonOptions, compile_for_decoding, compile_schema
 from .compile.thinking import PLAIN_THINKING, compile_think
 from .compile.tools import compile_tools, parse_tool_choice, parse_tools
@@ -66,6 +67,7 @@ def generate(
     schema_in_prompt: bool = True,
     fast_forward: bool = True,
     json_whitespace: str = "compact",
+    number_digits: int | None = DEFAULT_DIGITS,
     model_logprobs: bool = False,
     strict: bool = False,
     timeout: float | None = None,
@@ -89,7 +91,9 @@ def generate(
     reproducible (a random one is drawn and reported in ``Result.seed`` when omitted).
     A JSON Schema the grammar cannot enforce in full is relaxed (``Result.relaxed`` lists what the grammar left
     to the validator; every value is still validated against the whole schema); ``strict=True`` refuses such a
-    schema with a ``SchemaError`` instead. ``timeout``: seconds from the call (waiting included) after which a
+    schema with a ``SchemaError`` instead. ``number_digits``: a local model writes JSON numbers with at most this
+    many digits in a row (integer part, fraction; exponents 3) unless the schema's own numbers have more; None:
+    unbounded. ``timeout``: seconds from the call (waiting included) after which a
     local request gives up with ``DeadlineExceeded``.
     ``tools``: functions the model may call instead of answering (OpenAI function definitions or Pydantic models);
     ``tool_choice``: "auto", "required", "none" or a tool's name; a call comes back in ``Result.tool_calls`` (its
@@ -131,7 +135,11 @@ def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLi
     # A model with a matcher backend builds the matcher right away, and that build finds unsupported
     # schemas itself (see compile_for_decoding); a hosted one gets the fully checked schema.
     compile_fn = compile_for_decoding if getattr(target, "backend", None) is not None else compile_schema
-    json_options = JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict"))
+    digits = fields.pop("number_digits")
+    if digits is not None and (isinstance(digits, bool) or not isinstance(digits, int) or digits < 1):
+        raise InvalidArgument(f"number_digits must be a positive integer or None, got {digits!r}")
+    json_options = JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict"),
+                               number_digits=digits)
     compiled = compile_fn(schema, json_options)
     tools, tool_choice, parallel = fields.pop("tools"), fields.pop("tool_choice"), fields.pop("parallel_tool_calls")
     source, think = fields.pop("source"), fields.pop("think")

@@ -27,6 +27,7 @@ from . import regex_match
 from ._locations import first_line, json_pointer
 from .emptiness import check_grammar_productive, check_schema_finite
 from .kinds import Choice, Grammar, Regex, SchemaLike
+from .number_bound import DEFAULT_DIGITS, digit_limit
 from .relax import relax_json_schema
 from .validation import clip, json_validator
 
@@ -50,11 +51,15 @@ class JsonOptions:
     for each gap between tokens, e.g. ``r"[ \\n]{0,4}"`` — always bounded, so the model cannot loop on
     whitespace until ``max_tokens``. ``lenient``: let llguidance skip keywords it does not implement
     (the output is then checked by the validator and resampled if invalid). ``strict``: refuse a schema the
-    grammar cannot enforce in full (``SchemaError`` listing what would be relaxed) instead of relaxing it."""
+    grammar cannot enforce in full (``SchemaError`` listing what would be relaxed) instead of relaxing it.
+    ``number_digits``: the most digits in a row a number's integer part or fraction may have when a local model
+    writes it (its exponent: 3), unless the schema's own numbers are written with more; None: unbounded
+    (see ``compile/number_bound.py``)."""
 
     whitespace: str = "compact"
     lenient: bool = False
     strict: bool = False
+    number_digits: int | None = DEFAULT_DIGITS
 
     def compile_options(self) -> JsonCompileOptions:
         """The llguidance ``JsonCompileOptions`` for these settings."""
@@ -97,6 +102,7 @@ class CompiledSchema:
     deferred_check: Callable[[], CompiledSchema] | None = None
     # Fills what a result carries besides its value (``Result.spans``, ``Result.reasoning``) once it validated.
     annotate: Callable[[Any], None] | None = None
+    number_digits: int = 0              # JSON output: the digit bound of its numbers (0: none; number_bound.py)
 
     @property
     def relaxed(self) -> bool:
@@ -365,6 +371,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                    source: Any, deferred: Callable[[], CompiledSchema] | None,
                    text: str | None = None) -> CompiledSchema:
     compile_opts = options.compile_options()
+    digits = digit_limit(schema, options.number_digits) if options.number_digits else 0
     try:
         # ``text`` is the schema already serialised: llguidance would serialise the dict again (half its cost here).
         grammar = llguidance.LLMatcher.grammar_from_json_schema(text or schema, overrides=compile_opts)
@@ -372,7 +379,8 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
         raise SchemaError(f"not a JSON object: {exc}") from exc
     if deferred is not None:
         return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
-                              hint=functools.partial(_json_hint, schema), source=source, deferred_check=deferred)
+                              hint=functools.partial(_json_hint, schema), source=source, deferred_check=deferred,
+                              number_digits=digits)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     relaxations: tuple[Relaxation, ...] = ()
     if is_error and not options.lenient:
@@ -389,7 +397,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                           pointer=_locate(schema, messages[0]))
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                           relaxations=relaxations, hint=functools.partial(_json_hint, schema),
-                          warnings=tuple(messages), source=source)
+                          warnings=tuple(messages), source=source, number_digits=digits)
 
 
 def _json_hint(schema: dict[str, Any]) -> str:

@@ -18,7 +18,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from ..compile.matchers import Matcher
+from ..compile.matchers import Matcher, Vocab
+from ..compile.number_bound import NumberRuns
 from ..errors import GenerationError, InvalidArgument, TruncatedOutput
 from ..request import SamplingParams
 from .sampler import sample_token
@@ -29,6 +30,7 @@ class StepModel(Protocol):
 
     n_vocab: int
     eos_ids: tuple[int, ...]
+    vocab: Vocab
 
     def prefill(self, tokens: Sequence[int]) -> NDArray[np.float32]:
         """Decode a prompt into sequence 0 (reusing any cached prefix); the last token's logits."""
@@ -70,6 +72,7 @@ class Sequence_:
     allowed: NDArray[np.intp] | None = None               # next mask as token ids, computed ahead...
     blocked: NDArray[np.intp] | None = None               # ...or, when most tokens are allowed, the others
     validated: bool = False                               # its finished text was checked (select="first_finished")
+    numbers: NumberRuns | None = None                     # JSON output: where its digit runs stand (the bound)
 
     @property
     def live(self) -> bool:
@@ -96,6 +99,7 @@ class LoopOptions:
     max_batch: int = 512
     cut_loops: bool = False                 # end a sequence as soon as it falls into a repetition loop
     top_logprobs: int = 0                   # alternatives recorded per sampled token (0: none)
+    number_digits: int = 0                  # JSON output: bound on digit runs of numbers (0: none; number_bound)
 
 
 class Loop:
@@ -120,6 +124,12 @@ class Loop:
         if params.has_penalties:
             for s in seqs:
                 s.counts = np.zeros(model.n_vocab, dtype=np.int32)
+        self.texts: Sequence[bytes] = ()
+        self.lead = np.zeros(0, dtype=np.int16)
+        if options.number_digits:
+            self.texts, self.lead = model.vocab.texts(), model.vocab.leading_digits()
+            for s in seqs:
+                s.numbers = NumberRuns(options.number_digits)
 
     def start(self, s: Sequence_, logits: NDArray[np.float32]) -> None:
         """First move after the prompt: take forced tokens if the grammar begins with some, else sample."""
@@ -160,6 +170,9 @@ class Loop:
             self.prepare(s)
         ids, blocked = s.allowed, s.blocked
         s.allowed = s.blocked = None
+        room = s.numbers.room() if s.numbers is not None else None
+        if room is not None:
+            ids, blocked = self._bound_digits(ids, blocked, room)
         if blocked is not None:
             cand = np.array(logits, copy=True)   # most tokens allowed: mask the few others in place
             cand[blocked] = -np.inf
@@ -187,6 +200,8 @@ class Loop:
         if m is not None and not m.consume(token):
             raise GenerationError(f"the grammar rejected a token from its own mask: {m.error()}")
         s.tokens.append(token)
+        if s.numbers is not None:
+            s.numbers.feed(self.texts[token])
         s.logprobs.append(logprob)
         s.model_logprobs.append(float(logits[token]) - lse if self.options.model_logprobs else None)
         s.forced.append(False)
@@ -202,6 +217,21 @@ class Loop:
             s.finish_reason = "truncated"   # a loop forming: end this attempt now, not at max_tokens
             s.looped = True
 
+    def _bound_digits(self, ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
+                      room: int) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
+        """Drop the tokens that would make the current digit run longer than the bound, unless none would be left
+        (the grammar then needs those digits: a schema's own literal, say)."""
+        if ids is not None:
+            keep = self.lead[ids] <= room
+            return (ids[keep] if keep.any() else ids), blocked
+        if blocked is None:
+            return ids, blocked
+        over = np.flatnonzero(self.lead > room)
+        if over.size == 0:
+            return ids, blocked
+        more = np.union1d(blocked, over)
+        return ids, (more if more.size < self.n_vocab else blocked)
+
     def _take_forced(self, s: Sequence_, m: Matcher) -> list[int]:
         forced = m.forced_tokens()
         if not forced:
@@ -212,6 +242,9 @@ class Loop:
         if m.consume_many(forced) != len(forced):
             raise GenerationError(f"grammar engine rejected its own forced tokens: {m.error()}")
         s.tokens.extend(forced)
+        if s.numbers is not None:
+            for token in forced:
+                s.numbers.feed(self.texts[token])
         s.logprobs.extend([0.0] * len(forced))
         s.model_logprobs.extend([None] * len(forced))
         s.forced.extend([True] * len(forced))

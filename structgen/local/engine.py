@@ -142,7 +142,8 @@ def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int 
     return decode.LoopOptions(max_tokens=request.max_tokens, fast_forward=request.fast_forward,
                               model_logprobs=request.model_logprobs,
                               one_sequence_per_decode=model.deterministic, max_batch=max_batch,
-                              cut_loops=attempt + 1 < request.max_attempts, top_logprobs=request.top_logprobs)
+                              cut_loops=attempt + 1 < request.max_attempts, top_logprobs=request.top_logprobs,
+                              number_digits=request.schema.number_digits)
 
 
 def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt: int, prompt_ms: float,

@@ -68,6 +68,18 @@ class Vocab:
             pending = list(self._pending)
         wait(pending)
 
+    def texts(self) -> Sequence[bytes]:
+        """Every token's bytes (control tokens: b""), built once."""
+        return self.cached("texts", self.token_bytes)  # type: ignore[no-any-return]
+
+    def leading_digits(self) -> NDArray[np.int16]:
+        """For each token, how many ASCII digits its text starts with (the JSON number bound reads it)."""
+        def build() -> NDArray[np.int16]:
+            digits = b"0123456789"
+            return np.array([len(t) - len(t.lstrip(digits)) for t in self.texts()], dtype=np.int16)
+
+        return self.cached("leading_digits", build)  # type: ignore[no-any-return]
+
     @property
     def mask_words(self) -> int:
         """Number of int32 words in a token bitmask."""

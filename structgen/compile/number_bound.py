@@ -1,0 +1,87 @@
+"""A bound on the digits of JSON numbers, like the bound on whitespace.
+
+llguidance's JSON number lexeme is unbounded (``-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?``), and its
+bounded forms (``minimum``/``maximum``) drop exponent notation, so a grammar cannot say "at most 24 digits" without
+refusing valid values. A greedy small model can then write a 90-digit total until ``max_tokens``. The bound is
+applied where the token is chosen instead: outside JSON strings, a token may not make the current run of digits
+longer than ``digits`` (the integer part, the fraction) or ``EXPONENT_DIGITS`` (an exponent). A schema whose own
+numbers (bounds, ``multipleOf``, ``enum``, ``const``...) are written with more digits raises the bound to them, and
+the bound never removes the last token the grammar allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+__all__ = ["DEFAULT_DIGITS", "EXPONENT_DIGITS", "NumberRuns", "digit_limit"]
+
+DEFAULT_DIGITS = 24      # int64/uint64 need 20, a double's shortest repr 17 significant digits
+EXPONENT_DIGITS = 3      # a double's exponent reaches 308
+_MOST = 400              # past this a schema's literal is not a reason to allow more
+
+
+def digit_limit(schema: Any, default: int) -> int:
+    """``default``, or the longest run of digits a number written in ``schema`` needs, if longer."""
+    longest = max((_runs(x) for x in _numbers(schema)), default=0)
+    return max(default, min(longest, _MOST))
+
+
+def _numbers(node: Any) -> Iterator[int | float]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _numbers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _numbers(value)
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield node
+
+
+def _runs(number: int | float) -> int:
+    """The longest digit run of ``number`` written out in plain decimal (1e-30 as 0.000...1)."""
+    try:
+        text = format(Decimal(repr(number)), "f")
+    except (InvalidOperation, ValueError):   # inf, nan: not a JSON number
+        return 0
+    return max(len(part) for part in text.lstrip("-").split("."))
+
+
+class NumberRuns:
+    """Where the JSON text written so far stands: inside a string or not, and how long its current digit run is."""
+
+    __slots__ = ("_escape", "_exponent", "_in_string", "_run", "digits")
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+        self._in_string = self._escape = self._exponent = False
+        self._run = 0
+
+    def room(self) -> int | None:
+        """How many more digits may follow now (None: inside a string, where digits are text)."""
+        if self._in_string:
+            return None
+        return max(0, (EXPONENT_DIGITS if self._exponent else self.digits) - self._run)
+
+    def feed(self, text: bytes) -> None:
+        """Advance over the bytes of the next token(s)."""
+        for b in text:
+            if self._in_string:
+                if self._escape:
+                    self._escape = False
+                elif b == 0x5C:      # backslash
+                    self._escape = True
+                elif b == 0x22:      # closing quote
+                    self._in_string = False
+            elif 0x30 <= b <= 0x39:
+                self._run += 1
+            else:
+                self._run = 0
+                if b == 0x22:
+                    self._in_string = True
+                    self._exponent = False
+                elif b in (0x65, 0x45):             # e, E: an exponent's digits come next (or the end of true/false)
+                    self._exponent = True
+                elif b not in (0x2B, 0x2D):         # a sign keeps the exponent state; anything else ends it
+                    self._exponent = False
