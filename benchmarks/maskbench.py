@@ -126,15 +126,16 @@ def _compile(state: _State, engine: str, schema: Any) -> dict[str, Any]:
     return {"ttfm_us": (t2 - t0) / 1000, "schema_us": (t1 - t0) / 1000, "relaxed": bool(relaxed)}
 
 
-def _walk(state: _State, engine: str, tests: list[tuple[str, bool]]) -> dict[str, Any]:
+def _walk(state: _State, engine: str, tests: list[tuple[str, bool, Any]]) -> dict[str, Any]:
     import llguidance.numpy as lln
 
     row = state.row
     mask = row.reshape(1, -1)
     times: list[int] = []
-    results: list[tuple[bool, bool, bool, int, str]] = []   # (valid?, grammar ok, engine ok, tokens, why not)
+    # (valid?, grammar ok, engine ok, tokens, why not, a valid value the grammar takes in another key order)
+    results: list[tuple[bool, bool, bool, int, str, bool]] = []
     clock = time.perf_counter_ns
-    for text, valid in tests:
+    for text, valid, data in tests:
         tokens = state.tokenizer.tokenize_str(text)
         if engine == RAW:
             m = state.compiled[engine].deep_copy()
@@ -161,8 +162,67 @@ def _walk(state: _State, engine: str, tests: list[tuple[str, bool]]) -> dict[str
                 state.compiled[engine][0].validate(text)
             except ValueError as exc:
                 engine_ok, why = False, f"post-validation: {exc}"
-        results.append((valid, grammar_ok, engine_ok, len(tokens), why))
+        reordered = valid and not grammar_ok and _in_some_key_order(state, engine, data)
+        results.append((valid, grammar_ok, engine_ok, len(tokens), why, reordered))
     return {"tests": results, "tbm_ns": np.asarray(times, dtype=np.int64)}
+
+
+KEY_ORDER_BUDGET = 2_000   # pieces fed per value before the search gives up (the value then counts as rejected)
+
+
+def _in_some_key_order(state: _State, engine: str, value: Any) -> bool:
+    """True if the grammar accepts ``value`` written with its object keys in some other order. A JSON object is
+    unordered, but llguidance writes (and accepts) properties in the schema's order: a value it admits in that
+    order is a value the model can produce. Depth-first over key orders, guided by the matcher, within a budget."""
+    import json
+
+    raw = engine == RAW
+    start = state.compiled[engine].deep_copy() if raw else state.compiled[engine][1].new_matcher()
+
+    def copy(m: Any) -> Any:
+        return m.deep_copy() if raw else m.copy()
+
+    def consume(m: Any, toks: list[int]) -> int:
+        return int(m.try_consume_tokens(toks) if raw else m.consume_many(toks))
+
+    budget = [KEY_ORDER_BUDGET]
+
+    def fed(m: Any, piece: str) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None
+        toks = state.tokenizer.tokenize_str(piece)
+        m = copy(m)
+        return m if consume(m, toks) == len(toks) else None
+
+    def write(m: Any, v: Any) -> Any:
+        if isinstance(v, dict):
+            m = fed(m, "{")
+            return None if m is None else members(m, list(v.items()), True)
+        if isinstance(v, list):
+            m = fed(m, "[")
+            for i, item in enumerate(v):
+                if m is not None and i:
+                    m = fed(m, ",")
+                m = None if m is None else write(m, item)
+            return None if m is None else fed(m, "]")
+        return fed(m, json.dumps(v, ensure_ascii=False))
+
+    def members(m: Any, items: list[tuple[str, Any]], first: bool) -> Any:
+        if not items:
+            return fed(m, "}")
+        for i, (key, v) in enumerate(items):
+            head = fed(m, ("" if first else ",") + json.dumps(key, ensure_ascii=False) + ":")
+            done = None if head is None else write(head, v)
+            rest = None if done is None else members(done, items[:i] + items[i + 1:], False)
+            if rest is not None:
+                return rest
+            if budget[0] < 0:
+                return None
+        return None
+
+    end = write(start, value)
+    return end is not None and end.is_accepting()
 
 
 def _handle(state: _State, job: tuple[str, str, Any]) -> dict[str, Any]:
@@ -190,6 +250,7 @@ class _Tally:
     untyped: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     passing_files: set[str] = field(default_factory=set)
+    value_rejecting_files: int = 0     # files with a valid value rejected in every key order
     compile_failed: set[str] = field(default_factory=set)
 
     def fail(self, case: str, status: str, message: str) -> None:
@@ -215,27 +276,30 @@ def _file(worker: Worker, tally: _Tally, case: mb.Case, timeout: float) -> None:
         tally.status["passing"] += 1
         tally.passing_files.add(case.name)
         return
-    walked = worker.call(("walk", tally.name, [(mb.serialise(d), v) for d, v in case.tests]), timeout)
+    walked = worker.call(("walk", tally.name, [(mb.serialise(d), v, d) for d, v in case.tests]), timeout)
     if walked.status != "ok":
         tally.fail(case.name, "timeouts" if walked.status == "timeout" else "crashes",
                    f"walking the instances: {walked.message}")
         return
     tally.tbm.append(walked.value["tbm_ns"])
     tally.tbm_by_file[case.name] = walked.value["tbm_ns"]
-    rejected_valid = accepted_invalid = 0
+    rejected_valid = accepted_invalid = rejected_value = 0
     reason = ""
-    for valid, grammar_ok, engine_ok, n_tokens, why in walked.value["tests"]:
+    for valid, grammar_ok, engine_ok, n_tokens, why, reordered in walked.value["tests"]:
         tally.tests["tokens"] += n_tokens
         tally.tests["valid" if valid else "invalid"] += 1
         if valid and not engine_ok:
             rejected_valid += 1
+            rejected_value += int(not reordered)
             reason = reason or why
         if not valid and engine_ok:
             accepted_invalid += 1
         tally.tests["grammar_validation_errors"] += int(valid and not grammar_ok)
         tally.tests["grammar_invalidation_errors"] += int(not valid and grammar_ok)
     tally.tests["validation_errors"] += rejected_valid
+    tally.tests["value_validation_errors"] += rejected_value
     tally.tests["invalidation_errors"] += accepted_invalid
+    tally.value_rejecting_files += int(rejected_value > 0 and not accepted_invalid)
     if accepted_invalid:
         tally.fail(case.name, "invalidation_errors", f"{accepted_invalid} invalid instance(s) accepted")
     elif rejected_valid:
@@ -263,14 +327,17 @@ def _summary(t: _Tally, files: int) -> dict[str, Any]:
     # Usable: the schema compiles (strictly or relaxed), so generate() can serve it.
     row["usable"] = files - t.status["compile_errors"] - t.status["timeouts"] - t.status["crashes"]
     row["untyped_errors"] = t.untyped
+    # MaskBench walks each instance as serialised; a JSON object is unordered, and a valid value the grammar takes
+    # with its keys in another order (the schema's, as llguidance writes them) is one the model can produce.
+    row["value_validation_errors"] = t.value_rejecting_files
     row["ttfm_us"] = percentiles(t.ttfm, TTFM_POINTS)
     row["tbm_us"] = percentiles(tbm_us, TBM_POINTS)
     row["tbm_mean_us"] = round(float(tbm_us.mean()), 2) if tbm_us.size else None
     row["masks"] = int(tbm_us.size)
     if t.schema_us:
         row["compile_schema_us"] = percentiles(t.schema_us, TTFM_POINTS)
-    keys = ("valid", "invalid", "validation_errors", "invalidation_errors", "grammar_validation_errors",
-            "grammar_invalidation_errors", "tokens")
+    keys = ("valid", "invalid", "validation_errors", "value_validation_errors", "invalidation_errors",
+            "grammar_validation_errors", "grammar_invalidation_errors", "tokens")
     row["tests"] = {k: t.tests[k] for k in keys}
     return row
 
@@ -367,6 +434,8 @@ def _compare(ours: dict[str, Any], raw: dict[str, Any], gained: list[str], same:
             "passing_ge_llguidance": ours["passing"] >= raw["passing"],
             "usable_ge_98pct": ours["usable"] >= 0.98 * ours["files"],
             "validation_errors_le_llguidance_plus_10": ours["validation_errors"] <= raw["validation_errors"] + 10,
+            "value_validation_errors_le_llguidance_plus_10":
+                ours["value_validation_errors"] <= raw["value_validation_errors"] + 10,
             "ttfm_p50_le_1.1x_llguidance": same["ttfm_p50_ratio"] is not None and same["ttfm_p50_ratio"] <= 1.1,
         },
     }
@@ -374,12 +443,13 @@ def _compare(ours: dict[str, Any], raw: dict[str, Any], gained: list[str], same:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: machine, one row per engine, the comparison and its targets."""
-    headers = ["engine", "files", "usable", "passing", "compile err", "validation err", "invalidation err",
-               "timeouts", "crashes", "relaxed", "TTFM p50 µs", "TTFM p99 µs", "TBM p50 µs", "TBM p99 µs",
-               "TBM p99.9 µs"]
+    headers = ["engine", "files", "usable", "passing", "compile err", "validation err", "in every key order",
+               "invalidation err", "timeouts", "crashes", "relaxed", "TTFM p50 µs", "TTFM p99 µs", "TBM p50 µs",
+               "TBM p99 µs", "TBM p99.9 µs"]
     rows = [[e["name"], e["files"], e.get("usable", "-"), e["passing"], e["compile_errors"], e["validation_errors"],
-             e["invalidation_errors"], e["timeouts"], e["crashes"], e["relaxed"], e["ttfm_us"]["p50"],
-             e["ttfm_us"]["p99"], e["tbm_us"]["p50"], e["tbm_us"]["p99"], e["tbm_us"]["p999"]]
+             e.get("value_validation_errors", "-"), e["invalidation_errors"], e["timeouts"], e["crashes"],
+             e["relaxed"], e["ttfm_us"]["p50"], e["ttfm_us"]["p99"], e["tbm_us"]["p50"], e["tbm_us"]["p99"],
+             e["tbm_us"]["p999"]]
             for e in report["engines"]]
     c = report["comparison"]
     targets = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in c["targets"].items())

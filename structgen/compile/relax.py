@@ -297,6 +297,14 @@ def relax_json_schema(schema: dict[str, Any], options: dict[str, Any], refusal: 
     for _ in range(MAX_RUNGS):
         grammar, is_error, messages = _validate(current, loose)
         if not is_error:
+            if any("min/maxProperties" in m for m in messages):
+                # What lenient mode makes of these can refuse valid objects (with {"minProperties": 1} and two
+                # optional keys, "}" after both); left out, the grammar admits a superset again.
+                dropped = _drop_where(current, lambda k, v, _: k not in ("minProperties", "maxProperties"),
+                                      "not enforced with optional keys; left to the validator")
+                if dropped:
+                    done += dropped
+                    continue
             return grammar, tuple(done + _ignored_by_lenient(current, messages)), messages
         message = messages[0] if messages else ""
         if "Unsatisfiable" in message:

@@ -63,6 +63,26 @@ def test_counts_follow_maskbench_terms(bench: Any, tmp_path: Path) -> None:
     assert is_png(tmp_path / "m.png")
 
 
+def test_a_value_in_another_key_order_is_told_apart_from_a_rejected_value(bench: Any, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    pair = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"},
+                                             "c": {"type": "object", "properties": {"x": {"type": "integer"},
+                                                                                    "y": {"type": "integer"}}}},
+            "required": ["a", "b"], "additionalProperties": False}
+    # The grammar writes a, b, c (and x, y) in that order; these valid values list them otherwise.
+    _write(data, "order.json", pair, [({"b": "s", "a": 1}, True), ({"c": {"y": 2, "x": 1}, "b": "t", "a": 2}, True)])
+    _write(data, "strict.json", INT_AT_MOST_5, [(7, True)])      # rejected in any order: a real validation error
+    code, stdout, report = bench("masks", "--data", str(data))
+    assert code == 0, stdout
+    for name in ("structgen", "llguidance"):
+        engine = _engine(report, name)
+        assert engine["validation_errors"] == 2, name                  # MaskBench's count: as serialised
+        assert engine["value_validation_errors"] == 1, name            # only strict.json rejects the value itself
+        assert engine["tests"]["validation_errors"] == 3 and engine["tests"]["value_validation_errors"] == 1
+    assert "| in every key order |" in stdout
+
+
 def test_real_data_sample(bench: Any) -> None:
     code, stdout, report = bench("masks", "--data", str(MASKBENCH), "--limit", "5")
     assert code == 0, stdout
@@ -72,4 +92,5 @@ def test_real_data_sample(bench: Any) -> None:
         assert counted == 5, engine
     assert set(report["comparison"]["targets"]) == {
         "zero_invalidation_errors", "ttfm_p50_le_1.1ms", "tbm_p99_le_1.1x_llguidance", "passing_ge_llguidance",
-        "usable_ge_98pct", "validation_errors_le_llguidance_plus_10", "ttfm_p50_le_1.1x_llguidance"}
+        "usable_ge_98pct", "validation_errors_le_llguidance_plus_10", "value_validation_errors_le_llguidance_plus_10",
+        "ttfm_p50_le_1.1x_llguidance"}
