@@ -50,6 +50,16 @@ def test_each_refusal_class_compiles_relaxed_and_says_what(label: str, schema: d
         compile_schema(schema, JsonOptions(strict=True))
 
 
+def test_min_properties_with_optional_keys_admits_every_count() -> None:
+    # llguidance's lenient mode made this grammar refuse "}" after both keys; left out, it admits them all.
+    compiled = compile_schema({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}},
+                               "minProperties": 1})
+    for text in ('{"a":60,"b":true}', '{"a":1}', '{"b":false}', '{}'):
+        assert grammar_accepts(compiled.grammar, text), text
+    with pytest.raises(ValueError, match="should be non-empty|does not have enough properties"):
+        compiled.validate("{}")
+
+
 def test_the_validator_still_enforces_what_the_grammar_does_not() -> None:
     compiled = compile_schema({"type": "array", "items": {"type": "integer"}, "uniqueItems": True})
     assert grammar_accepts(compiled.grammar, "[1,1]")        # the grammar admits it ...
