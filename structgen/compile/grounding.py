@@ -145,7 +145,7 @@ def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) ->
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                           relaxations=(*compiled.checked().relaxations, *builder.relaxations), annotate=annotate,
                           hint=functools.partial(_fields_hint, schema),
-                          warnings=compiled.warnings, source=compiled.source, number_digits=compiled.number_digits)
+                          warnings=compiled.warnings, source=compiled.source, number_bound=compiled.number_bound)
 
 
 def _plain(result: Result[Any]) -> Any:

@@ -11,9 +11,8 @@ the bound never removes the last token the grammar allows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 __all__ = ["DEFAULT_DIGITS", "EXPONENT_DIGITS", "NumberRuns", "digit_limit"]
 
@@ -22,28 +21,24 @@ EXPONENT_DIGITS = 3      # a double's exponent reaches 308
 _MOST = 400              # past this a schema's literal is not a reason to allow more
 
 
-def digit_limit(schema: Any, default: int) -> int:
-    """``default``, or the longest run of digits a number written in ``schema`` needs, if longer."""
-    longest = max((_runs(x) for x in _numbers(schema)), default=0)
+def digit_limit(schema_text: str, default: int) -> int:
+    """``default``, or the longest run of digits a number written in the schema (its JSON text) needs, if longer.
+    A scan of the text, not a walk of the schema: it runs on every compile. Digits inside strings count too,
+    which can only raise the bound."""
+    longest = max((len(run) for run in re.findall(rf"\d{{{default + 1},}}", schema_text)), default=0)
+    for number in _EXPONENT.findall(schema_text):     # 1e-30 is written short but needs 30 fraction digits
+        longest = max(longest, _runs(number))
     return max(default, min(longest, _MOST))
 
 
-def _numbers(node: Any) -> Iterator[int | float]:
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _numbers(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _numbers(value)
-    elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield node
+_EXPONENT = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?[eE][+-]?\d+")
 
 
-def _runs(number: int | float) -> int:
-    """The longest digit run of ``number`` written out in plain decimal (1e-30 as 0.000...1)."""
+def _runs(number: str) -> int:
+    """The longest digit run of the JSON number ``number`` written out in plain decimal (1e-30 as 0.000...1)."""
     try:
-        text = format(Decimal(repr(number)), "f")
-    except (InvalidOperation, ValueError):   # inf, nan: not a JSON number
+        text = format(Decimal(number), "f")
+    except (InvalidOperation, ValueError):
         return 0
     return max(len(part) for part in text.lstrip("-").split("."))
 

@@ -102,7 +102,7 @@ class CompiledSchema:
     deferred_check: Callable[[], CompiledSchema] | None = None
     # Fills what a result carries besides its value (``Result.spans``, ``Result.reasoning``) once it validated.
     annotate: Callable[[Any], None] | None = None
-    number_digits: int = 0              # JSON output: the digit bound of its numbers (0: none; number_bound.py)
+    number_bound: int = 0               # JSON output: JsonOptions.number_digits (0: none; see number_digits)
 
     @property
     def relaxed(self) -> bool:
@@ -118,6 +118,15 @@ class CompiledSchema:
         """This schema with its grammar checked by llguidance: raises ``SchemaError`` (with a location) for an
         unsupported schema, or returns the relaxed fallback. Already-checked schemas return themselves."""
         return self if self.deferred_check is None else self.deferred_check()
+
+    @functools.cached_property
+    def number_digits(self) -> int:
+        """The digit bound of the numbers a local model writes for this schema (0: none): ``number_bound``, or
+        more where the schema's own numbers need it (``compile/number_bound.py``). Worked out on first use, so a
+        compile does not pay for it."""
+        if not self.number_bound or self.json_schema is None:
+            return self.number_bound
+        return digit_limit(json.dumps(self.json_schema), self.number_bound)
 
     def validate(self, text: str) -> Any:
         """The validated value for ``text``; raises ``ValueError`` with the reason if it is invalid."""
@@ -371,7 +380,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                    source: Any, deferred: Callable[[], CompiledSchema] | None,
                    text: str | None = None) -> CompiledSchema:
     compile_opts = options.compile_options()
-    digits = digit_limit(schema, options.number_digits) if options.number_digits else 0
+    digits = options.number_digits or 0
     try:
         # ``text`` is the schema already serialised: llguidance would serialise the dict again (half its cost here).
         grammar = llguidance.LLMatcher.grammar_from_json_schema(text or schema, overrides=compile_opts)
@@ -380,7 +389,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
     if deferred is not None:
         return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                               hint=functools.partial(_json_hint, schema), source=source, deferred_check=deferred,
-                              number_digits=digits)
+                              number_bound=digits)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     relaxations: tuple[Relaxation, ...] = ()
     if is_error and not options.lenient:
@@ -397,7 +406,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                           pointer=_locate(schema, messages[0]))
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
                           relaxations=relaxations, hint=functools.partial(_json_hint, schema),
-                          warnings=tuple(messages), source=source, number_digits=digits)
+                          warnings=tuple(messages), source=source, number_bound=digits)
 
 
 def _json_hint(schema: dict[str, Any]) -> str:

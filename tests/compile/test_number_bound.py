@@ -3,6 +3,8 @@ exponents as JSON does."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from structgen import compile_schema
@@ -20,7 +22,7 @@ from structgen.compile.schema import JsonOptions
     ({"type": "boolean", "default": True}, 24),       # a bool is not a number
 ])
 def test_digit_limit_follows_the_schema_s_own_numbers(schema: object, expected: int) -> None:
-    assert digit_limit(schema, DEFAULT_DIGITS) == expected
+    assert digit_limit(json.dumps(schema), DEFAULT_DIGITS) == expected
 
 
 def test_compiled_json_carries_the_bound_and_none_turns_it_off() -> None:
