@@ -167,7 +167,7 @@ def _walk(state: _State, engine: str, tests: list[tuple[str, bool, Any]]) -> dic
     return {"tests": results, "tbm_ns": np.asarray(times, dtype=np.int64)}
 
 
-KEY_ORDER_BUDGET = 2_000   # pieces fed per value before the search gives up (the value then counts as rejected)
+KEY_ORDER_BUDGET = 50_000   # pieces fed per value before the search gives up (the value then counts as rejected)
 
 
 def _in_some_key_order(state: _State, engine: str, value: Any) -> bool:

@@ -19,9 +19,12 @@ Message = Mapping[str, str]
 Strategy = Literal["auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency"]
 STRATEGIES: tuple[str, ...] = ("auto", "constrained", "server", "prompt", "repair", "best_of", "self_consistency")
 REASKING: tuple[str, ...] = ("prompt", "repair")
+"""Strategies that prompt and re-ask in chat turns (the text chain), even on a local model: never masked."""
 MAX_TOP_LOGPROBS = 20
 """Most alternatives per token ``top_logprobs`` may ask for (OpenAI's limit)."""
-"""Strategies that prompt and re-ask in chat turns (the text chain), even on a local model: never masked."""
+LOOP_FREQUENCY_PENALTY = 0.5
+"""Frequency penalty a retry adds per earlier attempt cut at the length limit (a small model that runs out of
+tokens is nearly always looping), unless the request set its own penalties."""
 
 
 @dataclass(frozen=True, slots=True)

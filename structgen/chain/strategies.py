@@ -46,7 +46,7 @@ from ..compile import regex_match
 from ..compile.schema import CompiledSchema
 from ..compile.thinking import split_reasoning
 from ..errors import BackendError, InvalidArgument, ParseError, ValidationFailed
-from ..request import Message, Request, SamplingParams, as_messages
+from ..request import LOOP_FREQUENCY_PENALTY, Message, Request, SamplingParams, as_messages
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from .coerce import coerce_to_schema
@@ -283,11 +283,15 @@ class _Run:
         return tuple(messages)
 
     def call(self, messages: Sequence[Message], *, seed: int, warm: bool = False, n: int = 1,
-             constraint: Constraint | None = None, want_logprobs: bool = False) -> Call:
-        """A call for these messages at the request's sampling settings (``warm``: at least WARM_TEMPERATURE)."""
+             constraint: Constraint | None = None, want_logprobs: bool = False, loop_penalty: int = 0) -> Call:
+        """A call for these messages at the request's sampling settings (``warm``: at least WARM_TEMPERATURE;
+        ``loop_penalty``: replies cut at the length limit so far, each adding a frequency penalty unless the
+        request set its own penalties)."""
         sampling = self.request.sampling
         if warm and sampling.temperature < WARM_TEMPERATURE:
             sampling = dataclasses.replace(sampling, temperature=WARM_TEMPERATURE)
+        if loop_penalty and not sampling.has_penalties:
+            sampling = dataclasses.replace(sampling, frequency_penalty=min(2.0, LOOP_FREQUENCY_PENALTY * loop_penalty))
         return Call(messages=tuple(messages), sampling=sampling, seed=seed % 2**63,
                     max_tokens=self.request.max_tokens, n=n, constraint=constraint, want_logprobs=want_logprobs)
 
@@ -347,29 +351,50 @@ def _as_result(v: _Valid, step: str, model_name: str, schema: CompiledSchema) ->
 
 def _server(run: _Run, caps: Capabilities, forms: Sequence[Constraint]) -> Generator[list[Call], list[Outcome],
                                                                                      Result[Any] | None]:
+    """The endpoint's own constraint. A form it accepts is asked again, warm and told what was wrong (with a
+    frequency penalty after a reply cut at the length limit: a small model loops), up to ``max_attempts`` times:
+    a constrained reply is well-formed, and what fails it (a pattern or format left to the client, a loop) a
+    retry under the same constraint fixes far more often than an unconstrained re-ask."""
     for constraint in forms:
-        call = run.call(run.messages(), seed=run.request.seed, constraint=constraint)
-        [outcome] = yield from run.send([call])
-        if isinstance(outcome, BackendError):
-            # An HTTP error status on the constrained request (not a transport failure) is a refusal of this
-            # form: try the next one. A transport failure with no status may be the server dying on this very
-            # constraint: it is never sent again, and the chain goes on without it (a dead server then fails
-            # the next step too). Other retryable failures (exhausted retries) are the endpoint's.
-            if outcome.status_code is None:
-                caps.unsafe.add(constraint.key)
-                run.attempts.append(Attempt(text="", error=f"the endpoint failed on {constraint.kind}: {outcome}",
-                                            strategy="server"))
-                continue
-            if outcome.retryable:
-                raise outcome
-            setattr(caps, constraint.kind, False)
-            run.attempts.append(Attempt(text="", error=f"refused: the endpoint rejected {constraint.kind} "
-                                                       f"(HTTP {outcome.status_code}): {outcome}", strategy="server"))
-            continue
-        setattr(caps, constraint.kind, True)
-        valid = run.accept(outcome.completions[0], call.seed, "server", defensive=False, strict_text=True)
-        return run.result(valid, "server") if valid is not None else None
+        base = messages = run.messages()
+        truncated = 0
+        for k in range(run.request.max_attempts):
+            call = run.call(messages, seed=run.request.seed + k * 1_000_003, constraint=constraint, warm=k > 0,
+                            loop_penalty=truncated)
+            [outcome] = yield from run.send([call])
+            if isinstance(outcome, BackendError):
+                _refused(run, caps, constraint, outcome)
+                break
+            setattr(caps, constraint.kind, True)
+            completion = outcome.completions[0]
+            valid = run.accept(completion, call.seed, "server", defensive=False, strict_text=True)
+            if valid is not None:
+                return run.result(valid, "server")
+            truncated += completion.finish_reason == "length"
+            reask = feedback(run.attempts[-1].error or "", run.request, completion.finish_reason)
+            messages = (*base, {"role": "assistant", "content": completion.text}, {"role": "user", "content": reask})
+        else:
+            return None     # accepted, but no valid reply: on to the next step
+        if k > 0:
+            return None     # accepted at first, then failed: the endpoint's trouble, not this form's
     return None
+
+
+def _refused(run: _Run, caps: Capabilities, constraint: Constraint, outcome: BackendError) -> None:
+    """Record a constrained request that failed. An HTTP error status (not a transport failure) is a refusal of
+    this form: the next one is tried. A transport failure with no status may be the server dying on this very
+    constraint: it is never sent again, and the chain goes on without it (a dead server then fails the next step
+    too). Other retryable failures (exhausted retries) are the endpoint's, and raised."""
+    if outcome.status_code is None:
+        caps.unsafe.add(constraint.key)
+        run.attempts.append(Attempt(text="", error=f"the endpoint failed on {constraint.kind}: {outcome}",
+                                    strategy="server"))
+        return
+    if outcome.retryable:
+        raise outcome
+    setattr(caps, constraint.kind, False)
+    run.attempts.append(Attempt(text="", error=f"refused: the endpoint rejected {constraint.kind} "
+                                               f"(HTTP {outcome.status_code}): {outcome}", strategy="server"))
 
 
 def _prompted(run: _Run, *, defensive: bool) -> Generator[list[Call], list[Outcome], Result[Any] | None]:

@@ -22,7 +22,7 @@ import numpy as np
 from ..compile.matchers import Backend, MatcherFactory, Vocab
 from ..compile.schema import CompiledSchema
 from ..errors import Cancelled, GenerationError, TruncatedOutput, ValidationFailed
-from ..request import Message, Request, SamplingParams
+from ..request import LOOP_FREQUENCY_PENALTY, Message, Request, SamplingParams
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from . import decode
@@ -51,7 +51,6 @@ class LocalModel(decode.StepModel, Protocol):
         """The prompt as token ids."""
 
 RETRY_TEMPERATURE = 0.7  # a greedy retry would repeat itself; retries sample at least this warm
-LOOP_FREQUENCY_PENALTY = 0.5
 """Added per truncated attempt to a retry's frequency penalty (when the request set no penalties itself): on
 SmolLM2-135M over 60 MaskBench extraction prompts, greedy decoding ran out of 256 tokens on 20 (loops, schemas
 echoed, endless strings); one warm retry alone finished 43 % of those, a warm retry with this penalty 82 %."""
