@@ -173,12 +173,37 @@ def test_a_4xx_on_the_constraint_drops_to_the_next_strategy(proxy: FaultProxy,
     assert via_proxy.caps.grammar is False
 
 
-def test_server_output_that_does_not_validate_drops_to_repair(proxy: FaultProxy,
-                                                              via_proxy: OpenAICompatible) -> None:
+def test_server_output_that_does_not_validate_is_asked_again_under_the_constraint(
+        proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
     proxy.inject(Fault.content("maybe"), Fault.content("yes"))
     r = structgen.generate(SKY, schema=YES_NO, model=via_proxy, strategy="server", max_tokens=2)
+    assert r.strategy == "server" and r.value == "yes"
+    assert [a.strategy for a in r.attempts] == ["server", "server"]
+    assert "'maybe' is not one of" in (r.attempts[0].error or "")
+    again = proxy.log[1].json()
+    assert "grammar" in again, "the retry keeps the constraint"
+    assert again["temperature"] >= 0.7, "and samples warm"
+    assert "'maybe' is not one of" in again["messages"][-1]["content"], "and says what was wrong"
+    assert again["messages"][-2] == {"role": "assistant", "content": "maybe"}
+    assert via_proxy.caps.grammar is True
+
+
+def test_a_server_reply_cut_at_the_limit_is_retried_with_a_frequency_penalty(
+        proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content('{"city":"Paris","city'), Fault.content('{"city":"Paris","country":"France"}'))
+    r = structgen.generate(PARIS, schema=City, model=via_proxy, strategy="server", max_tokens=1)
+    assert r.strategy == "server" and r.value == City(city="Paris", country="France")
+    first, again = proxy.log[0].json(), proxy.log[1].json()
+    assert not first.get("frequency_penalty")
+    assert again["frequency_penalty"] == 0.5, "one reply cut at the limit so far: a small model loops"
+
+
+def test_server_output_invalid_every_time_drops_to_repair(proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    proxy.inject(Fault.content("maybe"), Fault.content("perhaps"), Fault.content("maybe"), Fault.content("yes"))
+    r = structgen.generate(SKY, schema=YES_NO, model=via_proxy, strategy="server", max_tokens=2, max_attempts=3)
     assert r.strategy == "repair" and r.value == "yes"
-    assert r.attempts[0].strategy == "server" and "'maybe' is not one of" in (r.attempts[0].error or "")
+    assert [a.strategy for a in r.attempts] == ["server", "server", "server", "repair"]
+    assert "grammar" not in proxy.log[3].json()
     assert via_proxy.caps.grammar is True  # accepted, just not obeyed: tried again next time
 
 
