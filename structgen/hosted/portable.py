@@ -8,9 +8,11 @@ sends only what the server can take:
 
 1. every ``pattern`` (and ``patternProperties`` key) is rewritten without shorthand classes (``\\d`` →
    ``[0-9]``, ``\\w`` → ``[A-Za-z0-9_]``, ``\\s`` → ``[ \\t\\n\\r\\x0C\\x0B]``, their negations, and ``\\f``/``\\v``);
-   a pattern that cannot be rewritten (look-arounds, back-references, ``(?...)`` groups, inline flags, no
-   ``^...$`` anchors) is left out of the copy sent, and so is a ``patternProperties`` with such a key
-   (with its ``additionalProperties``, so that the copy admits more, never less); so are length and count
+   an unanchored pattern is sent anchored (``^(p)$``: narrower, every string it admits valid, and a small model
+   cannot fill a free prefix with chatter); a pattern that cannot be rewritten (look-arounds, back-references,
+   ``(?...)`` groups, inline flags, an alternation the anchors do not bind) is left out of the copy sent, and so
+   is a ``patternProperties`` with such a key (with its ``additionalProperties``, so that the copy does not
+   refuse keys the schema allows); so are length and count
    bounds over ``PORTABLE_MAX_REPEAT`` (llama.cpp writes a bounded repetition out rule by rule, and a
    ``maxLength`` of 32,767 crashed its grammar parser);
 2. the copy is converted with llama-cpp-python's own converter and the GBNF checked with llama.cpp's own
@@ -41,7 +43,6 @@ STRING_CHAR = '[^"\\\\\\x0A\\x0D]'
 """What ``.`` becomes in the copy sent: llama-cpp-python's converter lets its ``.`` match a double quote inside a
 JSON string, so the string need never end and the model writes until ``max_tokens`` (seen on this server).
 Quotes and backslashes are left out (narrower only for values that hold them; the client validates anyway)."""
-ANY_CHARS = STRING_CHAR + "*"
 
 PORTABLE_MAX_REPEAT = 500
 """Largest minLength / maxLength / minItems / maxItems kept in the copy sent (a larger bound is left out)."""
@@ -50,9 +51,11 @@ _PLAIN_ESCAPES = set("\\/.^$|?*+()[]{}-tnr\"'")   # escapes every converter pass
 
 
 def portable_pattern(pattern: str) -> str | None:
-    """``pattern`` rewritten without shorthand classes and anchored at both ends (the converters require it: an
-    unanchored JSON Schema pattern matches anywhere, so it is written ``^.*(p).*$``, which differs only on
-    strings with line breaks), or None where it cannot be written portably."""
+    """``pattern`` rewritten without shorthand classes and anchored at both ends (the converters require it), or
+    None where it cannot be written portably. An unanchored JSON Schema pattern matches anywhere; sent as
+    ``^(p)$`` it admits fewer strings, each of them valid: the server need only produce *some* valid value, and
+    ``^.*(p).*$`` let a small model fill the free prefix with chatter and never reach ``p`` (seen on
+    llama_cpp.server: a date-time field that ran to ``max_tokens``)."""
     start = pattern.startswith("^")
     end = pattern.endswith("$") and not _escaped_at(pattern, len(pattern) - 1)
     core = pattern[1 if start else 0: len(pattern) - 1 if end else len(pattern)]
@@ -61,9 +64,7 @@ def portable_pattern(pattern: str) -> str | None:
     rewritten = _portable_core(core)
     if rewritten is None:
         return None
-    if start and end:
-        return f"^{rewritten}$"
-    return f"^{'' if start else ANY_CHARS}({rewritten}){'' if end else ANY_CHARS}$"
+    return f"^{rewritten}$" if start and end else f"^({rewritten})$"
 
 
 def _top_level_alternation(pattern: str) -> bool:

@@ -190,6 +190,7 @@ def test_server_output_that_does_not_validate_is_asked_again_under_the_constrain
 
 def test_a_server_reply_cut_at_the_limit_is_retried_with_a_frequency_penalty(
         proxy: FaultProxy, via_proxy: OpenAICompatible) -> None:
+    via_proxy.caps.json_schema = False    # learnt before: this server takes the json_object + schema form
     proxy.inject(Fault.content('{"city":"Paris","city'), Fault.content('{"city":"Paris","country":"France"}'))
     r = structgen.generate(PARIS, schema=City, model=via_proxy, strategy="server", max_tokens=1)
     assert r.strategy == "server" and r.value == City(city="Paris", country="France")
