@@ -47,7 +47,8 @@ Quotes and backslashes are left out (narrower only for values that hold them; th
 PORTABLE_MAX_REPEAT = 500
 """Largest minLength / maxLength / minItems / maxItems kept in the copy sent (a larger bound is left out)."""
 _REPEAT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
-_PLAIN_ESCAPES = set("\\/.^$|?*+()[]{}-tnr\"'")   # escapes every converter passes through safely
+_PLAIN_ESCAPES = set("\\^[]-tnr\"")   # escapes the converters and llama.cpp's GBNF parser take as they are
+_LITERAL_PUNCTUATION = set("/.$|?*+(){}'")   # escaped punctuation, written as a one-character class
 
 
 def portable_pattern(pattern: str) -> str | None:
@@ -110,6 +111,10 @@ def _portable_core(pattern: str) -> str | None:
             table = _INSIDE if in_class else _OUTSIDE
             if nxt in table:
                 out.append(table[nxt])
+            elif nxt in _LITERAL_PUNCTUATION:
+                # The converter copies an escape into GBNF as it is, and llama.cpp knows only a few (\. failed its
+                # parser): a class holds the character literally instead, and inside a class it needs no escape.
+                out.append(nxt if in_class else f"[{nxt}]")
             elif nxt in _PLAIN_ESCAPES:
                 out.append(pattern[i:i + 2])
             else:
@@ -144,36 +149,43 @@ def _portable_core(pattern: str) -> str | None:
     return None if in_class else "".join(out)
 
 
-def _rewrite(node: Any, pointer: str, dropped: list[str], strip_all: bool) -> Any:
+def _rewrite(node: Any, pointer: str, dropped: list[str], strip_all: bool,
+             refused: frozenset[str] = frozenset()) -> Any:
+    """The copy of ``node`` to send; ``refused``: rewritten patterns the server's converter cannot take."""
+    def portable(p: str) -> str | None:
+        rewritten = None if strip_all else portable_pattern(p)
+        return None if rewritten in refused else rewritten
+
     if isinstance(node, list):
-        return [_rewrite(v, f"{pointer}/{i}", dropped, strip_all) for i, v in enumerate(node)]
+        return [_rewrite(v, f"{pointer}/{i}", dropped, strip_all, refused) for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         where = f"{pointer}/{key}"
         if key == "pattern" and isinstance(value, str):
-            rewritten = None if strip_all else portable_pattern(value)
+            rewritten = portable(value)
             if rewritten is None:
                 dropped.append(where)
             else:
                 out[key] = rewritten
         elif key == "patternProperties" and isinstance(value, dict):
-            keys = {k: None if strip_all else portable_pattern(k) for k in value}
+            keys = {k: portable(k) for k in value}
             if any(v is None for v in keys.values()):
                 dropped.append(where)
                 if "additionalProperties" in node:
                     dropped.append(f"{pointer}/additionalProperties")
             else:
-                out[key] = {keys[k]: _rewrite(v, f"{where}/{k}", dropped, strip_all) for k, v in value.items()}
+                out[key] = {keys[k]: _rewrite(v, f"{where}/{k}", dropped, strip_all, refused)
+                            for k, v in value.items()}
         elif key in ("properties", "$defs", "definitions", "dependentSchemas") and isinstance(value, dict):
-            out[key] = {k: _rewrite(v, f"{where}/{k}", dropped, strip_all) for k, v in value.items()}
+            out[key] = {k: _rewrite(v, f"{where}/{k}", dropped, strip_all, refused) for k, v in value.items()}
         elif key in ("const", "enum", "default", "examples"):
             out[key] = value   # values, not schemas
         elif key in _REPEAT_BOUNDS and isinstance(value, int) and value > PORTABLE_MAX_REPEAT:
             dropped.append(where)   # llama.cpp writes x{0,N} out as N nested rules: 32,767 crashed its parser
         else:
-            out[key] = _rewrite(value, where, dropped, strip_all)
+            out[key] = _rewrite(value, where, dropped, strip_all, refused)
     if f"{pointer}/patternProperties" in dropped:
         out.pop("additionalProperties", None)
     return out
@@ -191,12 +203,35 @@ def _llama_cpp_takes(schema: dict[str, Any]) -> bool:
 @functools.lru_cache(maxsize=256)
 def _portable(key: str) -> tuple[str | None, tuple[str, ...]]:
     schema = json.loads(key)
-    for strip_all in (False, True):
-        dropped: list[str] = []
-        candidate = _rewrite(copy.deepcopy(schema), "", dropped, strip_all)
+    dropped: list[str] = []
+    candidate = _rewrite(copy.deepcopy(schema), "", dropped, False)
+    if _llama_cpp_takes(candidate):
+        return json.dumps(candidate), tuple(dropped)
+    # Some pattern the converter or llama.cpp cannot take: find which, alone, and leave only those out.
+    refused = frozenset(p for p in _patterns(candidate) if not _llama_cpp_takes({"type": "string", "pattern": p}))
+    for strip_all in ((False, True) if refused else (True,)):
+        dropped = []
+        candidate = _rewrite(copy.deepcopy(schema), "", dropped, strip_all, refused)
         if _llama_cpp_takes(candidate):
             return json.dumps(candidate), tuple(dropped)
     return None, ("",)
+
+
+def _patterns(node: Any) -> set[str]:
+    """Every ``pattern`` and ``patternProperties`` key in a schema copy."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for v in node:
+            found |= _patterns(v)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                found.add(value)
+            elif key == "patternProperties" and isinstance(value, dict):
+                found |= set(value)
+            if key not in ("const", "enum", "default", "examples"):
+                found |= _patterns(value)
+    return found
 
 
 def portable_schema(schema: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[str, ...]]:

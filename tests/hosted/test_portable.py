@@ -22,10 +22,11 @@ from .conftest import SWEEP_COUNTS
 
 REWRITES = [
     (r"^\d{5}$", "^[0-9]{5}$"),
-    (r"^[\w.-]+@[\w-]+\.\w+$", r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_-]+\.[A-Za-z0-9_]+$"),
+    (r"^[\w.-]+@[\w-]+\.\w+$", r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_-]+[.][A-Za-z0-9_]+$"),
     (r"^[^\s]+$", r"^[^ \t\n\r\x0C\x0B]+$"),
     (r"^\S+\s\S+$", r"^[^ \t\n\r\x0C\x0B]+[ \t\n\r\x0C\x0B][^ \t\n\r\x0C\x0B]+$"),
-    (r"^\$\d+(\.\d\d)?$", r"^\$[0-9]+(\.[0-9][0-9])?$"),
+    (r"^\$\d+(\.\d\d)?$", r"^[$][0-9]+([.][0-9][0-9])?$"),
+    (r"^[^@\s]+@[^@\.\s]+(\.[^@\.\s]+)+$", r"^[^@ \t\n\r\x0C\x0B]+@[^@. \t\n\r\x0C\x0B]+([.][^@. \t\n\r\x0C\x0B]+)+$"),
     (r"^[A-Z]{2}-\W$", "^[A-Z]{2}-[^A-Za-z0-9_]$"),
 ]
 NOT_PORTABLE = [r"^(?:a|b)$", r"^[\D]$", r"^a\bb$", r"^(a)\1$", r"^\p{L}+$", r"^a$|^b$", r"(?i)^ab$",
@@ -33,12 +34,27 @@ NOT_PORTABLE = [r"^(?:a|b)$", r"^[\D]$", r"^a\bb$", r"^(a)\1$", r"^\p{L}+$", r"^
 # Unanchored patterns match anywhere (JSON Schema's search semantics); the converters need ^...$, and the copy sent
 # anchors them: a narrower constraint, every string of which the original accepts.
 UNANCHORED = [(r"\d+", "^([0-9]+)$"), (r"^[A-Z]+", "^([A-Z]+)$"), (r"\d{4}-\d{2}", "^([0-9]{4}-[0-9]{2})$"),
-              (r"a|bb", "^(a|bb)$"), (r"^a\$", "^(a\\$)$"), (r"^a.c$", f"^a{STRING_CHAR}c$")]
+              (r"a|bb", "^(a|bb)$"), (r"^a\$", "^(a[$])$"), (r"^a.c$", f"^a{STRING_CHAR}c$")]
 
 
 @pytest.mark.parametrize(("pattern", "expected"), REWRITES)
 def test_shorthand_classes_are_written_out(pattern: str, expected: str) -> None:
     assert portable_pattern(pattern) == expected
+
+
+def test_every_rewrite_is_taken_by_the_server_s_converter_and_llama_cpp() -> None:
+    from structgen.hosted.portable import _llama_cpp_takes
+
+    for _, expected in REWRITES + UNANCHORED:
+        assert _llama_cpp_takes({"type": "string", "pattern": expected}), expected
+
+
+def test_only_the_pattern_the_server_cannot_take_is_left_out() -> None:
+    # \^ passes the rewrite but not llama.cpp's GBNF parser: that pattern goes, the other one stays.
+    sent, dropped = portable_schema({"type": "object", "properties": {
+        "a": {"type": "string", "pattern": r"^a\^b$"}, "z": {"type": "string", "pattern": r"^\d{5}$"}}})
+    assert sent is not None and dropped == ("/properties/a/pattern",)
+    assert sent["properties"]["z"]["pattern"] == "^[0-9]{5}$" and "pattern" not in sent["properties"]["a"]
 
 
 @pytest.mark.parametrize(("pattern", "expected"), UNANCHORED)
