@@ -36,10 +36,13 @@ from .gbnf import llama_accepts
 
 __all__ = ["portable_pattern", "portable_schema"]
 
-_OUTSIDE = {"d": "[0-9]", "D": "[^0-9]", "w": "[A-Za-z0-9_]", "W": "[^A-Za-z0-9_]",
-            "s": "[ \\t\\n\\r\\x0C\\x0B]", "S": "[^ \\t\\n\\r\\x0C\\x0B]", "f": "\\x0C", "v": "\\x0B"}
-_INSIDE = {"d": "0-9", "w": "A-Za-z0-9_", "s": " \\t\\n\\r\\x0C\\x0B", "f": "\\x0C", "v": "\\x0B"}
-STRING_CHAR = '[^"\\\\\\x0A\\x0D]'
+_NOT_IN_STRING = '"\\\\\\x0A\\x0D'   # what a negated class leaves out too: a quote, a backslash, line breaks
+_OUTSIDE = {"d": "[0-9]", "D": f"[^0-9{_NOT_IN_STRING}]", "w": "[A-Za-z0-9_]", "W": f"[^A-Za-z0-9_{_NOT_IN_STRING}]",
+            "s": "[ ]", "S": f"[^ \\t\\n\\r\\x0C\\x0B{_NOT_IN_STRING}]", "f": "\\x0C", "v": "\\x0B"}
+_WHITESPACE = " \\t\\n\\r\\x0C\\x0B"
+# \s is sent as a space: a tab or a line break written raw inside a JSON string is not JSON.
+_INSIDE = {"d": "0-9", "w": "A-Za-z0-9_", "s": " ", "f": "\\x0C", "v": "\\x0B"}
+STRING_CHAR = f"[^{_NOT_IN_STRING}]"
 """What ``.`` becomes in the copy sent: llama-cpp-python's converter lets its ``.`` match a double quote inside a
 JSON string, so the string need never end and the model writes until ``max_tokens`` (seen on this server).
 Quotes and backslashes are left out (narrower only for values that hold them; the client validates anyway)."""
@@ -101,7 +104,7 @@ def _escaped_at(text: str, index: int) -> bool:
 def _portable_core(pattern: str) -> str | None:
     """The body of a pattern (no outer anchors) without shorthand classes; None where that cannot be done."""
     out: list[str] = []
-    i, n, in_class = 0, len(pattern), False
+    i, n, in_class, negated = 0, len(pattern), False, False
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -109,7 +112,9 @@ def _portable_core(pattern: str) -> str | None:
                 return None
             nxt = pattern[i + 1]
             table = _INSIDE if in_class else _OUTSIDE
-            if nxt in table:
+            if in_class and negated and nxt == "s":
+                out.append(_WHITESPACE)   # every kind stays left out: narrower, never wider
+            elif nxt in table:
                 out.append(table[nxt])
             elif nxt in _LITERAL_PUNCTUATION:
                 # The converter copies an escape into GBNF as it is, and llama.cpp knows only a few (\. failed its
@@ -124,12 +129,15 @@ def _portable_core(pattern: str) -> str | None:
         if in_class:
             if c == "]":
                 in_class = False
+                if negated:   # as with ".": the converter's [^x] would let a quote end the JSON string early
+                    out.append(_NOT_IN_STRING)
             elif c == "[":
                 return None   # a nested set or a POSIX class
         elif c == "[":
             in_class = True
             out.append(c)
-            if pattern.startswith("^", i + 1):
+            negated = pattern.startswith("^", i + 1)
+            if negated:
                 out.append("^")
                 i += 1
             if pattern.startswith("]", i + 1):
