@@ -50,6 +50,13 @@ Quotes and backslashes are left out (narrower only for values that hold them; th
 PORTABLE_MAX_REPEAT = 500
 """Largest minLength / maxLength / minItems / maxItems kept in the copy sent (a larger bound is left out)."""
 _REPEAT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
+_CONVERTER_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "patternProperties", "items", "prefixItems",
+    "minItems", "maxItems", "enum", "const", "pattern", "minLength", "maxLength", "format", "anyOf", "oneOf",
+    "allOf", "$ref", "$defs", "definitions", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+"""The keywords kept in the copy sent; the others are left out (a node left with none is any value)."""
+_ANNOTATIONS = frozenset({"$schema", "$id", "id", "$comment", "title", "description", "default", "examples",
+                          "deprecated", "readOnly", "writeOnly"})
 _PLAIN_ESCAPES = set("\\^[]-tnr\"")   # escapes the converters and llama.cpp's GBNF parser take as they are
 _LITERAL_PUNCTUATION = set("/.$|?*+(){}'")   # escaped punctuation, written as a one-character class
 
@@ -192,6 +199,11 @@ def _rewrite(node: Any, pointer: str, dropped: list[str], strip_all: bool,
             out[key] = value   # values, not schemas
         elif key in _REPEAT_BOUNDS and isinstance(value, int) and value > PORTABLE_MAX_REPEAT:
             dropped.append(where)   # llama.cpp writes x{0,N} out as N nested rules: 32,767 crashed its parser
+        elif key not in _CONVERTER_KEYWORDS:
+            # llama-cpp-python's converter asserts on a node it does not recognise ({"description": ...} or a
+            # misspelt "OneOf": any value in JSON Schema) and the server then sends no schema at all.
+            if key not in _ANNOTATIONS:
+                dropped.append(where)
         else:
             out[key] = _rewrite(value, where, dropped, strip_all, refused)
     if f"{pointer}/patternProperties" in dropped:

@@ -51,6 +51,16 @@ def test_every_rewrite_is_taken_by_the_server_s_converter_and_llama_cpp() -> Non
         assert _llama_cpp_takes({"type": "string", "pattern": expected}), expected
 
 
+def test_nodes_the_converter_would_not_recognise_are_sent_as_what_they_mean() -> None:
+    # {"description": ...} and a misspelt "OneOf" are any value in JSON Schema; llama-cpp-python's converter
+    # asserted on them, and its server then sent no schema at all.
+    sent, dropped = portable_schema({"type": "object", "properties": {
+        "a": {"description": "anything", "javaType": "Long"}, "b": {"OneOf": [{"type": "string"}]},
+        "description": {"type": "string", "title": "a property named description"}}})
+    assert sent == {"type": "object", "properties": {"a": {}, "b": {}, "description": {"type": "string"}}}
+    assert set(dropped) == {"/properties/a/javaType", "/properties/b/OneOf"}   # annotations go unrecorded
+
+
 def test_only_the_pattern_the_server_cannot_take_is_left_out() -> None:
     # \^ passes the rewrite but not llama.cpp's GBNF parser: that pattern goes, the other one stays.
     sent, dropped = portable_schema({"type": "object", "properties": {
