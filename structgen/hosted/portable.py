@@ -52,8 +52,9 @@ PORTABLE_MAX_REPEAT = 500
 _REPEAT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
 _CONVERTER_KEYWORDS = frozenset({
     "type", "properties", "required", "additionalProperties", "patternProperties", "items", "prefixItems",
-    "minItems", "maxItems", "enum", "const", "pattern", "minLength", "maxLength", "format", "anyOf", "oneOf",
-    "allOf", "$ref", "$defs", "definitions", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+    "additionalItems", "minItems", "maxItems", "enum", "const", "pattern", "minLength", "maxLength", "format",
+    "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum"})
 """The keywords kept in the copy sent; the others are left out (a node left with none is any value)."""
 _ANNOTATIONS = frozenset({"$schema", "$id", "id", "$comment", "title", "description", "default", "examples",
                           "deprecated", "readOnly", "writeOnly"})
@@ -208,7 +209,34 @@ def _rewrite(node: Any, pointer: str, dropped: list[str], strip_all: bool,
             out[key] = _rewrite(value, where, dropped, strip_all, refused)
     if f"{pointer}/patternProperties" in dropped:
         out.pop("additionalProperties", None)
-    return out
+    return _converter_shape(out)
+
+
+_OBJECT_KEYS = frozenset({"properties", "additionalProperties", "patternProperties", "required"})
+_COMBINERS = frozenset({"anyOf", "oneOf", "allOf", "$ref", "enum", "const"})
+
+
+def _converter_shape(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` in the shape llama-cpp-python's converter reads: draft-04's tuple ``items: [...]`` as
+    ``prefixItems`` (it raised a KeyError on the list, and on ``items: {}``), and object (array) keywords without
+    a ``type`` under ``"type": "object"`` (``"array"``): it asserted on ``{"additionalProperties": true}``. The
+    typed form is narrower (the keywords allowed any other type too), which a server-side constraint may be."""
+    items = node.get("items")
+    if items == {} or items is True:
+        del node["items"]            # items of any kind: the converter took the empty schema for a missing one
+    elif isinstance(items, list):
+        node["prefixItems"] = items
+        extra = node.pop("additionalItems", None)
+        if isinstance(extra, dict):
+            node["items"] = extra
+        else:
+            del node["items"]
+    if "type" not in node and not (node.keys() & _COMBINERS):
+        if node.keys() & _OBJECT_KEYS:
+            node["type"] = "object"
+        elif "items" in node or "prefixItems" in node:
+            node["type"] = "array"
+    return node
 
 
 def _llama_cpp_takes(schema: dict[str, Any]) -> bool:

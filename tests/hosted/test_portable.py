@@ -61,6 +61,19 @@ def test_nodes_the_converter_would_not_recognise_are_sent_as_what_they_mean() ->
     assert set(dropped) == {"/properties/a/javaType", "/properties/b/OneOf"}   # annotations go unrecorded
 
 
+def test_shapes_the_converter_cannot_read_are_sent_in_one_it_can() -> None:
+    from structgen.hosted.portable import _llama_cpp_takes
+
+    schema = {"properties": {"tuple": {"type": "array", "items": [{"type": "integer"}], "additionalItems": False},
+                             "any": {"type": "array", "items": {}},
+                             "open": {"additionalProperties": True}}}
+    sent, _ = portable_schema(schema)
+    assert sent == {"type": "object", "properties": {
+        "tuple": {"type": "array", "prefixItems": [{"type": "integer"}]}, "any": {"type": "array"},
+        "open": {"additionalProperties": True, "type": "object"}}}
+    assert _llama_cpp_takes(sent)
+
+
 def test_only_the_pattern_the_server_cannot_take_is_left_out() -> None:
     # \^ passes the rewrite but not llama.cpp's GBNF parser: that pattern goes, the other one stays.
     sent, dropped = portable_schema({"type": "object", "properties": {
