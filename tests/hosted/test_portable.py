@@ -131,13 +131,14 @@ def test_a_schema_copy_only_ever_admits_more() -> None:
     assert schema["properties"]["zip"]["pattern"] == r"^\d{5}$"   # the caller's schema is not touched
 
 
-def _shorthand_schemas(n: int) -> list[tuple[str, dict[str, Any]]]:
-    """The first ``n`` MaskBench schemas (by file name) with a shorthand class in a pattern, that compile."""
+def _compiling(paths: list[Any], n: int, wanted: Any = None) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``n`` MaskBench schemas of ``paths`` (at most 3,000 characters, ``wanted`` by their text) that
+    compile."""
     found = []
-    for path in sorted(MASKBENCH.glob("*.json")):
+    for path in paths:
         schema = json.loads(path.read_text())["schema"]
         text = json.dumps(schema)
-        if not re.search(r'"pattern": "[^"]*\\\\[dws]', text) or len(text) > 3000:
+        if len(text) > 3000 or (wanted is not None and not wanted(text)):
             continue
         try:
             structgen.compile_schema(schema)
@@ -146,17 +147,34 @@ def _shorthand_schemas(n: int) -> list[tuple[str, dict[str, Any]]]:
         found.append((path.name, schema))
         if len(found) == n:
             break
+    return found
+
+
+def _shorthand_schemas(n: int) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``n`` MaskBench schemas (by file name) with a shorthand class in a pattern, that compile."""
+    found = _compiling(sorted(MASKBENCH.glob("*.json")), n, lambda text: re.search(r'"pattern": "[^"]*\\\\[dws]', text))
     if len(found) < n:
         pytest.fail(f"only {len(found)} MaskBench schemas with shorthand patterns at {MASKBENCH}")
     return found
 
 
-def _sweep(hosted: OpenAICompatible, llama_server: str, n: int) -> dict[str, int]:
+def _github_sample(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """``n`` real-world (GitHub) MaskBench schemas, a seeded random sample of those that compile."""
+    import random
+
+    files = sorted(MASKBENCH.glob("Github_*.json"))
+    random.Random(seed).shuffle(files)
+    return _compiling(files, n)
+
+
+def _sweep(hosted: OpenAICompatible, llama_server: str, schemas: list[tuple[str, dict[str, Any]]],
+           **options: Any) -> dict[str, int]:
+    """``strategy="auto"`` over ``schemas``: each a valid value or a typed error, and the server alive after each."""
     counts = {"valid": 0, "typed error": 0}
-    for name, schema in _shorthand_schemas(n):
+    for name, schema in schemas:
         try:
             result = structgen.generate(f"Fill in an example value ({name}).", schema, model=hosted,
-                                        strategy="auto", max_tokens=96, max_attempts=1, seed=0)
+                                        strategy="auto", seed=0, **options)
         except structgen.StructgenError:
             counts["typed error"] += 1
         else:
@@ -168,7 +186,7 @@ def _sweep(hosted: OpenAICompatible, llama_server: str, n: int) -> dict[str, int
 
 def test_real_world_shorthand_patterns_never_take_the_server_down(hosted: OpenAICompatible,
                                                                    llama_server: str) -> None:
-    counts = _sweep(hosted, llama_server, 4)
+    counts = _sweep(hosted, llama_server, _shorthand_schemas(4), max_tokens=96, max_attempts=1)
     assert sum(counts.values()) == 4
 
 
@@ -177,30 +195,9 @@ def test_forty_real_world_shorthand_patterns_never_take_the_server_down(hosted: 
                                                                          llama_server: str) -> None:
     # The guarantee under test: no server death, and every outcome a valid value or a typed error. The valid
     # rate (SmolLM2-135M, 96 tokens, one attempt per step) is reported in the summary, not asserted.
-    counts = _sweep(hosted, llama_server, 40)
+    counts = _sweep(hosted, llama_server, _shorthand_schemas(40), max_tokens=96, max_attempts=1)
     SWEEP_COUNTS["auto over 40 shorthand-pattern schemas (llama_cpp.server)"] = counts
     assert sum(counts.values()) == 40
-
-
-def _github_sample(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
-    """``n`` real-world (GitHub) MaskBench schemas, a seeded random sample of those that compile."""
-    import random
-
-    files = sorted(MASKBENCH.glob("Github_*.json"))
-    random.Random(seed).shuffle(files)
-    found = []
-    for path in files:
-        schema = json.loads(path.read_text())["schema"]
-        if len(json.dumps(schema)) > 3000:
-            continue
-        try:
-            structgen.compile_schema(schema)
-        except structgen.StructgenError:
-            continue
-        found.append((path.name, schema))
-        if len(found) == n:
-            break
-    return found
 
 
 @pytest.mark.slow
@@ -208,17 +205,7 @@ def _github_sample(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
 def test_auto_on_twenty_real_world_schemas(hosted: OpenAICompatible, llama_server: str, seed: int) -> None:
     # Issue 15's measure, on samples of the same kind as its collection: strategy="auto", defaults but 256 tokens.
     # Measured 18/20 valid for both seeds (2026-11-30); the rate is reported, the guarantee asserted.
-    counts = {"valid": 0, "typed error": 0}
-    for name, schema in _github_sample(20, seed):
-        try:
-            result = structgen.generate(f"Fill in an example value ({name}).", schema, model=hosted,
-                                        strategy="auto", max_tokens=256, seed=0)
-        except structgen.StructgenError:
-            counts["typed error"] += 1
-        else:
-            counts["valid"] += 1
-            assert structgen.compile_schema(schema).validate(result.text) is not None
-        assert server_answers(f"{llama_server}/v1"), f"the server died on {name}"
+    counts = _sweep(hosted, llama_server, _github_sample(20, seed), max_tokens=256)
     SWEEP_COUNTS[f"auto over 20 real-world schemas, seed {seed} (llama_cpp.server)"] = counts
     assert sum(counts.values()) == 20
 
