@@ -46,7 +46,7 @@ from ..compile import regex_match
 from ..compile.schema import CompiledSchema
 from ..compile.thinking import split_reasoning
 from ..errors import BackendError, InvalidArgument, ParseError, ValidationFailed
-from ..request import LOOP_FREQUENCY_PENALTY, Message, Request, SamplingParams, as_messages
+from ..request import Message, Request, SamplingParams, as_messages
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from .coerce import coerce_to_schema
@@ -290,8 +290,7 @@ class _Run:
         sampling = self.request.sampling
         if warm and sampling.temperature < WARM_TEMPERATURE:
             sampling = dataclasses.replace(sampling, temperature=WARM_TEMPERATURE)
-        if loop_penalty and not sampling.has_penalties:
-            sampling = dataclasses.replace(sampling, frequency_penalty=min(2.0, LOOP_FREQUENCY_PENALTY * loop_penalty))
+        sampling = sampling.after_cut(loop_penalty)
         return Call(messages=tuple(messages), sampling=sampling, seed=seed % 2**63,
                     max_tokens=self.request.max_tokens, n=n, constraint=constraint, want_logprobs=want_logprobs)
 

@@ -23,8 +23,8 @@ _MOST = 400              # past this a schema's literal is not a reason to allow
 
 def digit_limit(schema_text: str, default: int) -> int:
     """``default``, or the longest run of digits a number written in the schema (its JSON text) needs, if longer.
-    A scan of the text, not a walk of the schema: it runs on every compile. Digits inside strings count too,
-    which can only raise the bound."""
+    A scan of the text, once per compiled schema (``CompiledSchema.number_digits``, on first use). Digits inside
+    strings count too, which can only raise the bound."""
     longest = max((len(run) for run in re.findall(rf"\d{{{default + 1},}}", schema_text)), default=0)
     for number in _EXPONENT.findall(schema_text):     # 1e-30 is written short but needs 30 fraction digits
         longest = max(longest, _runs(number))

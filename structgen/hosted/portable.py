@@ -25,7 +25,6 @@ Whatever was left out is still enforced: the chain validates every reply against
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from typing import Any
@@ -252,14 +251,14 @@ def _llama_cpp_takes(schema: dict[str, Any]) -> bool:
 def _portable(key: str) -> tuple[str | None, tuple[str, ...]]:
     schema = json.loads(key)
     dropped: list[str] = []
-    candidate = _rewrite(copy.deepcopy(schema), "", dropped, False)
+    candidate = _rewrite(schema, "", dropped, False)   # a new copy: the rewrite never changes its input
     if _llama_cpp_takes(candidate):
         return json.dumps(candidate), tuple(dropped)
     # Some pattern the converter or llama.cpp cannot take: find which, alone, and leave only those out.
     refused = frozenset(p for p in _patterns(candidate) if not _llama_cpp_takes({"type": "string", "pattern": p}))
     for strip_all in ((False, True) if refused else (True,)):
         dropped = []
-        candidate = _rewrite(copy.deepcopy(schema), "", dropped, strip_all, refused)
+        candidate = _rewrite(schema, "", dropped, strip_all, refused)
         if _llama_cpp_takes(candidate):
             return json.dumps(candidate), tuple(dropped)
     return None, ("",)

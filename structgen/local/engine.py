@@ -22,7 +22,7 @@ import numpy as np
 from ..compile.matchers import Backend, MatcherFactory, Vocab
 from ..compile.schema import CompiledSchema
 from ..errors import Cancelled, GenerationError, TruncatedOutput, ValidationFailed
-from ..request import LOOP_FREQUENCY_PENALTY, Message, Request, SamplingParams
+from ..request import Message, Request, SamplingParams
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from . import decode
@@ -51,9 +51,6 @@ class LocalModel(decode.StepModel, Protocol):
         """The prompt as token ids."""
 
 RETRY_TEMPERATURE = 0.7  # a greedy retry would repeat itself; retries sample at least this warm
-"""Added per truncated attempt to a retry's frequency penalty (when the request set no penalties itself): on
-SmolLM2-135M over 60 MaskBench extraction prompts, greedy decoding ran out of 256 tokens on 20 (loops, schemas
-echoed, endless strings); one warm retry alone finished 43 % of those, a warm retry with this penalty 82 %."""
 
 
 @dataclass(eq=False)
@@ -110,9 +107,7 @@ def sampling(job: Job, attempt: int) -> SamplingParams:
         return params
     if params.temperature < RETRY_TEMPERATURE:
         params = dataclasses.replace(params, temperature=RETRY_TEMPERATURE)
-    if job.truncations and not params.has_penalties:
-        params = dataclasses.replace(params, frequency_penalty=min(2.0, LOOP_FREQUENCY_PENALTY * job.truncations))
-    return params
+    return params.after_cut(job.truncations)
 
 
 def sequences(job: Job, attempt: int, seq_ids: Sequence[int]) -> list[decode.Sequence_]:

@@ -11,8 +11,8 @@ import structgen
 from structgen import generate
 from structgen.compile.schema import compile_schema
 from structgen.local.decode import LOOP_MIN_SPAN, looping
-from structgen.local.engine import LOOP_FREQUENCY_PENALTY, RETRY_TEMPERATURE, Job, sampling
-from structgen.request import Request, SamplingParams
+from structgen.local.engine import RETRY_TEMPERATURE, Job, sampling
+from structgen.request import LOOP_FREQUENCY_PENALTY, Request, SamplingParams
 
 # A MaskBench schema whose values may be anything: greedy SmolLM2-135M echoes schema keywords into it forever.
 ECHO_PRONE = {
