@@ -63,7 +63,7 @@ def test_counts_follow_maskbench_terms(bench: Any, tmp_path: Path) -> None:
     assert is_png(tmp_path / "m.png")
 
 
-def test_a_value_in_another_key_order_is_told_apart_from_a_rejected_value(bench: Any, tmp_path: Path) -> None:
+def test_a_value_written_another_way_is_told_apart_from_a_rejected_value(bench: Any, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     pair = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"},
@@ -72,15 +72,24 @@ def test_a_value_in_another_key_order_is_told_apart_from_a_rejected_value(bench:
             "required": ["a", "b"], "additionalProperties": False}
     # The grammar writes a, b, c (and x, y) in that order; these valid values list them otherwise.
     _write(data, "order.json", pair, [({"b": "s", "a": 1}, True), ({"c": {"y": 2, "x": 1}, "b": "t", "a": 2}, True)])
+    # allOf merges two property lists (llguidance: the first's keys, then the second's); the value lists the
+    # second's keys first, each list backwards: the search must find the merged order among 12! orders.
+    first, second = ([f"{p}{i}" for i in range(6)] for p in ("p", "q"))
+    merged = {"allOf": [{"properties": {k: {"type": "integer"} for k in first}},
+                        {"properties": {k: {"type": "integer"} for k in second}}]}
+    _write(data, "merged.json", merged, [({k: 1 for k in second[::-1] + first[::-1]}, True)])
+    # MaskBench serialises 2.0 as "2.0"; the grammar of const 2 writes "2": the same JSON value.
+    _write(data, "integral.json", {"type": "object", "properties": {"n": {"const": 2}}}, [({"n": 2.0}, True)])
     _write(data, "strict.json", INT_AT_MOST_5, [(7, True)])      # rejected in any order: a real validation error
+    _write(data, "float.json", INT_AT_MOST_5, [(7.0, True)])     # as an integer too: still rejected
     code, stdout, report = bench("masks", "--data", str(data))
     assert code == 0, stdout
     for name in ("structgen", "llguidance"):
         engine = _engine(report, name)
-        assert engine["validation_errors"] == 2, name                  # MaskBench's count: as serialised
-        assert engine["value_validation_errors"] == 1, name            # only strict.json rejects the value itself
-        assert engine["tests"]["validation_errors"] == 3 and engine["tests"]["value_validation_errors"] == 1
-    assert "| in every key order |" in stdout
+        assert engine["validation_errors"] == 5, name                  # MaskBench's count: as serialised
+        assert engine["value_validation_errors"] == 2, name            # strict.json and float.json only
+        assert engine["tests"]["validation_errors"] == 6 and engine["tests"]["value_validation_errors"] == 2
+    assert "| as values |" in stdout
 
 
 def test_real_data_sample(bench: Any) -> None:
