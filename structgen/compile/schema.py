@@ -25,6 +25,7 @@ from ..errors import GrammarError, InvalidArgument, SchemaError
 from ..result import Relaxation
 from . import regex_match
 from ._locations import first_line, json_pointer
+from .depth import MAX_SCHEMA_DEPTH, check_depth
 from .emptiness import check_grammar_productive, check_schema_finite
 from .kinds import Choice, Grammar, Regex, SchemaLike
 from .number_bound import DEFAULT_DIGITS, digit_limit
@@ -149,6 +150,9 @@ def compile_for_decoding(schema: SchemaLike, options: JsonOptions | None = None)
     return _compile(schema, options or JsonOptions(), checked=False)
 
 
+_SCHEMA_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)   # one encoder: none built per compile
+
+
 def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> CompiledSchema:
     if schema is None:
         return _compile_text()
@@ -163,40 +167,19 @@ def _compile(schema: SchemaLike, options: JsonOptions, *, checked: bool) -> Comp
     if isinstance(schema, Mapping):
         try:
             # Order-preserving: llguidance emits properties in the order the schema lists them.
-            key = json.dumps(schema, allow_nan=False, ensure_ascii=False)   # NaN / Infinity are not JSON
+            key = _SCHEMA_ENCODER.encode(schema)   # NaN / Infinity are not JSON
             key.encode("utf-8")   # a lone surrogate (a key or string that was not UTF-8) fails here
         except RecursionError:
-            _check_depth(schema)   # raises the located error
+            check_depth(schema)   # raises the located error
             raise SchemaError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels") from None
         except (TypeError, ValueError) as exc:   # UnicodeEncodeError included
             raise SchemaError(f"the JSON Schema is not JSON-serialisable: {exc}") from exc
-        if key.count("{") + key.count("[") > MAX_SCHEMA_DEPTH:   # fewer brackets than that: it cannot be deeper
-            _check_depth(schema)
+        check_depth(schema, key)
         return _compile_json_dict(key, options, checked)
     if isinstance(schema, type) or _is_typing_form(schema):
         return _compile_pydantic(schema, options, checked)
     raise SchemaError(f"unsupported schema kind {type(schema).__name__}: pass a Pydantic model, a JSON Schema "
                       "dict, Regex, Choice, Grammar or None")
-
-
-MAX_SCHEMA_DEPTH = 128
-"""Deepest nesting of objects and arrays a JSON Schema may have (real-world schemas stay under ~30); deeper ones
-are refused up front, before any recursive step (serialising, meta-validation, the grammar compiler) can
-overflow the stack."""
-
-
-def _check_depth(schema: Mapping[str, Any]) -> None:
-    """``SchemaError`` at the first node nested deeper than ``MAX_SCHEMA_DEPTH`` (iterative: no recursion)."""
-    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(schema, 0, ())]
-    while stack:
-        node, depth, path = stack.pop()
-        if depth > MAX_SCHEMA_DEPTH:
-            raise SchemaError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels",
-                              pointer=json_pointer(path[:8]) + ("/…" if len(path) > 8 else ""))
-        if isinstance(node, Mapping):
-            stack.extend((v, depth + 1, (*path[:9], k)) for k, v in node.items())
-        elif isinstance(node, list | tuple):
-            stack.extend((v, depth + 1, (*path[:9], i)) for i, v in enumerate(node))
 
 
 def _is_typing_form(obj: object) -> bool:
