@@ -56,7 +56,7 @@ class _State:
     options: Any
     row: np.ndarray
     compiled: dict[str, Any] = field(default_factory=dict)
-    key_orders: list[dict[str, int]] = field(default_factory=list)   # the compiled schema's property orders
+    schema: Any = None      # the schema compiled last (its property orders guide the key-order search)
 
 
 def _setup(model_path: str | None, backend: str) -> _State:
@@ -96,7 +96,7 @@ def _compile(state: _State, engine: str, schema: Any) -> dict[str, Any]:
     from structgen.compile.schema import compile_for_decoding
     from structgen.errors import StructgenError
 
-    state.key_orders = _property_orders(schema)
+    state.schema = schema
     if engine == RAW:
         mask = state.row.reshape(1, -1)
         t0 = time.perf_counter_ns()
@@ -212,6 +212,7 @@ def _accepted_as_value(state: _State, engine: str, value: Any) -> bool:
         return int(m.try_consume_tokens(toks) if raw else m.consume_many(toks))
 
     budget = [KEY_ORDER_BUDGET]
+    orders = _property_orders(state.schema)
 
     def fed(m: Any, piece: str) -> Any:
         budget[0] -= 1
@@ -224,7 +225,7 @@ def _accepted_as_value(state: _State, engine: str, value: Any) -> bool:
     def write(m: Any, v: Any) -> Any:
         if isinstance(v, dict):
             m = fed(m, "{")
-            return None if m is None else members(m, [(k, v[k]) for k in _schema_order(state.key_orders, list(v))],
+            return None if m is None else members(m, [(k, v[k]) for k in _schema_order(orders, list(v))],
                                                   True)
         if isinstance(v, list):
             m = fed(m, "[")
