@@ -91,17 +91,21 @@ class Settings:
     limit: int | None = None
     requests: int | None = None      # per level: the (limited) requests cycled to this count
     deterministic: bool = False
+    kv_per_sequence: bool = False    # LlamaCpp(kv_unified=False) outside deterministic mode
 
 
 def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every concurrency level, then the cold/warm TTFT pass; the JSON-ready report."""
     import structgen
 
-    # Deterministic mode gives every sequence its own stream of n_ctx cells: split the same KV budget among them.
-    n_ctx = max(1024, settings.n_ctx // settings.n_seq_max) if settings.deterministic else settings.n_ctx
+    # One stream per sequence (deterministic mode, --kv-per-sequence) gives every sequence its own n_ctx cells:
+    # split the same KV budget among them.
+    streams = settings.deterministic or settings.kv_per_sequence
+    n_ctx = max(1024, settings.n_ctx // settings.n_seq_max) if streams else settings.n_ctx
     model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=n_ctx,
                                n_threads=settings.n_threads or None, n_seq_max=settings.n_seq_max,
-                               prefix_cache=settings.prefix_cache, deterministic=settings.deterministic)
+                               prefix_cache=settings.prefix_cache, deterministic=settings.deterministic,
+                               kv_unified=not streams)
     chosen = REQUESTS[: settings.limit] if settings.limit else REQUESTS
     requests = [chosen[i % len(chosen)] for i in range(settings.requests)] if settings.requests else chosen
     try:
@@ -128,7 +132,8 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
         "settings": {"model": Path(settings.model_path).name, "max_tokens": settings.max_tokens,
                      "n_ctx": settings.n_ctx, "n_seq_max": settings.n_seq_max,
                      "prefix_cache": 0 if settings.deterministic else settings.prefix_cache,
-                     "deterministic": settings.deterministic, "requests": len(requests)},
+                     "deterministic": settings.deterministic, "kv_per_sequence": streams,
+                     "requests": len(requests)},
         "levels": levels,
         "cold_vs_warm": ttft,
         "ratios": {
@@ -222,8 +227,9 @@ def markdown(report: dict[str, Any]) -> str:
     table = markdown_table(["callers", "valid", "tok/s", "valid/s", "TTFT p50 ms", "TTFT p99 ms", "latency p50 ms",
                             "latency p99 ms", "prefix-hit tokens", "wasted tokens"], rows)
     cw = report["cold_vs_warm"]
+    layout = "one KV stream per sequence" if report["settings"].get("kv_per_sequence") else "unified KV cache"
     lines = [f"concurrency bench, {report['date']}, {machine_line(report['machine'])}, "
-             f"{report['settings']['model']}", "", table, "",
+             f"{report['settings']['model']}, {layout}", "", table, "",
              f"TTFT cold {cw['cold_ttft_ms_p50']} ms vs warm shared prefix {cw['warm_ttft_ms_p50']} ms "
              f"({cw['pairs']} schema pairs)", "",
              "ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items())]

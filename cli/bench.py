@@ -126,6 +126,9 @@ def concurrency(
     prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prefix-cache slots (0: off).")] = 8,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Measure LlamaCpp(deterministic=True).")]
     = False,
+    kv_per_sequence: Annotated[bool, typer.Option(
+        "--kv-per-sequence", help="Measure LlamaCpp(kv_unified=False): the --n-ctx budget split into one KV stream "
+        "per sequence.")] = False,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -138,7 +141,8 @@ def concurrency(
     counts = _levels(levels)
     settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
                            n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
-                           limit=limit, requests=requests, deterministic=deterministic)
+                           limit=limit, requests=requests, deterministic=deterministic,
+                           kv_per_sequence=kv_per_sequence)
     with progress() as bar:
         task = bar.add_task("concurrency", total=len(counts) + 1)
         report = cc.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))

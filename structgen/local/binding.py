@@ -122,7 +122,8 @@ class LlamaContext:
 
     ``kv_unified`` (default): all sequences share one ``n_ctx``-cell cache, so best-of-n copies a prompt
     for free. Otherwise every sequence has its own stream of ``n_ctx`` cells (``n_ctx * n_seq_max`` in all),
-    which keeps one sequence's attention independent of what the others hold. ``quantised_kv``: a q8_0
+    which keeps one sequence's attention independent of what the others hold, and short: a step attends
+    over each sequence's own cells, not over every cell in use. Sharing a prompt then copies a stream. ``quantised_kv``: a q8_0
     cache with flash attention (on CPU, attention whose result does not depend on the thread count).
     """
 
@@ -162,6 +163,7 @@ class LlamaContext:
         self.n_ctx = llama_cpp.llama_n_ctx(ctx)
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
+        self.kv_unified = kv_unified
         self.n_threads = threads
         self.memory = llama_cpp.llama_get_memory(ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)
@@ -176,8 +178,16 @@ class LlamaContext:
         llama_cpp.llama_memory_seq_rm(self.memory, seq, start, end)
 
     def seq_copy(self, src: int, dst: int, start: int = 0, end: int = -1) -> None:
-        """Share positions [start, end) of sequence ``src`` with ``dst`` (no recompute)."""
-        llama_cpp.llama_memory_seq_cp(self.memory, src, dst, start, end)
+        """Give ``dst`` positions [start, end) of sequence ``src`` (no recompute); ``dst`` must already hold
+        positions [0, start) of the same tokens. A unified cache tags the cells; with one stream per sequence
+        llama.cpp can only copy a whole stream (at the next decode): ``dst`` becomes a copy of ``src``, cut at
+        ``end``."""
+        if self.kv_unified or src == dst:
+            llama_cpp.llama_memory_seq_cp(self.memory, src, dst, start, end)
+            return
+        llama_cpp.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+        if end >= 0:
+            llama_cpp.llama_memory_seq_rm(self.memory, dst, end, -1)
 
     def decode(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
         """Decode one batch of ``(token, position, sequence, want_logits)`` items."""

@@ -46,6 +46,13 @@ class LlamaCpp:
     The cost: ``n_ctx`` is then per sequence and the KV memory is ``n_ctx * n_seq_max`` tokens (default
     ``n_seq_max`` 8 in this mode, 16 otherwise; q8_0 halves it on CPU), and n sequences take n model steps
     per token instead of one batched step; there is no prefix cache.
+
+    ``kv_unified=False`` (outside deterministic mode) keeps batched steps and the prefix cache but gives each
+    sequence its own KV stream of ``n_ctx`` cells (so ``n_ctx`` is per sequence, and the KV memory is ``n_ctx``
+    times ``n_seq_max + prefix_cache``): each sequence then attends over its own cells only, where a shared cache
+    makes every sequence's step span every cell in use (and llama.cpp build a mask that wide), which grows with
+    the number of callers. Sharing a prompt (prefix cache, best-of-n) then copies a whole stream instead of
+    tagging cells. Measured in ``structgen bench concurrency --kv-per-sequence``.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class LlamaCpp:
         deterministic: bool = False,
         prefix_cache: int = 4,
         max_queue: int = 256,
+        kv_unified: bool | None = None,
     ) -> None:
         if n_seq_max is None:
             n_seq_max = 8 if deterministic else 16
@@ -69,6 +77,10 @@ class LlamaCpp:
             raise InvalidArgument("n_seq_max must be at least 1")
         if prefix_cache < 0 or max_queue < 1:
             raise InvalidArgument("prefix_cache must be >= 0 and max_queue >= 1")
+        if kv_unified is None:
+            kv_unified = not deterministic
+        if deterministic and kv_unified:
+            raise InvalidArgument("deterministic=True needs one KV stream per sequence (kv_unified=False)")
         cache_slots = 0 if deterministic else prefix_cache
         self.path = resolve_model_path(model_path)
         self.deterministic = deterministic
@@ -87,7 +99,7 @@ class LlamaCpp:
             # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
             # sequence's attention does not depend on its batch-mates (see structgen.determinism).
             self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,
-                                     n_threads=n_threads, kv_unified=not deterministic,
+                                     n_threads=n_threads, kv_unified=kv_unified,
                                      quantised_kv=deterministic and n_gpu_layers == 0)
         except BaseException:
             self.vocab.join()
@@ -112,6 +124,11 @@ class LlamaCpp:
     def n_ctx(self) -> int:
         """Context size of one sequence in tokens (prompt plus generated)."""
         return int(llama_cpp.llama_n_ctx_seq(self._ctx.ptr))
+
+    @property
+    def kv_unified(self) -> bool:
+        """Whether all sequences share one KV cache (else each has its own stream of ``n_ctx`` cells)."""
+        return self._ctx.kv_unified
 
     @property
     def n_threads(self) -> int:
@@ -197,14 +214,10 @@ class LlamaCpp:
     def share(self, src: int, dst: int, n_prompt: int) -> None:
         """Let sequence ``dst`` start from the first ``n_prompt`` positions of ``src`` (no recompute).
 
-        A shared cache only tags the cells; with one stream per sequence (deterministic mode) llama.cpp
-        copies the whole stream, which it can only do in full.
+        A shared cache only tags the cells; with one stream per sequence llama.cpp copies the whole stream.
         """
         self._ctx.seq_remove(dst, 0, -1)
-        if self.deterministic:
-            self._ctx.seq_copy(src, dst, 0, -1)
-        else:
-            self._ctx.seq_copy(src, dst, 0, n_prompt)
+        self._ctx.seq_copy(src, dst, 0, n_prompt)
 
     def kv(self) -> KvSequences:
         """The KV-cache sequence operations (for the prefix cache)."""
@@ -234,11 +247,15 @@ class LlamaCpp:
 
     def _launch(self, items: Sequence[tuple[int, Sequence[int], int]]) -> Callable[[], list[NDArray[np.float32]]]:
         batch: list[tuple[int, int, int, bool]] = []
-        last_index: list[int] = []
-        for seq, tokens, start in items:
+        last_index = [0] * len(items)
+        # One stream per sequence: llama.cpp puts sequences in one micro-batch only while their ids follow each
+        # other in batch order, so the batch goes in sequence order (else it runs as several model passes).
+        order = range(len(items)) if self.kv_unified else sorted(range(len(items)), key=lambda k: items[k][0])
+        for k in order:
+            seq, tokens, start = items[k]
             for i, tok in enumerate(tokens):
                 batch.append((tok, start + i, seq, i == len(tokens) - 1))
-            last_index.append(len(batch) - 1)
+            last_index[k] = len(batch) - 1
         end = max((start + len(t) for _, t, start in items), default=0)
         if end > self.n_ctx:
             raise InvalidArgument(f"generation reached n_ctx={self.n_ctx} tokens; raise n_ctx or lower max_tokens")

@@ -83,6 +83,10 @@ class SchedulableModel(LocalModel, Protocol):
     def n_seq_max(self) -> int:
         """Sequences available to requests."""
 
+    @property
+    def kv_unified(self) -> bool:
+        """Whether all sequences share one KV cache of ``n_ctx`` cells (else each has its own)."""
+
     def kv(self) -> KvSequences:
         """The KV-cache sequence operations."""
 
@@ -274,7 +278,7 @@ class Scheduler:
 
     def _room_for(self, t: Ticket) -> bool:
         """True if ``t``'s KV cells fit, evicting idle cache entries as needed (alone it gets what there is)."""
-        if self._deterministic:
+        if not self.model.kv_unified:   # each sequence has its own n_ctx cells
             return True
         reserved = sum(x.cells for x in self._live)
         while True:
