@@ -123,8 +123,9 @@ class LlamaContext:
     ``kv_unified`` (default): all sequences share one ``n_ctx``-cell cache, so best-of-n copies a prompt
     for free. Otherwise every sequence has its own stream of ``n_ctx`` cells (``n_ctx * n_seq_max`` in all),
     which keeps one sequence's attention independent of what the others hold, and short: a step attends
-    over each sequence's own cells, not over every cell in use. Sharing a prompt then copies a stream. ``quantised_kv``: a q8_0
-    cache with flash attention (on CPU, attention whose result does not depend on the thread count).
+    over each sequence's own cells, not over every cell in use. Sharing a prompt then copies a stream.
+    ``quantised_kv``: a q8_0 cache with flash attention (on CPU, attention whose result does not depend on the
+    thread count).
     """
 
     def __init__(
