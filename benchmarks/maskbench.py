@@ -197,9 +197,10 @@ def _schema_order(orders: list[dict[str, int]], keys: list[str]) -> list[str]:
 
 def _accepted_as_value(state: _State, engine: str, value: Any) -> bool:
     """True if the grammar accepts ``value`` written another way: object keys in another order, an integral
-    float as an integer (1.0 and 1 are one JSON value). A JSON object is unordered, but llguidance writes (and
-    accepts) properties in the schema's order: a value it admits in that order is a value the model can produce.
-    Depth-first over key orders, schema order first, guided by the matcher, within a budget."""
+    float as an integer (1.0 and 1 are one JSON value), text in other tokens. A JSON object is unordered, but
+    llguidance writes (and accepts) properties in the schema's order: a value it admits in that order is a value
+    the model can produce. Depth-first over key orders, schema order first, guided by the matcher, within a
+    budget."""
     import json
 
     raw = engine == RAW
@@ -219,8 +220,15 @@ def _accepted_as_value(state: _State, engine: str, value: Any) -> bool:
         if budget[0] < 0:
             return None
         toks = state.tokenizer.tokenize_str(piece)
-        m = copy(m)
-        return m if consume(m, toks) == len(toks) else None
+        tried = copy(m)
+        if consume(tried, toks) == len(toks):
+            return tried
+        # The same text in other tokens: a tokenizer may cut text into tokens the grammar treats as special (Gemma
+        # has HTML tags as user-defined tokens; llguidance keeps those out of JSON strings), and a model can
+        # write that text character by character.
+        toks = [t for c in piece for t in state.tokenizer.tokenize_str(c)]
+        tried = copy(m)
+        return tried if consume(tried, toks) == len(toks) else None
 
     def write(m: Any, v: Any) -> Any:
         if isinstance(v, dict):
