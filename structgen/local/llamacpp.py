@@ -28,8 +28,9 @@ from .scheduler import Scheduler, Sink, Ticket
 class LlamaCpp:
     """A local model: llama.cpp for the forward pass, a grammar engine for masks, structgen's sampler.
 
-    ``n_gpu_layers`` is passed to llama.cpp (0 = CPU; -1 = all layers, needs a GPU build). One context
-    serves one request at a time: concurrent ``generate`` calls on the same instance are serialised.
+    ``n_gpu_layers`` is passed to llama.cpp (0 = CPU; -1 = all layers, needs a GPU build). Concurrent
+    ``generate`` / ``agenerate`` / ``stream`` calls on one instance run together: its engine thread decodes the
+    live sequences of every admitted request in one batch per step (``structgen.local.scheduler``).
     ``deterministic=True`` is the batch-invariant mode: a seed gives the same bytes (text and logprobs)
     whether a request runs alone, as one of n best-of candidates, or batched with other prompts
     (``structgen.generate_batch``). What it fixes, and why (measured; see ``structgen.determinism``):
