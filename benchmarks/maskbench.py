@@ -57,6 +57,7 @@ class _State:
     row: np.ndarray
     compiled: dict[str, Any] = field(default_factory=dict)
     schema: Any = None      # the schema compiled last (its property orders guide the key-order search)
+    key_orders: list[dict[str, int]] | None = None   # those orders, worked out on the first value that needs them
 
 
 def _setup(model_path: str | None, backend: str) -> _State:
@@ -96,7 +97,8 @@ def _compile(state: _State, engine: str, schema: Any) -> dict[str, Any]:
     from structgen.compile.schema import compile_for_decoding
     from structgen.errors import StructgenError
 
-    state.schema = schema
+    if schema is not state.schema:
+        state.schema, state.key_orders = schema, None
     if engine == RAW:
         mask = state.row.reshape(1, -1)
         t0 = time.perf_counter_ns()
@@ -164,8 +166,8 @@ def _walk(state: _State, engine: str, tests: list[tuple[str, bool, Any]]) -> dic
                 state.compiled[engine][0].validate(text)
             except ValueError as exc:
                 engine_ok, why = False, f"post-validation: {exc}"
-        reordered = valid and not grammar_ok and _accepted_as_value(state, engine, data)
-        results.append((valid, grammar_ok, engine_ok, len(tokens), why, reordered))
+        as_value = valid and not grammar_ok and _accepted_as_value(state, engine, data)
+        results.append((valid, grammar_ok, engine_ok, len(tokens), why, as_value))
     return {"tests": results, "tbm_ns": np.asarray(times, dtype=np.int64)}
 
 
@@ -174,18 +176,12 @@ KEY_ORDER_BUDGET = 50_000   # pieces fed per value before the search gives up (t
 
 def _property_orders(schema: Any) -> list[dict[str, int]]:
     """Every ``properties`` map of ``schema`` as name -> position: the orders llguidance writes keys in."""
-    out: list[dict[str, int]] = []
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                out.append({name: i for i, name in enumerate(props)})
-            stack.extend(v for k, v in node.items() if k not in ("enum", "const", "default", "examples"))
-    return out
+    from structgen.compile.relax import subschemas
+
+    if not isinstance(schema, dict):
+        return []
+    return [{name: i for i, name in enumerate(node["properties"])} for _, node in subschemas(schema)
+            if isinstance(node.get("properties"), dict)]
 
 
 def _schema_order(orders: list[dict[str, int]], keys: list[str]) -> list[str]:
@@ -213,7 +209,9 @@ def _accepted_as_value(state: _State, engine: str, value: Any) -> bool:
         return int(m.try_consume_tokens(toks) if raw else m.consume_many(toks))
 
     budget = [KEY_ORDER_BUDGET]
-    orders = _property_orders(state.schema)
+    if state.key_orders is None:
+        state.key_orders = _property_orders(state.schema)
+    orders = state.key_orders
 
     def fed(m: Any, piece: str) -> Any:
         budget[0] -= 1
@@ -337,12 +335,12 @@ def _file(worker: Worker, tally: _Tally, case: mb.Case, timeout: float) -> None:
     tally.tbm_by_file[case.name] = walked.value["tbm_ns"]
     rejected_valid = accepted_invalid = rejected_value = 0
     reason = ""
-    for valid, grammar_ok, engine_ok, n_tokens, why, reordered in walked.value["tests"]:
+    for valid, grammar_ok, engine_ok, n_tokens, why, as_value in walked.value["tests"]:
         tally.tests["tokens"] += n_tokens
         tally.tests["valid" if valid else "invalid"] += 1
         if valid and not engine_ok:
             rejected_valid += 1
-            rejected_value += int(not reordered)
+            rejected_value += int(not as_value)
             reason = reason or why
         if not valid and engine_ok:
             accepted_invalid += 1

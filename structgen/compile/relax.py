@@ -31,7 +31,7 @@ from ..errors import SchemaError
 from ..result import Relaxation
 from ._locations import first_line, json_pointer
 
-__all__ = ["Relaxation", "relax_json_schema"]
+__all__ = ["Relaxation", "relax_json_schema", "subschemas"]
 
 MAX_RUNGS = 24   # rewrites tried before the root itself is widened to "any value"
 
@@ -41,7 +41,7 @@ _VALUES = frozenset({"const", "enum", "default", "examples", "required", "depend
                      "description", "title"})
 
 
-def _nodes(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+def subschemas(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     """Every subschema of ``node`` (an object) with its path: the maps under ``properties`` and the like hold
     schemas by name, and values under ``const``, ``enum`` ... are data, not schemas."""
     stack: list[tuple[tuple[Any, ...], Any]] = [(path, node)]
@@ -69,7 +69,7 @@ def _ignored_by_lenient(schema: dict[str, Any], messages: list[str]) -> list[Rel
     keys = set(re.findall(r'"([A-Za-z$]+)"', " ".join(m for m in messages if "Unimplemented keys" in m)))
     formats = set(re.findall(r"Unknown format: (\S*)", text))
     min_max = "min/maxProperties" in text
-    for path, node in _nodes(schema):
+    for path, node in subschemas(schema):
         for key in node:
             if key in keys:
                 out.append(Relaxation(key, json_pointer([*path, key]), "not enforced by the grammar"))
@@ -83,7 +83,7 @@ def _ignored_by_lenient(schema: dict[str, Any], messages: list[str]) -> list[Rel
 
 def _one_of(schema: dict[str, Any]) -> list[Relaxation]:
     return [Relaxation("oneOf", json_pointer([*path, "oneOf"]), "enforced as anyOf (exactly one branch not checked)")
-            for path, node in _nodes(schema) if "oneOf" in node]
+            for path, node in subschemas(schema) if "oneOf" in node]
 
 
 # ---- rewrites: each takes the message and the schema (changed in place) and returns what it relaxed ----------
@@ -93,7 +93,7 @@ Rewrite = Callable[[str, dict[str, Any]], list[Relaxation]]
 
 def _drop_where(schema: dict[str, Any], keep: Callable[[str, Any, dict[str, Any]], bool], how: str) -> list[Relaxation]:
     found: list[Relaxation] = []
-    for path, node in list(_nodes(schema)):
+    for path, node in list(subschemas(schema)):
         for key in [k for k, v in node.items() if not keep(k, v, node)]:
             del node[key]
             found.append(Relaxation(key, json_pointer([*path, key]), how))
@@ -117,7 +117,7 @@ def _bad_regex(message: str, schema: dict[str, Any]) -> list[Relaxation]:
     if not re.search(r"regex|lookaround|look-around|backreference|class|escape", message, re.I):
         return []
     found: list[Relaxation] = []
-    for path, node in list(_nodes(schema)):
+    for path, node in list(subschemas(schema)):
         if isinstance(node.get("pattern"), str) and not _regex_engine_ok(node["pattern"]):
             del node["pattern"]
             found.append(Relaxation("pattern", json_pointer([*path, "pattern"]), "the grammar engine cannot "
@@ -146,7 +146,7 @@ def _not_disjoint(message: str, schema: dict[str, Any]) -> list[Relaxation]:
     if "not disjoint" not in message:
         return []
     found: list[Relaxation] = []
-    for path, node in list(_nodes(schema)):
+    for path, node in list(subschemas(schema)):
         if isinstance(node.get("patternProperties"), dict):
             found += _drop_pattern_properties(path, node, "overlapping key patterns: left to the validator")
     return found
@@ -173,7 +173,7 @@ def _ref_siblings(message: str, schema: dict[str, Any]) -> list[Relaxation]:
 
     def siblings(only_target: bool) -> list[Relaxation]:
         found: list[Relaxation] = []
-        for path, node in list(_nodes(schema)):
+        for path, node in list(subschemas(schema)):
             ref = node.get("$ref")
             if not isinstance(ref, str) or not set(node) - _KEEP_BESIDE_REF or (
                     only_target and not (target and ref.endswith(target))):
@@ -187,7 +187,7 @@ def _ref_siblings(message: str, schema: dict[str, Any]) -> list[Relaxation]:
     def intersected() -> list[Relaxation]:
         # A cycle through allOf: llguidance intersects the $ref with its siblings. Dropping that branch widens.
         found: list[Relaxation] = []
-        for path, node in list(_nodes(schema)):
+        for path, node in list(subschemas(schema)):
             branches = node.get("allOf")
             if not isinstance(branches, list):
                 continue
@@ -210,7 +210,7 @@ def _unresolvable_ref(message: str, schema: dict[str, Any]) -> list[Relaxation]:
     resource = (m.group(1) or m.group(2) or "").rstrip("/")
     tail = resource.rsplit("/", 1)[-1]
     found: list[Relaxation] = []
-    for path, node in list(_nodes(schema)):
+    for path, node in list(subschemas(schema)):
         ref = node.get("$ref")
         if isinstance(ref, str) and (not ref.startswith("#") or (tail and tail in ref)):
             node.clear()
@@ -233,14 +233,14 @@ def _key_regex_sets(message: str, schema: dict[str, Any]) -> list[Relaxation]:
         return []
     found: list[Relaxation] = []
     named = set(re.findall(r"Regex /(.*?)/\)", message))
-    for path, node in list(_nodes(schema)):
+    for path, node in list(subschemas(schema)):
         if isinstance(node.get("pattern"), str) and node["pattern"] in named:
             del node["pattern"]
             found.append(Relaxation("pattern", json_pointer([*path, "pattern"]), "combined with this node's other "
                                     "constraints, the regex engine cannot decide it: left to the validator"))
     if found:
         return found
-    for path, node in list(_nodes(schema)):
+    for path, node in list(subschemas(schema)):
         if isinstance(node.get("patternProperties"), dict):
             found += _drop_pattern_properties(path, node, "key patterns the grammar engine cannot combine")
         if "propertyNames" in node:

@@ -2,8 +2,9 @@
 starts the same way (chat template, system prompt, schema hint) decodes only the rest.
 
 Each entry is one spare sequence holding the KV of one whole prompt. A new request copies the longest common
-prefix of the best entry into its own sequence (``llama_memory_seq_cp``: on a unified cache this tags the cells,
-no copy and no recompute) and prefills from there. Entries are never written after insertion, so a prefix shared
+prefix of the best entry into its own sequence (``llama_memory_seq_cp``: on a unified cache this tags the cells;
+with one KV stream per sequence llama.cpp copies the stream, cut at that length; no recompute either way) and
+prefills from there. Entries are never written after insertion, so a prefix shared
 by live requests is never mutated; an entry in use by a live request (``pins``) is not evicted. Bounded by its
 number of slots and, through the scheduler's KV-cell budget, by cells; least recently used first out.
 """
@@ -49,7 +50,7 @@ class CacheEntry:
 
 
 class PrefixCache:
-    """Prompts' KV in the spare sequences ``slots`` of a unified KV cache."""
+    """Prompts' KV in the spare sequences ``slots`` of a KV cache."""
 
     def __init__(self, kv: KvSequences, slots: Sequence[int]) -> None:
         self._kv = kv
