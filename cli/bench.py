@@ -129,6 +129,8 @@ def concurrency(
     kv_per_sequence: Annotated[bool, typer.Option(
         "--kv-per-sequence", help="Measure LlamaCpp(kv_unified=False): the --n-ctx budget split into one KV stream "
         "per sequence.")] = False,
+    ttft_rounds: Annotated[int, typer.Option(
+        "--ttft-rounds", min=1, help="Rounds of the cold/warm TTFT pass over the schema pairs.")] = 2,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -142,7 +144,7 @@ def concurrency(
     settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
                            n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
                            limit=limit, requests=requests, deterministic=deterministic,
-                           kv_per_sequence=kv_per_sequence)
+                           kv_per_sequence=kv_per_sequence, ttft_rounds=ttft_rounds)
     with progress() as bar:
         task = bar.add_task("concurrency", total=len(counts) + 1)
         report = cc.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))

@@ -125,7 +125,8 @@ class LlamaContext:
     which keeps one sequence's attention independent of what the others hold, and short: a step attends
     over each sequence's own cells, not over every cell in use. Sharing a prompt then copies a stream.
     ``quantised_kv``: a q8_0 cache with flash attention (on CPU, attention whose result does not depend on the
-    thread count).
+    thread count). ``flash_attn``: True or False turns llama.cpp's flash attention on or off; None leaves it
+    llama.cpp's choice (on where the device supports it).
     """
 
     def __init__(
@@ -139,9 +140,12 @@ class LlamaContext:
         n_threads: int | None = None,
         kv_unified: bool = True,
         quantised_kv: bool = False,
+        flash_attn: bool | None = None,
     ) -> None:
         if n_ctx <= 0 or n_batch <= 0 or n_seq_max <= 0:
             raise InvalidArgument("n_ctx, n_batch and n_seq_max must be positive")
+        if quantised_kv and flash_attn is False:
+            raise InvalidArgument("a quantised KV cache needs flash attention (flash_attn=False given)")
         self.model = model
         threads = n_threads or max(1, os.cpu_count() or 1)
         params = llama_cpp.llama_context_default_params()
@@ -152,6 +156,9 @@ class LlamaContext:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.kv_unified = kv_unified
+        if flash_attn is not None:
+            params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                      else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         if quantised_kv:  # a quantised V cache needs flash attention
             params.type_k = params.type_v = llama_cpp.GGML_TYPE_Q8_0
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
@@ -165,6 +172,7 @@ class LlamaContext:
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
         self.kv_unified = kv_unified
+        self.flash_attn = True if quantised_kv else flash_attn
         self.n_threads = threads
         self.memory = llama_cpp.llama_get_memory(ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq_max)

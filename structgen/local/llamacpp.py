@@ -54,6 +54,13 @@ class LlamaCpp:
     makes every sequence's step span every cell in use (and llama.cpp build a mask that wide), which grows with
     the number of callers. Sharing a prompt (prefix cache, best-of-n) then copies a whole stream instead of
     tagging cells. Measured in ``structgen bench concurrency --kv-per-sequence``.
+
+    ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU and leaves it to llama.cpp
+    (on where supported) with GPU layers. Measured on CPU (SmolLM2, 2 cores): llama.cpp's CPU flash-attention
+    kernel tiles its work only from 64 prompt tokens, so a short prefill (what follows a cached prefix) costs
+    ~1.7× as much per token, and past a few thousand cells a step costs 3–10× more. Without it llama.cpp keeps
+    an attention buffer of ``n_ctx`` × ``n_batch`` floats a head (~90 MB for SmolLM2 at n_ctx=4096). Deterministic
+    mode on CPU keeps it on: its q8_0 cache needs it.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class LlamaCpp:
         prefix_cache: int = 4,
         max_queue: int = 256,
         kv_unified: bool | None = None,
+        flash_attn: bool | None = None,
     ) -> None:
         if n_seq_max is None:
             n_seq_max = 8 if deterministic else 16
@@ -99,9 +107,12 @@ class LlamaCpp:
         try:
             # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
             # sequence's attention does not depend on its batch-mates (see structgen.determinism).
+            quantised_kv = deterministic and n_gpu_layers == 0
+            if flash_attn is None and not quantised_kv and n_gpu_layers == 0:
+                flash_attn = False
             self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,
-                                     n_threads=n_threads, kv_unified=kv_unified,
-                                     quantised_kv=deterministic and n_gpu_layers == 0)
+                                     n_threads=n_threads, kv_unified=kv_unified, quantised_kv=quantised_kv,
+                                     flash_attn=flash_attn)
         except BaseException:
             self.vocab.join()
             raise

@@ -23,14 +23,16 @@ def test_the_requests_are_eight_schemas_with_two_texts_each() -> None:
 
 def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     code, stdout, report = bench("concurrency", "--concurrency", "1,2", "--limit", "4", "--max-tokens", "48",
-                                 "--n-ctx", "4096", "--plot", str(tmp_path / "c.png"))
+                                 "--n-ctx", "4096", "--ttft-rounds", "1", "--plot", str(tmp_path / "c.png"))
     assert code == 0, stdout
     levels = report["levels"]
     assert [lv["concurrency"] for lv in levels] == [1, 2]
     for lv in levels:
         assert lv["calls"] == 4 and lv["tok_s"] > 0 and lv["wall_s"] > 0
         assert lv["valid"] + len(lv["errors"]) >= 1
-    assert report["cold_vs_warm"]["pairs"] <= 2          # two schemas, both texts of each
+    cold_warm = report["cold_vs_warm"]
+    assert cold_warm["pairs"] <= 2 and len(cold_warm["each"]) == cold_warm["pairs"]   # two schemas, one round
+    assert all(p["warm_hit_tokens"] > 0 for p in cold_warm["each"])   # the second text reused the first's prefix
     assert "tok_s_2_vs_1" in report["ratios"] and "latency_p99_2_vs_1" in report["ratios"]
     assert "| callers |" in stdout
     assert is_png(tmp_path / "c.png")
