@@ -94,6 +94,7 @@ class Settings:
     requests: int | None = None      # per level: the (limited) requests cycled to this count
     deterministic: bool = False
     kv_per_sequence: bool = False    # LlamaCpp(kv_unified=False) outside deterministic mode
+    flash_attn: bool | None = None   # LlamaCpp(flash_attn=...): None is its default (off on CPU)
     ttft_rounds: int = 2             # one round's p50 over 8 pairs moved by ±0.07 run to run on a shared 2-core host
 
 
@@ -108,7 +109,7 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
     model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=n_ctx,
                                n_threads=settings.n_threads or None, n_seq_max=settings.n_seq_max,
                                prefix_cache=settings.prefix_cache, deterministic=settings.deterministic,
-                               kv_unified=not streams)
+                               kv_unified=not streams, flash_attn=settings.flash_attn)
     chosen = REQUESTS[: settings.limit] if settings.limit else REQUESTS
     requests = [chosen[i % len(chosen)] for i in range(settings.requests)] if settings.requests else chosen
     try:
@@ -136,6 +137,7 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
                      "n_ctx": settings.n_ctx, "n_seq_max": settings.n_seq_max,
                      "prefix_cache": 0 if settings.deterministic else settings.prefix_cache,
                      "deterministic": settings.deterministic, "kv_per_sequence": streams,
+                     "flash_attn": model.flash_attn,
                      "requests": len(requests), "ttft_rounds": settings.ttft_rounds},
         "levels": levels,
         "cold_vs_warm": ttft,
@@ -235,6 +237,8 @@ def markdown(report: dict[str, Any]) -> str:
                             "latency p99 ms", "prefix-hit tokens", "wasted tokens"], rows)
     cw = report["cold_vs_warm"]
     layout = "one KV stream per sequence" if report["settings"].get("kv_per_sequence") else "unified KV cache"
+    fa = report["settings"].get("flash_attn")
+    layout += ", flash attention " + ("llama.cpp's choice" if fa is None else "on" if fa else "off")
     lines = [f"concurrency bench, {report['date']}, {machine_line(report['machine'])}, "
              f"{report['settings']['model']}, {layout}", "", table, "",
              f"TTFT cold {cw['cold_ttft_ms_p50']} ms vs warm shared prefix {cw['warm_ttft_ms_p50']} ms "

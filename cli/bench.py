@@ -131,6 +131,9 @@ def concurrency(
         "per sequence.")] = False,
     ttft_rounds: Annotated[int, typer.Option(
         "--ttft-rounds", min=1, help="Rounds of the cold/warm TTFT pass over the schema pairs.")] = 2,
+    flash_attn: Annotated[str, typer.Option(
+        "--flash-attn", help="LlamaCpp(flash_attn=...): on, off, or default (off on CPU, llama.cpp's choice with GPU "
+        "layers).")] = "default",
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -144,7 +147,8 @@ def concurrency(
     settings = cc.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, max_tokens=max_tokens,
                            n_gpu_layers=n_gpu_layers, n_threads=threads, n_ctx=n_ctx, prefix_cache=prefix_cache,
                            limit=limit, requests=requests, deterministic=deterministic,
-                           kv_per_sequence=kv_per_sequence, ttft_rounds=ttft_rounds)
+                           kv_per_sequence=kv_per_sequence, ttft_rounds=ttft_rounds,
+                           flash_attn=_on_off(flash_attn, "--flash-attn"))
     with progress() as bar:
         task = bar.add_task("concurrency", total=len(counts) + 1)
         report = cc.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
@@ -300,6 +304,16 @@ def serve_bench(
         task = bar.add_task("serve", total=len(counts) * len(chosen))
         report = sb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, sb.markdown(report), json_file, plot_file, sb.plot)
+
+
+def _on_off(text: str, option: str) -> bool | None:
+    """``on`` / ``off`` / ``default`` as True / False / None."""
+    from structgen.errors import InvalidArgument
+
+    choices = {"on": True, "off": False, "default": None}
+    if text not in choices:
+        raise InvalidArgument(f"{option} takes on, off or default, got {text!r}")
+    return choices[text]
 
 
 def _levels(text: str) -> tuple[int, ...]:

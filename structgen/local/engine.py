@@ -26,6 +26,7 @@ from ..request import Message, Request, SamplingParams
 from ..result import Attempt, Result, Timings
 from ..selection import pick
 from . import decode
+from .prefix_cache import common_prefix
 
 C = TypeVar("C")
 
@@ -67,6 +68,7 @@ class Job:
     attempts: list[Attempt] = field(default_factory=list)
     truncations: int = 0               # attempts that ran out of tokens
     compiling: Future[tuple[MatcherFactory, float]] | None = None   # a first compile, run beside the prefill
+    shared: int = 0                    # leading prompt tokens before the last message's own text (prefix cache)
 
     def wait_compiled(self) -> None:
         """Take the grammar compiled in the background, or raise its error (again on every call)."""
@@ -90,7 +92,28 @@ def prepare(model: LocalModel, request: Request) -> Job:
     tokens = model.prompt_tokens(_with_hint(request), system=request.system, chat=request.chat)
     strategy = request.strategy if request.strategy in ("best_of", "self_consistency") else "constrained"
     n = request.n if strategy != "constrained" else 1
-    return Job(request, strategy, n, tokens, factory, compile_ms, t_start, compiling=compiling)
+    return Job(request, strategy, n, tokens, factory, compile_ms, t_start, compiling=compiling,
+               shared=_shared_head(model, request, tokens))
+
+
+_STAND_IN = "\x01"   # a last text that no real one starts like
+
+
+def _shared_head(model: LocalModel, request: Request, tokens: list[int]) -> int:
+    """How many leading tokens of the prompt come before the last message's own text: the chat template, the
+    system prompt, earlier turns and the schema hint, which other requests of the same conversation or schema
+    share (0 in raw mode)."""
+    if not request.chat:
+        return 0
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        stand_in: Any = _STAND_IN
+    else:
+        stand_in = [dict(m) for m in prompt]
+        stand_in[-1]["content"] = _STAND_IN
+    hint = request.schema.prompt_hint if request.schema_in_prompt else None
+    head = model.prompt_tokens(with_hint(stand_in, hint), system=request.system, chat=True)
+    return common_prefix(np.asarray(head, dtype=np.int32), np.asarray(tokens, dtype=np.int32))
 
 
 def _timed_compile(backend: Backend, schema: CompiledSchema, vocab: Vocab) -> tuple[MatcherFactory, float]:

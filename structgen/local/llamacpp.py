@@ -143,6 +143,11 @@ class LlamaCpp:
         return self._ctx.kv_unified
 
     @property
+    def flash_attn(self) -> bool | None:
+        """Whether llama.cpp's flash attention was asked for (None: left to llama.cpp, on where supported)."""
+        return self._ctx.flash_attn
+
+    @property
     def n_threads(self) -> int:
         """CPU threads llama.cpp uses (part of what a deterministic run depends on)."""
         return self._ctx.n_threads

@@ -427,7 +427,7 @@ class Scheduler:
         seq0 = t.seq_ids[0]
         n_prompt = len(t.job.tokens)
         if not self._deterministic:
-            self.cache.insert(t.job.tokens, seq0)
+            self.cache.insert(t.job.tokens, seq0, shared=t.job.shared)
         for dst in t.seq_ids[1:]:
             self.model.share(seq0, dst, n_prompt)
         self._begin_attempt(t)

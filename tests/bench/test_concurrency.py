@@ -40,9 +40,15 @@ def test_tiny_run(bench: Any, tmp_path: Path) -> None:
 
 def test_requests_cycle_so_every_caller_stays_busy(bench: Any) -> None:
     code, stdout, report = bench("concurrency", "--concurrency", "2", "--limit", "2", "--requests", "5",
-                                 "--max-tokens", "24", "--n-ctx", "4096")
+                                 "--max-tokens", "24", "--n-ctx", "4096", "--flash-attn", "on")
     assert code == 0, stdout
     assert report["settings"]["requests"] == 5 and report["levels"][0]["calls"] == 5
+    assert report["settings"]["flash_attn"] is True and "flash attention on" in stdout
+
+
+def test_bad_flash_attn_is_a_typed_error(bench: Any) -> None:
+    with pytest.raises(InvalidArgument, match="--flash-attn takes on, off or default"):
+        bench("concurrency", "--flash-attn", "maybe")
 
 
 @pytest.mark.parametrize("levels", ["0,2", "x", ""])

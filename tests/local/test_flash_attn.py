@@ -41,11 +41,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def test_cpu_default_is_off_and_a_quantised_cache_keeps_it_on(model: structgen.LlamaCpp) -> None:
-    assert model.n_gpu_layers == 0 and model._ctx.flash_attn is False
+    assert model.n_gpu_layers == 0 and model.flash_attn is False
     with pytest.raises(structgen.InvalidArgument, match="flash attention"):
         structgen.LlamaCpp(model.path, deterministic=True, flash_attn=False, n_ctx=512)
     det = structgen.LlamaCpp(model.path, deterministic=True, n_ctx=512, n_seq_max=1)
     try:
-        assert det._ctx.flash_attn is True
+        assert det.flash_attn is True
     finally:
         det.close()

@@ -1,0 +1,128 @@
+"""What the prefix cache keeps: whole recent prompts while short, heads and shared starts of older ones, never a
+pinned entry's cells; on a stand-in KV store that tracks which positions each sequence holds."""
+
+from __future__ import annotations
+
+import structgen
+from structgen.generate import build_request
+from structgen.local.engine import Job, prepare
+from structgen.local.prefix_cache import TAIL_CELLS, PrefixCache
+
+
+class FakeKv:
+    """Each sequence's held positions, as llama.cpp's seq_rm / seq_cp leave them."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, int] = {}
+
+    def seq_remove(self, seq: int, start: int, end: int = -1) -> None:
+        assert end == -1
+        self.held[seq] = min(self.held.get(seq, 0), start)
+
+    def seq_copy(self, src: int, dst: int, start: int = 0, end: int = -1) -> None:
+        assert start == 0 and end <= self.held.get(src, 0)
+        self.held[dst] = end
+
+
+def _prompt(head: list[int], text_id: int, length: int) -> list[int]:
+    return head + [1000 * text_id + i for i in range(length)]
+
+
+def _decoded(kv: FakeKv, seq: int, tokens: list[int]) -> list[int]:
+    kv.held[seq] = len(tokens)
+    return tokens
+
+
+HEAD_A = list(range(100))            # template + system prompt + schema hint of one schema
+HEAD_B = list(range(20)) + list(range(500, 560))   # same template, another hint
+
+
+def test_the_newest_prompt_stays_whole_and_older_ones_keep_their_heads() -> None:
+    kv = FakeKv()
+    cache = PrefixCache(kv, [10, 11, 12])
+    first = _decoded(kv, 0, _prompt(HEAD_A, 1, 40))
+    cache.insert(first, 0, shared=len(HEAD_A))
+    entry, hit = cache.lookup(first)
+    assert hit == len(first) and kv.held[entry.seq] == len(first)      # asked again: a full hit
+    second = _decoded(kv, 1, _prompt(HEAD_B, 2, 40))
+    cache.insert(second, 1, shared=len(HEAD_B))
+    older = next(e for e in cache.entries if e.tokens[20] == HEAD_A[20])
+    assert len(older.tokens) == len(HEAD_A) == kv.held[older.seq]       # its own text dropped, its head kept
+    assert cache.lookup(_prompt(HEAD_A, 3, 40))[1] == len(HEAD_A)
+    assert cache.lookup(second)[1] == len(second)
+
+
+def test_a_start_shared_by_two_prompts_is_kept_past_the_head() -> None:
+    kv = FakeKv()
+    cache = PrefixCache(kv, [10, 11, 12])
+    instruction = [7, 7, 7, 8, 9]     # "Extract the data ... Text:" opening both texts
+    one = _decoded(kv, 0, _prompt(HEAD_A + instruction, 1, 30))
+    cache.insert(one, 0, shared=len(HEAD_A))
+    two = _decoded(kv, 1, _prompt(HEAD_A + instruction, 2, 30))
+    cache.insert(two, 1, shared=len(HEAD_A))
+    three = _decoded(kv, 2, _prompt(HEAD_B, 3, 30))
+    cache.insert(three, 2, shared=len(HEAD_B))
+    # the two A prompts became one entry holding the head and the instruction; the newest stays whole
+    kept = sorted(len(e.tokens) for e in cache.entries)
+    assert kept == [len(HEAD_A) + len(instruction), len(three)]
+    assert cache.lookup(_prompt(HEAD_A + instruction, 4, 30))[1] == len(HEAD_A) + len(instruction)
+    assert len(cache._free) == 1
+
+
+def test_a_long_text_is_not_kept_past_its_head() -> None:
+    kv = FakeKv()
+    cache = PrefixCache(kv, [10, 11])
+    long = _decoded(kv, 0, _prompt(HEAD_A, 1, TAIL_CELLS + 1))
+    cache.insert(long, 0, shared=len(HEAD_A))
+    assert [len(e.tokens) for e in cache.entries] == [len(HEAD_A)]
+    short = _decoded(kv, 1, _prompt(HEAD_B, 2, TAIL_CELLS))
+    cache.insert(short, 1, shared=len(HEAD_B))
+    assert sorted(len(e.tokens) for e in cache.entries) == [len(HEAD_A), len(short)]
+
+
+def test_a_pinned_entry_is_not_cut_until_it_is_idle() -> None:
+    kv = FakeKv()
+    cache = PrefixCache(kv, [10, 11, 12])
+    first = _decoded(kv, 0, _prompt(HEAD_A, 1, 40))
+    cache.insert(first, 0, shared=len(HEAD_A))
+    entry, hit = cache.lookup(first)
+    cache.reuse(entry, 5, hit)                      # a live request holds it
+    cache.insert(_decoded(kv, 1, _prompt(HEAD_B, 2, 40)), 1, shared=len(HEAD_B))
+    assert len(entry.tokens) == len(first) == kv.held[entry.seq]
+    cache.unpin(entry)
+    cache.insert(_decoded(kv, 2, _prompt(HEAD_B, 3, 40)), 2, shared=len(HEAD_B))
+    assert len(entry.tokens) == len(HEAD_A) == kv.held[entry.seq]
+
+
+def test_raw_prompts_with_nothing_shared_leave_no_empty_entries() -> None:
+    kv = FakeKv()
+    cache = PrefixCache(kv, [10, 11, 12])
+    cache.insert(_decoded(kv, 0, [1, 2, 3]), 0)
+    cache.insert(_decoded(kv, 1, [4, 5, 6]), 1)
+    assert [e.tokens.tolist() for e in cache.entries] == [[4, 5, 6]]
+    assert len(cache._free) == 2
+
+
+def test_a_prompts_shared_head_ends_where_its_last_text_begins(model: structgen.LlamaCpp) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    text = "Alice Moreau, 34, lives in Lyon."
+    job = prepare(model, build_request(model, text, schema, system="You extract people."))
+    head, tail = model.detokenize(job.tokens[: job.shared]), model.detokenize(job.tokens[job.shared :])
+    assert "You extract people." in head and schema_hint_start(job) in head
+    assert text in tail and "You extract" not in tail
+
+    turns = [{"role": "user", "content": "Who is in the text?"}, {"role": "assistant", "content": "Alice."},
+             {"role": "user", "content": text}]
+    job = prepare(model, build_request(model, turns, schema))
+    head, tail = model.detokenize(job.tokens[: job.shared]), model.detokenize(job.tokens[job.shared :])
+    assert "Who is in the text?" in head and "Alice." in head
+    assert text in tail
+
+    raw = prepare(model, build_request(model, text, None, chat=False))
+    assert raw.shared == 0
+
+
+def schema_hint_start(job: Job) -> str:
+    hint = job.request.schema.prompt_hint
+    assert hint
+    return hint[:20]
