@@ -4,8 +4,8 @@ starts the same way (chat template, system prompt, schema hint) decodes only the
 Each entry is one spare sequence holding the KV of a prompt's start. A new request copies the longest common
 prefix of the best entry into its own sequence (``llama_memory_seq_cp``: on a unified cache this tags the cells;
 with one KV stream per sequence llama.cpp copies the stream, cut at that length; no recompute either way) and
-prefills from there. An entry in use by a live request (``pins``) is never written, trimmed or evicted, so a prefix
-shared by live requests is never mutated. Bounded by its number of slots and, through the scheduler's KV-cell
+prefills from there. An entry in use by live requests (``pins``) is never written or evicted, nor cut below the
+longest start they copied from it (``in_use``), so a prefix shared by live requests is never mutated. Bounded by its number of slots and, through the scheduler's KV-cell
 budget, by cells; least recently used first out.
 
 What an entry keeps: the newest entry holds its whole prompt (a prompt asked again, or continued, hits in full)
@@ -59,6 +59,7 @@ class CacheEntry:
     tokens: NDArray[np.int32]
     shared: int = 0                  # leading tokens worth keeping even alone (the conversation's head)
     pins: int = 0
+    in_use: int = 0                  # the longest start live requests copied (while pinned)
     used: float = field(default_factory=time.monotonic)
 
 
@@ -90,6 +91,7 @@ class PrefixCache:
         """Give sequence ``dst`` the first ``n`` positions of ``entry`` and pin the entry while ``dst`` uses it."""
         self._kv.seq_copy(entry.seq, dst, 0, n)
         entry.pins += 1
+        entry.in_use = max(entry.in_use, n)
         entry.used = time.monotonic()
 
     def insert(self, tokens: Sequence[int], src: int, *, shared: int = 0) -> None:
@@ -116,17 +118,17 @@ class PrefixCache:
         self._cut_back(newest)
 
     def _cut_back(self, newest: CacheEntry) -> None:
-        """Cut every idle entry but ``newest`` back to its shared head or, if longer, its longest start shared with
-        another entry; then free the slots of idle entries that keep nothing or that another entry covers."""
-        idle = [e for e in self.entries if e is not newest and e.pins == 0]
-        for entry in idle:
+        """Cut every entry but ``newest`` back to its shared head or, if longer, its longest start shared with another
+        entry (a pinned one not below what live requests copied); then free the slots of idle entries that keep
+        nothing or that another entry covers."""
+        for entry in [e for e in self.entries if e is not newest]:
             with_others = max((common_prefix(entry.tokens, o.tokens) for o in self.entries if o is not entry),
                               default=0)
-            keep = max(with_others, entry.shared)
+            keep = max(with_others, entry.shared, entry.in_use if entry.pins else 0)
             if keep < len(entry.tokens):
                 self._kv.seq_remove(entry.seq, keep, -1)
                 entry.tokens = entry.tokens[:keep]
-        for entry in idle:
+        for entry in [e for e in self.entries if e is not newest and e.pins == 0]:
             n = len(entry.tokens)
             cover = next((o for o in self.entries if o is not entry and common_prefix(entry.tokens, o.tokens) == n),
                          None)
@@ -138,6 +140,8 @@ class PrefixCache:
     def unpin(self, entry: CacheEntry) -> None:
         """A request that reused ``entry`` is done with it."""
         entry.pins -= 1
+        if entry.pins == 0:
+            entry.in_use = 0
 
     def evict_one(self) -> bool:
         """Drop the least recently used unpinned entry; False if every entry is pinned (or none exists)."""

@@ -80,18 +80,21 @@ def test_a_long_text_is_not_kept_past_its_head() -> None:
     assert sorted(len(e.tokens) for e in cache.entries) == [len(HEAD_A), len(short)]
 
 
-def test_a_pinned_entry_is_not_cut_until_it_is_idle() -> None:
+def test_a_pinned_entry_is_cut_no_shorter_than_what_live_requests_copied() -> None:
     kv = FakeKv()
     cache = PrefixCache(kv, [10, 11, 12])
     first = _decoded(kv, 0, _prompt(HEAD_A, 1, 40))
     cache.insert(first, 0, shared=len(HEAD_A))
     entry, hit = cache.lookup(first)
-    cache.reuse(entry, 5, hit)                      # a live request holds it
+    cache.reuse(entry, 5, hit)                      # a live request copied all of it
     cache.insert(_decoded(kv, 1, _prompt(HEAD_B, 2, 40)), 1, shared=len(HEAD_B))
     assert len(entry.tokens) == len(first) == kv.held[entry.seq]
     cache.unpin(entry)
+    cache.reuse(entry, 6, 30)                       # another copies only the template's start
     cache.insert(_decoded(kv, 2, _prompt(HEAD_B, 3, 40)), 2, shared=len(HEAD_B))
-    assert len(entry.tokens) == len(HEAD_A) == kv.held[entry.seq]
+    assert len(entry.tokens) == len(HEAD_A) == kv.held[entry.seq]   # cut while in use, not below its head
+    assert entry in cache.entries
+    cache.unpin(entry)
 
 
 def test_raw_prompts_with_nothing_shared_leave_no_empty_entries() -> None:
