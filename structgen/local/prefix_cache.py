@@ -5,11 +5,11 @@ Each entry is one spare sequence holding the KV of a prompt's start. A new reque
 prefix of the best entry into its own sequence (``llama_memory_seq_cp``: on a unified cache this tags the cells;
 with one KV stream per sequence llama.cpp copies the stream, cut at that length; no recompute either way) and
 prefills from there. An entry in use by live requests (``pins``) is never written or evicted, nor cut below the
-longest start they copied from it (``in_use``), so a prefix shared by live requests is never mutated. Bounded by its number of slots and, through the scheduler's KV-cell
-budget, by cells; least recently used first out.
+longest start they copied from it (``in_use``), so a prefix shared by live requests is never mutated. Bounded by
+its number of slots and, through the scheduler's KV-cell budget, by cells; least recently used first out.
 
 What an entry keeps: the newest entry holds its whole prompt (a prompt asked again, or continued, hits in full)
-unless its own text is longer than ``TAIL_CELLS``; when a newer one arrives, an older idle entry is cut back to
+unless its own text is longer than ``TAIL_CELLS``; when a newer one arrives, an older entry is cut back to
 what is worth keeping: its ``shared`` head (template, system prompt, earlier turns, schema hint: everything before
 the last user text) or, if longer, the start it shares with another entry (an instruction many prompts open
 with). Why: on a unified cache every sequence's attention spans every cell in use, so cells that no request will
