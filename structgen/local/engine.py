@@ -21,7 +21,7 @@ import numpy as np
 
 from ..compile.matchers import Backend, MatcherFactory, Vocab
 from ..compile.schema import CompiledSchema
-from ..errors import Cancelled, GenerationError, TruncatedOutput, ValidationFailed
+from ..errors import Cancelled, GenerationError, InvalidArgument, TruncatedOutput, ValidationFailed
 from ..request import Message, Request, SamplingParams
 from ..result import Attempt, Result, Timings
 from ..selection import pick
@@ -102,8 +102,8 @@ _STAND_IN = "\x01"   # a last text that no real one starts like
 def _shared_head(model: LocalModel, request: Request, tokens: list[int]) -> int:
     """How many leading tokens of the prompt come before the last message's own text: the chat template, the
     system prompt, earlier turns and the schema hint, which other requests of the same conversation or schema
-    share (0 in raw mode)."""
-    if not request.chat:
+    share (0 in raw mode, and in the deterministic mode, which has no prefix cache)."""
+    if not request.chat or model.deterministic:
         return 0
     prompt = request.prompt
     if isinstance(prompt, str):
@@ -112,7 +112,10 @@ def _shared_head(model: LocalModel, request: Request, tokens: list[int]) -> int:
         stand_in = [dict(m) for m in prompt]
         stand_in[-1]["content"] = _STAND_IN
     hint = request.schema.prompt_hint if request.schema_in_prompt else None
-    head = model.prompt_tokens(with_hint(stand_in, hint), system=request.system, chat=True)
+    try:
+        head = model.prompt_tokens(with_hint(stand_in, hint), system=request.system, chat=True)
+    except InvalidArgument:   # a template that refuses the stand-in: the head stays unknown, nothing breaks
+        return 0
     return common_prefix(np.asarray(head, dtype=np.int32), np.asarray(tokens, dtype=np.int32))
 
 

@@ -55,12 +55,14 @@ class LlamaCpp:
     the number of callers. Sharing a prompt (prefix cache, best-of-n) then copies a whole stream instead of
     tagging cells. Measured in ``structgen bench concurrency --kv-per-sequence``.
 
-    ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU and leaves it to llama.cpp
-    (on where supported) with GPU layers. Measured on CPU (SmolLM2, 2 cores): llama.cpp's CPU flash-attention
-    kernel tiles its work only from 64 prompt tokens, so a short prefill (what follows a cached prefix) costs
-    ~1.7× as much per token, and past a few thousand cells a step costs 3–10× more. Without it llama.cpp keeps
-    an attention buffer of ``n_ctx`` × ``n_batch`` floats a head (~90 MB for SmolLM2 at n_ctx=4096). Deterministic
-    mode on CPU keeps it on: its q8_0 cache needs it.
+    ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU with one KV stream per
+    sequence and leaves it to llama.cpp (on where supported) otherwise. Measured on CPU (SmolLM2, 2 cores):
+    llama.cpp's CPU flash-attention kernel tiles its work only from 64 prompt tokens, so a short prefill (what
+    follows a cached prefix) costs ~1.7× as much per token, and past a few thousand cells a step costs 3–10× more.
+    But on a unified cache llama.cpp's attention without it mixes co-batched sequences that share cells (a
+    best-of sibling moved a logit by 0.47), so there it stays on and ``flash_attn=False`` is refused. Without it
+    llama.cpp keeps an attention buffer of ``n_ctx`` × ``n_batch`` floats a head. Deterministic mode on CPU keeps
+    it on: its q8_0 cache needs it.
     """
 
     def __init__(
@@ -108,7 +110,10 @@ class LlamaCpp:
             # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
             # sequence's attention does not depend on its batch-mates (see structgen.determinism).
             quantised_kv = deterministic and n_gpu_layers == 0
-            if flash_attn is None and not quantised_kv and n_gpu_layers == 0:
+            if flash_attn is False and kv_unified:
+                raise InvalidArgument("flash_attn=False needs kv_unified=False: without flash attention llama.cpp "
+                                      "mixes co-batched sequences that share cells of a unified KV cache")
+            if flash_attn is None and not quantised_kv and n_gpu_layers == 0 and not kv_unified:
                 flash_attn = False
             self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,
                                      n_threads=n_threads, kv_unified=kv_unified, quantised_kv=quantised_kv,

@@ -1,4 +1,5 @@
-"""Flash attention: off by default on CPU (llama.cpp's CPU kernel is the slower one), on where a cache needs it."""
+"""Flash attention: off by default on CPU with one KV stream per sequence (llama.cpp's CPU kernel is the slower one),
+on where a unified cache or a quantised one needs it."""
 
 from __future__ import annotations
 
@@ -40,12 +41,43 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def test_cpu_default_is_off_and_a_quantised_cache_keeps_it_on(model: structgen.LlamaCpp) -> None:
-    assert model.n_gpu_layers == 0 and model.flash_attn is False
+def test_cpu_default_is_off_only_with_one_stream_per_sequence(model: structgen.LlamaCpp) -> None:
+    assert model.n_gpu_layers == 0 and model.kv_unified and model.flash_attn is None   # llama.cpp's choice: on
+    with pytest.raises(structgen.InvalidArgument, match="kv_unified=False"):
+        structgen.LlamaCpp(model.path, flash_attn=False, n_ctx=512)
     with pytest.raises(structgen.InvalidArgument, match="flash attention"):
         structgen.LlamaCpp(model.path, deterministic=True, flash_attn=False, n_ctx=512)
+    streams = structgen.LlamaCpp(model.path, kv_unified=False, n_ctx=512, n_seq_max=2, prefix_cache=0)
     det = structgen.LlamaCpp(model.path, deterministic=True, n_ctx=512, n_seq_max=1)
     try:
-        assert det.flash_attn is True
+        assert streams.flash_attn is False and det.flash_attn is True
     finally:
+        streams.close()
         det.close()
+
+
+@pytest.mark.parametrize(("kv_unified", "flash_attn"), [(True, None), (False, False)])
+def test_a_co_batched_sibling_does_not_move_a_sequences_logits(model: structgen.LlamaCpp, kv_unified: bool,
+                                                               flash_attn: bool | None) -> None:
+    # Why the unified cache keeps flash attention: without it llama.cpp let a sibling sharing the prompt's cells,
+    # decoded in the same batch, move this sequence's logits by ~0.5.
+    llama = LlamaModel(model.path)
+    ctx = LlamaContext(llama, n_ctx=512, n_seq_max=3, n_threads=1, kv_unified=kv_unified, flash_attn=flash_attn)
+    try:
+        prompt = llama.tokenize("Is the sky blue? Answer:", add_special=False, parse_special=False)
+        mine = llama.tokenize(" yes, it is", add_special=False, parse_special=False)
+        sibling = llama.tokenize(" no", add_special=False, parse_special=False)
+        ctx.decode_sequence(prompt + mine, 0, 0)
+        alone = np.array(ctx.logits(-1))
+        ctx.clear()
+        ctx.decode_sequence(prompt, 0, 0)
+        ctx.seq_copy(0, 1, 0, len(prompt))
+        ctx.seq_copy(0, 2, 0, len(prompt))
+        items = [(t, len(prompt) + i, 2, False) for i, t in enumerate(sibling)]
+        items += [(t, len(prompt) + i, 1, i == len(mine) - 1) for i, t in enumerate(mine)]
+        ctx.decode(items)
+        together = np.array(ctx.logits(len(items) - 1))
+    finally:
+        ctx.close()
+        llama.close()
+    assert np.abs(alone - together).max() < 1e-3
