@@ -87,6 +87,10 @@ class SchedulableModel(LocalModel, Protocol):
     def kv_unified(self) -> bool:
         """Whether all sequences share one KV cache of ``n_ctx`` cells (else each has its own)."""
 
+    @property
+    def min_prefill(self) -> int:
+        """Prompt tokens below which a prefill batch costs as much as this many (1: none)."""
+
     def kv(self) -> KvSequences:
         """The KV-cache sequence operations."""
 
@@ -295,6 +299,9 @@ class Scheduler:
         if not self._deterministic:
             entry, hit = self.cache.lookup(t.job.tokens)
             hit = min(hit, len(t.job.tokens) - 1)    # at least one token to decode: its logits start the answer
+            floor, n = self.model.min_prefill, len(t.job.tokens)
+            if floor // 2 <= n - hit < floor < n:   # a batch this short costs more than one of `floor` tokens
+                hit = n - floor
             if entry is not None and hit > 0:
                 self.cache.reuse(entry, t.seq_ids[0], hit)
                 t.pin, t.filled, t.prefix_hit = entry, hit, hit

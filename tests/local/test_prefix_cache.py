@@ -4,6 +4,7 @@ pinned entry's cells; on a stand-in KV store that tracks which positions each se
 from __future__ import annotations
 
 import structgen
+from structgen import generate
 from structgen.generate import build_request
 from structgen.local.engine import Job, prepare
 from structgen.local.prefix_cache import TAIL_CELLS, PrefixCache
@@ -129,3 +130,21 @@ def schema_hint_start(job: Job) -> str:
     hint = job.request.schema.prompt_hint
     assert hint
     return hint[:20]
+
+
+def test_a_warm_prefill_is_never_a_batch_llama_cpp_runs_slowly(model: structgen.LlamaCpp) -> None:
+    cached = structgen.LlamaCpp(model.path, n_ctx=2048, n_seq_max=2, prefix_cache=2)
+    assert cached.min_prefill == 64     # CPU, flash attention on (the unified cache keeps it)
+    schema = structgen.Choice(["Amsterdam", "Lisbon", "Rome"])
+    system = "You read short travel notes and say which city they are about. " * 3
+    notes = ["We walked along the canals, ate stroopwafels, visited the flower market and rented bikes near the "
+             "central station for the whole sunny day.",
+             "The yellow tram climbed past tiled houses to the old castle; at night we heard fado in a small, "
+             "crowded bar in Alfama."]
+    try:
+        first, second = (generate(n, schema, model=cached, system=system, seed=1, max_tokens=64) for n in notes)
+    finally:
+        cached.close()
+    rest = second.timings.prompt_tokens - second.timings.prefix_hit_tokens
+    assert second.timings.prefix_hit_tokens > 0 and first.timings.prompt_tokens > 64
+    assert not 32 <= rest < 64, rest           # 32-63 tokens: re-decode some cached ones, send 64
