@@ -72,7 +72,6 @@ REQUESTS = _requests()
 """16 requests: 8 schemas × 2 texts, each schema's two texts side by side."""
 
 
-
 def prompt_of(e: Extraction) -> str:
     """The user message: the text; structgen appends its own schema hint."""
     return f"Extract the data from the text below as JSON.\n\nText: {e.text}"
@@ -94,7 +93,7 @@ class Settings:
     requests: int | None = None      # per level: the (limited) requests cycled to this count
     deterministic: bool = False
     kv_per_sequence: bool = False    # LlamaCpp(kv_unified=False) outside deterministic mode
-    flash_attn: bool | None = None   # LlamaCpp(flash_attn=...): None is its default (off on CPU)
+    flash_attn: bool | None = None   # LlamaCpp(flash_attn=...): None is its default
     ttft_rounds: int = 2             # one round's p50 over 8 pairs moved by ±0.07 run to run on a shared 2-core host
 
 

@@ -132,8 +132,8 @@ def concurrency(
     ttft_rounds: Annotated[int, typer.Option(
         "--ttft-rounds", min=1, help="Rounds of the cold/warm TTFT pass over the schema pairs.")] = 2,
     flash_attn: Annotated[str, typer.Option(
-        "--flash-attn", help="LlamaCpp(flash_attn=...): on, off, or default (off on CPU, llama.cpp's choice with GPU "
-        "layers).")] = "default",
+        "--flash-attn", help="LlamaCpp(flash_attn=...): on, off (needs --kv-per-sequence), or default (off on CPU "
+        "with --kv-per-sequence, else llama.cpp's choice).")] = "default",
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:

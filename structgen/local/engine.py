@@ -68,7 +68,7 @@ class Job:
     attempts: list[Attempt] = field(default_factory=list)
     truncations: int = 0               # attempts that ran out of tokens
     compiling: Future[tuple[MatcherFactory, float]] | None = None   # a first compile, run beside the prefill
-    shared: int = 0                    # leading prompt tokens before the last message's own text (prefix cache)
+    shared: int = 0                    # leading prompt tokens before the last message's own text (``shared_head``)
 
     def wait_compiled(self) -> None:
         """Take the grammar compiled in the background, or raise its error (again on every call)."""
@@ -92,18 +92,18 @@ def prepare(model: LocalModel, request: Request) -> Job:
     tokens = model.prompt_tokens(_with_hint(request), system=request.system, chat=request.chat)
     strategy = request.strategy if request.strategy in ("best_of", "self_consistency") else "constrained"
     n = request.n if strategy != "constrained" else 1
-    return Job(request, strategy, n, tokens, factory, compile_ms, t_start, compiling=compiling,
-               shared=_shared_head(model, request, tokens))
+    return Job(request, strategy, n, tokens, factory, compile_ms, t_start, compiling=compiling)
 
 
 _STAND_IN = "\x01"   # a last text that no real one starts like
 
 
-def _shared_head(model: LocalModel, request: Request, tokens: list[int]) -> int:
-    """How many leading tokens of the prompt come before the last message's own text: the chat template, the
-    system prompt, earlier turns and the schema hint, which other requests of the same conversation or schema
-    share (0 in raw mode, and in the deterministic mode, which has no prefix cache)."""
-    if not request.chat or model.deterministic:
+def shared_head(model: LocalModel, request: Request, tokens: list[int]) -> int:
+    """How many leading ``tokens`` of the request's prompt come before the last message's own text: the chat
+    template, the system prompt, earlier turns and the schema hint, which other requests of the same conversation
+    or schema share (0 in raw mode). What the prefix cache keeps of a prompt; it costs a second render and
+    tokenisation, so only a model with a prefix cache asks."""
+    if not request.chat:
         return 0
     prompt = request.prompt
     if isinstance(prompt, str):
@@ -290,4 +290,4 @@ def with_hint(prompt: str | Sequence[Message], hint: str | None, *, chat: bool =
 
 
 __all__ = ["GenerationError", "Job", "choose", "conclude", "loop_options", "prepare", "run_attempts",
-           "sampling", "sequences", "stop_after_first_valid", "with_hint"]
+           "sampling", "sequences", "shared_head", "stop_after_first_valid", "with_hint"]

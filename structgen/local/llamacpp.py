@@ -19,7 +19,7 @@ from ..result import Result
 from .binding import LlamaContext, LlamaModel
 from .chat import CHATML_TEMPLATE, ChatTemplate
 from .context_lock import ContextLock
-from .engine import prepare, run_attempts
+from .engine import prepare, run_attempts, shared_head
 from .models import resolve_model_path
 from .prefix_cache import KvSequences
 from .scheduler import Scheduler, Sink, Ticket
@@ -316,7 +316,10 @@ class LlamaCpp:
         come, in ``Ticket.sink`` (or that sink)."""
         if request.reasks:
             raise InvalidArgument(f"strategy {request.strategy!r} re-asks in turns; it cannot be submitted")
-        return self.scheduler.submit(prepare(self, request), timeout=request.timeout, stream=stream)
+        job = prepare(self, request)
+        if self.scheduler.cache.size:
+            job.shared = shared_head(self, request, job.tokens)
+        return self.scheduler.submit(job, timeout=request.timeout, stream=stream)
 
     def close(self) -> None:
         """Stop the engine thread, then free the context and the weights."""

@@ -68,6 +68,7 @@ class PrefixCache:
 
     def __init__(self, kv: KvSequences, slots: Sequence[int]) -> None:
         self._kv = kv
+        self.size = len(slots)
         self._free = list(slots)
         self.entries: list[CacheEntry] = []
 

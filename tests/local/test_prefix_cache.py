@@ -6,7 +6,7 @@ from __future__ import annotations
 import structgen
 from structgen import generate
 from structgen.generate import build_request
-from structgen.local.engine import Job, prepare
+from structgen.local.engine import Job, prepare, shared_head
 from structgen.local.prefix_cache import TAIL_CELLS, PrefixCache
 
 
@@ -29,8 +29,10 @@ def _prompt(head: list[int], text_id: int, length: int) -> list[int]:
     return head + [1000 * text_id + i for i in range(length)]
 
 
-def _decoded(kv: FakeKv, seq: int, tokens: list[int]) -> list[int]:
+def _insert(cache: PrefixCache, kv: FakeKv, seq: int, tokens: list[int], shared: int = 0) -> list[int]:
+    """Decode ``tokens`` into ``seq`` (as a request's prefill would) and offer them to the cache."""
     kv.held[seq] = len(tokens)
+    cache.insert(tokens, seq, shared=shared)
     return tokens
 
 
@@ -41,12 +43,10 @@ HEAD_B = list(range(20)) + list(range(500, 560))   # same template, another hint
 def test_the_newest_prompt_stays_whole_and_older_ones_keep_their_heads() -> None:
     kv = FakeKv()
     cache = PrefixCache(kv, [10, 11, 12])
-    first = _decoded(kv, 0, _prompt(HEAD_A, 1, 40))
-    cache.insert(first, 0, shared=len(HEAD_A))
+    first = _insert(cache, kv, 0, _prompt(HEAD_A, 1, 40), len(HEAD_A))
     entry, hit = cache.lookup(first)
     assert hit == len(first) and kv.held[entry.seq] == len(first)      # asked again: a full hit
-    second = _decoded(kv, 1, _prompt(HEAD_B, 2, 40))
-    cache.insert(second, 1, shared=len(HEAD_B))
+    second = _insert(cache, kv, 1, _prompt(HEAD_B, 2, 40), len(HEAD_B))
     older = next(e for e in cache.entries if e.tokens[20] == HEAD_A[20])
     assert len(older.tokens) == len(HEAD_A) == kv.held[older.seq]       # its own text dropped, its head kept
     assert cache.lookup(_prompt(HEAD_A, 3, 40))[1] == len(HEAD_A)
@@ -57,12 +57,9 @@ def test_a_start_shared_by_two_prompts_is_kept_past_the_head() -> None:
     kv = FakeKv()
     cache = PrefixCache(kv, [10, 11, 12])
     instruction = [7, 7, 7, 8, 9]     # "Extract the data ... Text:" opening both texts
-    one = _decoded(kv, 0, _prompt(HEAD_A + instruction, 1, 30))
-    cache.insert(one, 0, shared=len(HEAD_A))
-    two = _decoded(kv, 1, _prompt(HEAD_A + instruction, 2, 30))
-    cache.insert(two, 1, shared=len(HEAD_A))
-    three = _decoded(kv, 2, _prompt(HEAD_B, 3, 30))
-    cache.insert(three, 2, shared=len(HEAD_B))
+    _insert(cache, kv, 0, _prompt(HEAD_A + instruction, 1, 30), len(HEAD_A))
+    _insert(cache, kv, 1, _prompt(HEAD_A + instruction, 2, 30), len(HEAD_A))
+    three = _insert(cache, kv, 2, _prompt(HEAD_B, 3, 30), len(HEAD_B))
     # the two A prompts became one entry holding the head and the instruction; the newest stays whole
     kept = sorted(len(e.tokens) for e in cache.entries)
     assert kept == [len(HEAD_A) + len(instruction), len(three)]
@@ -73,26 +70,23 @@ def test_a_start_shared_by_two_prompts_is_kept_past_the_head() -> None:
 def test_a_long_text_is_not_kept_past_its_head() -> None:
     kv = FakeKv()
     cache = PrefixCache(kv, [10, 11])
-    long = _decoded(kv, 0, _prompt(HEAD_A, 1, TAIL_CELLS + 1))
-    cache.insert(long, 0, shared=len(HEAD_A))
+    _insert(cache, kv, 0, _prompt(HEAD_A, 1, TAIL_CELLS + 1), len(HEAD_A))
     assert [len(e.tokens) for e in cache.entries] == [len(HEAD_A)]
-    short = _decoded(kv, 1, _prompt(HEAD_B, 2, TAIL_CELLS))
-    cache.insert(short, 1, shared=len(HEAD_B))
+    short = _insert(cache, kv, 1, _prompt(HEAD_B, 2, TAIL_CELLS), len(HEAD_B))
     assert sorted(len(e.tokens) for e in cache.entries) == [len(HEAD_A), len(short)]
 
 
 def test_a_pinned_entry_is_cut_no_shorter_than_what_live_requests_copied() -> None:
     kv = FakeKv()
     cache = PrefixCache(kv, [10, 11, 12])
-    first = _decoded(kv, 0, _prompt(HEAD_A, 1, 40))
-    cache.insert(first, 0, shared=len(HEAD_A))
+    first = _insert(cache, kv, 0, _prompt(HEAD_A, 1, 40), len(HEAD_A))
     entry, hit = cache.lookup(first)
     cache.reuse(entry, 5, hit)                      # a live request copied all of it
-    cache.insert(_decoded(kv, 1, _prompt(HEAD_B, 2, 40)), 1, shared=len(HEAD_B))
+    _insert(cache, kv, 1, _prompt(HEAD_B, 2, 40), len(HEAD_B))
     assert len(entry.tokens) == len(first) == kv.held[entry.seq]
     cache.unpin(entry)
     cache.reuse(entry, 6, 30)                       # another copies only the template's start
-    cache.insert(_decoded(kv, 2, _prompt(HEAD_B, 3, 40)), 2, shared=len(HEAD_B))
+    _insert(cache, kv, 2, _prompt(HEAD_B, 3, 40), len(HEAD_B))
     assert len(entry.tokens) == len(HEAD_A) == kv.held[entry.seq]   # cut while in use, not below its head
     assert entry in cache.entries
     cache.unpin(entry)
@@ -101,8 +95,8 @@ def test_a_pinned_entry_is_cut_no_shorter_than_what_live_requests_copied() -> No
 def test_raw_prompts_with_nothing_shared_leave_no_empty_entries() -> None:
     kv = FakeKv()
     cache = PrefixCache(kv, [10, 11, 12])
-    cache.insert(_decoded(kv, 0, [1, 2, 3]), 0)
-    cache.insert(_decoded(kv, 1, [4, 5, 6]), 1)
+    _insert(cache, kv, 0, [1, 2, 3])
+    _insert(cache, kv, 1, [4, 5, 6])
     assert [e.tokens.tolist() for e in cache.entries] == [[4, 5, 6]]
     assert len(cache._free) == 2
 
@@ -111,19 +105,21 @@ def test_a_prompts_shared_head_ends_where_its_last_text_begins(model: structgen.
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
     text = "Alice Moreau, 34, lives in Lyon."
     job = prepare(model, build_request(model, text, schema, system="You extract people."))
-    head, tail = model.detokenize(job.tokens[: job.shared]), model.detokenize(job.tokens[job.shared :])
+    n = shared_head(model, job.request, job.tokens)
+    head, tail = model.detokenize(job.tokens[:n]), model.detokenize(job.tokens[n:])
     assert "You extract people." in head and schema_hint_start(job) in head
     assert text in tail and "You extract" not in tail
 
     turns = [{"role": "user", "content": "Who is in the text?"}, {"role": "assistant", "content": "Alice."},
              {"role": "user", "content": text}]
     job = prepare(model, build_request(model, turns, schema))
-    head, tail = model.detokenize(job.tokens[: job.shared]), model.detokenize(job.tokens[job.shared :])
+    n = shared_head(model, job.request, job.tokens)
+    head, tail = model.detokenize(job.tokens[:n]), model.detokenize(job.tokens[n:])
     assert "Who is in the text?" in head and "Alice." in head
     assert text in tail
 
     raw = prepare(model, build_request(model, text, None, chat=False))
-    assert raw.shared == 0
+    assert shared_head(model, raw.request, raw.tokens) == 0
 
 
 def schema_hint_start(job: Job) -> str:
@@ -143,8 +139,11 @@ def test_a_warm_prefill_is_never_a_batch_llama_cpp_runs_slowly(model: structgen.
              "crowded bar in Alfama."]
     try:
         first, second = (generate(n, schema, model=cached, system=system, seed=1, max_tokens=64) for n in notes)
+        heads = [e.shared for e in cached.scheduler.cache.entries]
     finally:
         cached.close()
     rest = second.timings.prompt_tokens - second.timings.prefix_hit_tokens
     assert second.timings.prefix_hit_tokens > 0 and first.timings.prompt_tokens > 64
     assert not 32 <= rest < 64, rest           # 32-63 tokens: re-decode some cached ones, send 64
+    # submit worked out each prompt's head (template, system prompt, hint), shorter than the prompt
+    assert heads and all(0 < h < first.timings.prompt_tokens for h in heads), heads
