@@ -63,6 +63,7 @@ class Settings:
     n_threads: int = 0          # 0: all cores, as structgen's default
     n_ctx: int = 2048
     max_tokens: int = 256
+    flash_attn: bool | None = None   # structgen's LlamaCpp(flash_attn=...); the peers keep Llama's own default (off)
 
 
 # ---- worker side ------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def _setup_ours(config: str, settings: Settings, prompts: list[Extraction]) -> _
     import structgen
 
     model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=settings.n_ctx,
-                               n_threads=_threads(settings))
+                               n_threads=_threads(settings), flash_attn=settings.flash_attn)
 
     def call(index: int, max_tokens: int) -> dict[str, Any]:
         p = prompts[index]
@@ -233,6 +234,7 @@ def run(settings: Settings, *, configs: Sequence[str] = CONFIGS, reps: int = 3, 
         "n_threads": _threads(settings),
         "n_ctx": settings.n_ctx,
         "max_tokens": settings.max_tokens,
+        "structgen_flash_attn": settings.flash_attn,
         "sampling": "greedy (temperature 0)",
         "prompts": [p.name for p in prompts],
         "reps": reps,
@@ -349,7 +351,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Throughput: {os.path.basename(report['model'])}, n_gpu_layers={report['n_gpu_layers']}, "
         f"{report['n_threads']} threads, greedy, max_tokens={report['max_tokens']}, {len(report['prompts'])} "
-        f"extraction prompts × {report['reps']} reps (+{report['warmup']} warm-up)",
+        f"extraction prompts × {report['reps']} reps (+{report['warmup']} warm-up), structgen flash attention "
+        f"{_flash_attn_words(report.get('structgen_flash_attn'))}",
         f"Machine: {machine_line(report['machine'])}",
         "",
         markdown_table(headers, rows),
@@ -361,6 +364,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"Targets ({ratios['target_setting']}): " + ", ".join(
             f"{k} ≥ {v['target']}: {'yes' if v['met'] else 'NO'}" for k, v in ratios["targets"].items()))
     return "\n".join(lines)
+
+
+def _flash_attn_words(value: bool | None) -> str:
+    return "default (on for its unified cache)" if value is None else "on" if value else "off"
 
 
 def plot(report: dict[str, Any], path: Any) -> None:

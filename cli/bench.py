@@ -73,6 +73,9 @@ def throughput(
     configs: Annotated[str | None, typer.Option("--configs", help="Comma-separated subset of the configurations "
                                                 "(default: all).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per call before it counts as failed.")] = 600.0,
+    flash_attn: Annotated[str, typer.Option(
+        "--flash-attn", help="structgen's LlamaCpp(flash_attn=...): on, off, or default (on for its unified "
+        "cache); the peers keep llama-cpp-python's default (off).")] = "default",
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
@@ -84,7 +87,8 @@ def throughput(
 
     chosen = tp.check_configs([c.strip() for c in configs.split(",") if c.strip()] if configs else tp.CONFIGS)
     settings = tp.Settings(model_path=str(resolve_model_path(model)), n_gpu_layers=n_gpu_layers,
-                           n_threads=threads, max_tokens=max_tokens)
+                           n_threads=threads, max_tokens=max_tokens,
+                           flash_attn=_on_off(flash_attn, "--flash-attn"))
     with progress() as bar:
         task = bar.add_task("throughput", total=len(chosen) * (reps + warmup))
         report = tp.run(settings, configs=chosen, reps=reps, warmup=warmup, limit=limit, timeout=timeout,
@@ -132,8 +136,8 @@ def concurrency(
     ttft_rounds: Annotated[int, typer.Option(
         "--ttft-rounds", min=1, help="Rounds of the cold/warm TTFT pass over the schema pairs.")] = 2,
     flash_attn: Annotated[str, typer.Option(
-        "--flash-attn", help="LlamaCpp(flash_attn=...): on, off (needs --kv-per-sequence), or default (off on CPU "
-        "with --kv-per-sequence, else llama.cpp's choice).")] = "default",
+        "--flash-attn", help="LlamaCpp(flash_attn=...): on, off, or default (off on CPU with "
+        "--kv-per-sequence, else llama.cpp's choice).")] = "default",
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:

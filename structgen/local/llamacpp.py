@@ -56,13 +56,16 @@ class LlamaCpp:
     tagging cells. Measured in ``structgen bench concurrency --kv-per-sequence``.
 
     ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU with one KV stream per
-    sequence and leaves it to llama.cpp (on where supported) otherwise. Measured on CPU (SmolLM2, 2 cores):
-    llama.cpp's CPU flash-attention kernel tiles its work only from 64 prompt tokens, so a short prefill (what
-    follows a cached prefix) costs ~1.7× as much per token, and past a few thousand cells a step costs 3–10× more.
-    But on a unified cache llama.cpp's attention without it mixes co-batched sequences that share cells (a
-    best-of sibling moved a logit by 0.47), so there it stays on and ``flash_attn=False`` is refused. Without it
-    llama.cpp keeps an attention buffer of ``n_ctx`` × ``n_batch`` floats a head. Deterministic mode on CPU keeps
-    it on: its q8_0 cache needs it.
+    sequence and leaves it to llama.cpp (on where supported) otherwise. On CPU llama.cpp's flash-attention kernel
+    is the slower one (SmolLM2, 2 cores: a decode step ~1.4x, a prefill under 64 tokens ~1.7x a token, 3-10x past
+    a few thousand cells), but its result does not depend on where a sequence's cells sit in the cache: it walks
+    a row's cells in order and skips the masked ones, while the kernel without it sums over every cell in SIMD
+    lanes picked by the cell's index. On a unified cache, where other requests decide where a sequence's cells
+    go, ``flash_attn=False`` is faster but the same request and seed can then give other bytes after other
+    traffic (a logit moved by 0.47 when a continuation sat one cell later), and ``probs`` branches agree only to
+    that rounding. With one stream per sequence a sequence's cells sit where a lone run puts them, so off is exact
+    there. Without it llama.cpp keeps an attention buffer of ``n_ctx`` x ``n_batch`` floats a head. Deterministic
+    mode on CPU keeps it on: its q8_0 cache needs it.
     """
 
     def __init__(
@@ -110,9 +113,6 @@ class LlamaCpp:
             # Deterministic mode: one KV stream per sequence (and on CPU a q8_0 cache with flash attention), so a
             # sequence's attention does not depend on its batch-mates (see structgen.determinism).
             quantised_kv = deterministic and n_gpu_layers == 0
-            if flash_attn is False and kv_unified:
-                raise InvalidArgument("flash_attn=False needs kv_unified=False: without flash attention llama.cpp "
-                                      "mixes co-batched sequences that share cells of a unified KV cache")
             if flash_attn is None and not quantised_kv and n_gpu_layers == 0 and not kv_unified:
                 flash_attn = False
             self._ctx = LlamaContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max + cache_slots,

@@ -17,7 +17,8 @@ SMALL = [tp.OURS_UNCONSTRAINED, tp.OURS_FF, tp.LCP_GRAMMAR]
 
 def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     code, stdout, report = bench("throughput", "--configs", ",".join(SMALL), "--limit", "1", "--reps", "1",
-                                 "--warmup", "0", "--max-tokens", "4", "--threads", "1", "--plot", str(tmp_path / "t.png"))
+                                 "--warmup", "0", "--max-tokens", "4", "--threads", "1", "--flash-attn", "off",
+                                 "--plot", str(tmp_path / "t.png"))
     assert code == 0, stdout
     rows = {r["name"]: r for r in report["configs"]}
     assert list(rows) == SMALL
@@ -31,6 +32,7 @@ def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     assert report["versions"]["llama-cpp-python"] and report["machine"]["cores"]
     assert set(report["ratios"]) >= {"ff_vs_unconstrained", "vs_llamagrammar", "vs_outlines", "targets"}
     assert "| structgen unconstrained |" in stdout
+    assert report["structgen_flash_attn"] is False and "structgen flash attention off" in stdout
     assert is_png(tmp_path / "t.png")
 
 
