@@ -1,6 +1,7 @@
 """The independent validator of JSON outputs: ``jsonschema`` for the schema's own draft, with every format
 jsonschema knows checked (a relaxed grammar may leave formats to it) and every regex match of the value bounded
-in time (``regex_match``)."""
+in time (``regex_match``) and read with ECMA-262 semantics, as JSON Schema and the grammar engine read it
+(``ecma_regex``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import regex_match
+from .ecma_regex import python_pattern
 
 if TYPE_CHECKING:
     import jsonschema
@@ -23,7 +25,8 @@ def json_validator(schema: dict[str, Any]) -> Any:
 
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     bounded = jsonschema.validators.extend(cls, {"pattern": _bounded_pattern,
-                                                 "patternProperties": _bounded_pattern_properties})
+                                                 "patternProperties": _bounded_pattern_properties,
+                                                 "additionalProperties": _bounded_additional_properties})
     # Every format jsonschema knows, whatever the draft: a draft-04 schema may still say "iri" or "uuid", and a
     # format the validator skips is a format nobody enforces once the grammar has relaxed it.
     return bounded(schema, format_checker=_format_checker(cls))
@@ -41,13 +44,14 @@ def _format_checker(cls: Any) -> jsonschema.FormatChecker:
 
 
 def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    """jsonschema's ``pattern``, with the match bounded in time (see ``regex_match``)."""
+    """jsonschema's ``pattern``: ECMA-262 semantics (``\\d`` is ASCII, ``$`` the very end), the match bounded in
+    time (see ``regex_match``)."""
     import jsonschema
 
     if not validator.is_type(instance, "string"):
         return
     try:
-        if not regex_match.search(pattern, instance):
+        if not regex_match.search(python_pattern(pattern), instance):
             yield jsonschema.ValidationError(f"{clip(instance)!r} does not match {pattern!r}")
     except ValueError as exc:
         yield jsonschema.ValidationError(str(exc))
@@ -55,7 +59,7 @@ def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -
 
 def _bounded_pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
                                 schema: Any) -> Iterator[Any]:
-    """jsonschema's ``patternProperties``, with each key match bounded in time."""
+    """jsonschema's ``patternProperties``, each key matched as ``_bounded_pattern`` matches a value."""
     import jsonschema
 
     if not validator.is_type(instance, "object"):
@@ -63,12 +67,41 @@ def _bounded_pattern_properties(validator: Any, patterns: dict[str, Any], instan
     for pattern, subschema in patterns.items():
         for key, value in instance.items():
             try:
-                matched = regex_match.search(pattern, key)
+                matched = regex_match.search(python_pattern(pattern), key)
             except ValueError as exc:
                 yield jsonschema.ValidationError(str(exc))
                 continue
             if matched:
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _bounded_additional_properties(validator: Any, extra_schema: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    """jsonschema's ``additionalProperties``, with "matched by a ``patternProperties`` key" decided as
+    ``_bounded_pattern_properties`` decides it (jsonschema's own test is an unbounded Python ``re.search``)."""
+    import jsonschema
+
+    if not validator.is_type(instance, "object"):
+        return
+    known = schema.get("properties", {})
+    patterns = [python_pattern(p) for p in schema.get("patternProperties", {})]
+    extras: list[str] = []
+    for key in instance:
+        if key in known:
+            continue
+        try:
+            if any(regex_match.search(p, key) for p in patterns):
+                continue
+        except ValueError as exc:
+            yield jsonschema.ValidationError(str(exc))
+            return
+        extras.append(key)
+    if validator.is_type(extra_schema, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], extra_schema, path=key)
+    elif not extra_schema and extras:
+        listed = ", ".join(repr(clip(k, 60)) for k in sorted(extras)[:10])
+        more = f" and {len(extras) - 10} more" if len(extras) > 10 else ""
+        yield jsonschema.ValidationError(f"additional properties are not allowed: {listed}{more}")
 
 
 def clip(text: str, limit: int = 200) -> str:
