@@ -24,9 +24,11 @@ def json_validator(schema: dict[str, Any]) -> Any:
     from jsonschema.validators import validator_for
 
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    bounded = jsonschema.validators.extend(cls, {"pattern": _bounded_pattern,
-                                                 "patternProperties": _bounded_pattern_properties,
-                                                 "additionalProperties": _bounded_additional_properties})
+    overrides = {"pattern": _bounded_pattern, "patternProperties": _bounded_pattern_properties,
+                 "additionalProperties": _bounded_additional_properties}
+    if "unevaluatedProperties" in cls.VALIDATORS:
+        overrides["unevaluatedProperties"] = _bounded_unevaluated_properties
+    bounded = jsonschema.validators.extend(cls, overrides)
     # Every format jsonschema knows, whatever the draft: a draft-04 schema may still say "iri" or "uuid", and a
     # format the validator skips is a format nobody enforces once the grammar has relaxed it.
     return bounded(schema, format_checker=_format_checker(cls))
@@ -102,6 +104,74 @@ def _bounded_additional_properties(validator: Any, extra_schema: Any, instance: 
         listed = ", ".join(repr(clip(k, 60)) for k in sorted(extras)[:10])
         more = f" and {len(extras) - 10} more" if len(extras) > 10 else ""
         yield jsonschema.ValidationError(f"additional properties are not allowed: {listed}{more}")
+
+
+def _bounded_unevaluated_properties(validator: Any, extra_schema: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    """``unevaluatedProperties``: the keys no adjacent or in-place keyword evaluated must be valid under
+    ``extra_schema``. jsonschema's own finds the evaluated keys with an unbounded Python ``re.search`` on every
+    ``patternProperties`` key; ``_evaluated_keys`` matches as ``_bounded_pattern_properties`` does."""
+    import jsonschema
+
+    if not validator.is_type(instance, "object"):
+        return
+    try:
+        evaluated = _evaluated_keys(validator, instance, schema)
+    except ValueError as exc:   # a match past its time limit: the object is not verified
+        yield jsonschema.ValidationError(str(exc))
+        return
+    left = [k for k in instance if k not in evaluated and not _valid(validator, instance[k], extra_schema, k)]
+    if left:
+        listed = ", ".join(repr(clip(k, 60)) for k in sorted(left)[:10])
+        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+        what = "not allowed" if extra_schema is False else "not valid under their schema"
+        yield jsonschema.ValidationError(f"unevaluated properties are {what}: {listed}{more}")
+
+
+def _valid(validator: Any, instance: Any, schema: Any, path: str | None = None) -> bool:
+    return next(iter(validator.descend(instance, schema, path=path)), None) is None
+
+
+def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> set[str]:
+    """The keys of ``instance`` that ``schema`` evaluates (JSON Schema 2020-12 section 11.3): by its
+    ``properties``, ``patternProperties``, ``additionalProperties`` and ``unevaluatedProperties``, and by the
+    in-place subschemas that hold (``$ref``, ``$dynamicRef``, ``allOf``, ``anyOf``, ``oneOf``, ``if`` /
+    ``then`` / ``else``, ``dependentSchemas``). A pattern match past its time limit raises ``MatchTimeout``."""
+    if not isinstance(schema, dict):
+        return set()
+    keys: set[str] = set()
+    for ref_keyword in ("$ref", "$dynamicRef"):
+        ref = schema.get(ref_keyword)
+        if isinstance(ref, str):
+            resolved = validator._resolver.lookup(ref)
+            inner = validator.evolve(schema=resolved.contents, _resolver=resolved.resolver)
+            keys |= _evaluated_keys(inner, instance, resolved.contents)
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        keys |= properties.keys() & instance.keys()
+    patterns = schema.get("patternProperties")
+    if isinstance(patterns, dict):
+        compiled = [python_pattern(p) for p in patterns]
+        keys |= {k for k in instance if any(regex_match.search(p, k) for p in compiled)}
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        if keyword in schema:
+            keys |= {k for k, v in instance.items() if _valid(validator, v, schema[keyword])}
+    dependent = schema.get("dependentSchemas")
+    if isinstance(dependent, dict):
+        for name, sub in dependent.items():
+            if name in instance:
+                keys |= _evaluated_keys(validator, instance, sub)
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        subs = schema.get(keyword)
+        for sub in subs if isinstance(subs, list) else ():
+            if _valid(validator, instance, sub):
+                keys |= _evaluated_keys(validator, instance, sub)
+    if "if" in schema:
+        if _valid(validator, instance, schema["if"]):
+            keys |= _evaluated_keys(validator, instance, schema["if"])
+            keys |= _evaluated_keys(validator, instance, schema.get("then"))
+        else:
+            keys |= _evaluated_keys(validator, instance, schema.get("else"))
+    return keys
 
 
 def clip(text: str, limit: int = 200) -> str:

@@ -4,8 +4,10 @@ Python's semantics: ``\\d`` and ``\\w`` are ASCII, ``$`` is the end, ``.`` stops
 from __future__ import annotations
 
 import json
+import random
 import time
 
+import jsonschema
 import llguidance
 import pytest
 
@@ -14,6 +16,7 @@ from structgen import compile_schema
 from structgen.chain.coerce import coerce_to_schema
 from structgen.compile.ecma_regex import python_pattern
 from structgen.compile.matchers.llguidance import tokenizer_for
+from structgen.compile.validation import json_validator
 
 # (pattern, string, what an ECMA-262 engine says), where the grammar engine reads the pattern the same way.
 SHARED = [
@@ -105,3 +108,45 @@ def test_a_backtracking_pattern_key_cannot_stall_additional_properties() -> None
     with pytest.raises(ValueError, match=r"not verified|additional properties"):
         c.validate(json.dumps({"a" * 40 + "!": 1}))
     assert time.perf_counter() - started < 10
+
+
+def test_a_backtracking_pattern_key_cannot_stall_unevaluated_properties() -> None:
+    c = compile_schema({"type": "object", "allOf": [{"patternProperties": {r"^(a+)+$": {"type": "integer"}}}],
+                        "unevaluatedProperties": False})
+    assert c.validate('{"aaa":1}') == {"aaa": 1}
+    with pytest.raises(ValueError, match="unevaluated properties are not allowed: 'b'"):
+        c.validate('{"b":1}')
+    started = time.perf_counter()   # jsonschema's own unevaluatedProperties ran re.search here for hours
+    with pytest.raises(ValueError, match=r"not allowed: 'a+!'|not verified"):
+        c.validate(json.dumps({"a" * 40 + "!": 1}))
+    assert time.perf_counter() - started < 10
+
+
+UNEVALUATED = [
+    {"type": "object", "allOf": [{"properties": {"a": {}}}], "unevaluatedProperties": False},
+    {"type": "object", "anyOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                                 {"properties": {"b": {}}, "required": ["b"]}], "unevaluatedProperties": False},
+    {"type": "object", "oneOf": [{"properties": {"a": {}}, "required": ["a"]},
+                                 {"properties": {"b": {}}, "required": ["b"]}], "unevaluatedProperties": False},
+    {"type": "object", "if": {"properties": {"a": {"const": 1}}, "required": ["a"]}, "then": {"properties": {"b": {}}},
+     "else": {"properties": {"c": {}}}, "unevaluatedProperties": False},
+    {"type": "object", "dependentSchemas": {"a": {"properties": {"b": {}}}}, "properties": {"a": {}},
+     "unevaluatedProperties": False},
+    {"type": "object", "patternProperties": {"^x": {}}, "unevaluatedProperties": {"type": "integer"}},
+    {"$defs": {"base": {"properties": {"a": {}}}}, "$ref": "#/$defs/base", "unevaluatedProperties": False},
+    {"type": "object", "allOf": [{"additionalProperties": {"type": "integer"}}], "unevaluatedProperties": False},
+    {"type": "object", "allOf": [{"unevaluatedProperties": {"type": "string"}}], "unevaluatedProperties": False},
+    {"type": "object", "allOf": [{"$ref": "#/$defs/p"}, {"properties": {"b": {}}}],
+     "$defs": {"p": {"patternProperties": {"^[0-9]+$": {}}}}, "unevaluatedProperties": False},
+]
+
+
+@pytest.mark.parametrize("schema", UNEVALUATED)
+def test_unevaluated_properties_agrees_with_jsonschema_on_plain_patterns(schema: dict[str, object]) -> None:
+    # structgen's own unevaluatedProperties (bounded, ECMA patterns) against jsonschema's, on ASCII keys where
+    # the two regex flavours agree.
+    ours, reference = json_validator(schema), jsonschema.Draft202012Validator(schema)
+    rng = random.Random(7)
+    for _ in range(60):
+        instance = {k: rng.choice([1, "s", None, {"a": 1}]) for k in rng.sample(["a", "b", "c", "x1", "12"], 3)}
+        assert ours.is_valid(instance) == reference.is_valid(instance), (schema, instance)
