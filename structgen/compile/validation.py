@@ -85,13 +85,13 @@ def _bounded_additional_properties(validator: Any, extra_schema: Any, instance: 
     if not validator.is_type(instance, "object"):
         return
     known = schema.get("properties", {})
-    patterns = [python_pattern(p) for p in schema.get("patternProperties", {})]
+    patterns = schema.get("patternProperties", {})
     extras: list[str] = []
     for key in instance:
         if key in known:
             continue
         try:
-            if any(regex_match.search(p, key) for p in patterns):
+            if _matches_any(patterns, key):
                 continue
         except ValueError as exc:
             yield jsonschema.ValidationError(str(exc))
@@ -127,6 +127,11 @@ def _bounded_unevaluated_properties(validator: Any, extra_schema: Any, instance:
         yield jsonschema.ValidationError(f"unevaluated properties are {what}: {listed}{more}")
 
 
+def _matches_any(patterns: Any, key: str) -> bool:
+    """Whether ``key`` matches one of the (ECMA-262) ``patterns``; ``MatchTimeout`` past the time limit."""
+    return any(regex_match.search(python_pattern(p), key) for p in patterns)
+
+
 def _valid(validator: Any, instance: Any, schema: Any, path: str | None = None) -> bool:
     return next(iter(validator.descend(instance, schema, path=path)), None) is None
 
@@ -150,8 +155,7 @@ def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> se
         keys |= properties.keys() & instance.keys()
     patterns = schema.get("patternProperties")
     if isinstance(patterns, dict):
-        compiled = [python_pattern(p) for p in patterns]
-        keys |= {k for k in instance if any(regex_match.search(p, k) for p in compiled)}
+        keys |= {k for k in instance if _matches_any(patterns, k)}
     for keyword in ("additionalProperties", "unevaluatedProperties"):
         if keyword in schema:
             keys |= {k for k, v in instance.items() if _valid(validator, v, schema[keyword])}
