@@ -101,9 +101,7 @@ def _bounded_additional_properties(validator: Any, extra_schema: Any, instance: 
         for key in extras:
             yield from validator.descend(instance[key], extra_schema, path=key)
     elif not extra_schema and extras:
-        listed = ", ".join(repr(clip(k, 60)) for k in sorted(extras)[:10])
-        more = f" and {len(extras) - 10} more" if len(extras) > 10 else ""
-        yield jsonschema.ValidationError(f"additional properties are not allowed: {listed}{more}")
+        yield jsonschema.ValidationError(f"additional properties are not allowed: {_listed(extras)}")
 
 
 def _bounded_unevaluated_properties(validator: Any, extra_schema: Any, instance: Any, schema: Any) -> Iterator[Any]:
@@ -121,10 +119,14 @@ def _bounded_unevaluated_properties(validator: Any, extra_schema: Any, instance:
         return
     left = [k for k in instance if k not in evaluated and not _valid(validator, instance[k], extra_schema, k)]
     if left:
-        listed = ", ".join(repr(clip(k, 60)) for k in sorted(left)[:10])
-        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
         what = "not allowed" if extra_schema is False else "not valid under their schema"
-        yield jsonschema.ValidationError(f"unevaluated properties are {what}: {listed}{more}")
+        yield jsonschema.ValidationError(f"unevaluated properties are {what}: {_listed(left)}")
+
+
+def _listed(keys: list[str], shown: int = 10) -> str:
+    """Object keys for an error message: the first ``shown`` in order, each clipped, and how many more."""
+    head = ", ".join(repr(clip(k, 60)) for k in sorted(keys)[:shown])
+    return head + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def _matches_any(patterns: Any, key: str) -> bool:

@@ -87,17 +87,23 @@ def _continuation_logits(llama: LlamaModel, *, kv_unified: bool, flash_attn: boo
         ctx.close()
 
 
+def _alone_and_moved(model: structgen.LlamaCpp, *, kv_unified: bool, flash_attn: bool | None,
+                     placement: str) -> tuple[np.ndarray, np.ndarray]:
+    """The continuation's logits right after its prompt, and at ``placement``, in fresh contexts."""
+    llama = LlamaModel(model.path)
+    try:
+        alone = _continuation_logits(llama, kv_unified=kv_unified, flash_attn=flash_attn, placement=None)
+        return alone, _continuation_logits(llama, kv_unified=kv_unified, flash_attn=flash_attn, placement=placement)
+    finally:
+        llama.close()
+
+
 @pytest.mark.parametrize(("kv_unified", "flash_attn"), [(True, None), (False, False)])
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_where_a_sequences_cells_sit_does_not_change_its_logits(model: structgen.LlamaCpp, kv_unified: bool,
                                                                  flash_attn: bool | None, placement: str) -> None:
     # The defaults: flash attention on a unified cache, one stream per sequence without it.
-    llama = LlamaModel(model.path)
-    try:
-        alone = _continuation_logits(llama, kv_unified=kv_unified, flash_attn=flash_attn, placement=None)
-        moved = _continuation_logits(llama, kv_unified=kv_unified, flash_attn=flash_attn, placement=placement)
-    finally:
-        llama.close()
+    alone, moved = _alone_and_moved(model, kv_unified=kv_unified, flash_attn=flash_attn, placement=placement)
     assert np.array_equal(alone, moved)
 
 
@@ -107,12 +113,7 @@ def test_without_flash_attention_a_unified_cache_rounds_by_placement(model: stru
     # flash_attn=False on a unified cache: the sum over cells runs in SIMD lanes picked by cell index, so a shift
     # of a few cells rounds differently (~0.5 on a logit with this model) -- rounding, not another sequence's
     # content: the distribution stays the same to a KL of ~1e-3 and the top token does not move.
-    llama = LlamaModel(model.path)
-    try:
-        alone = _continuation_logits(llama, kv_unified=True, flash_attn=False, placement=None)
-        moved = _continuation_logits(llama, kv_unified=True, flash_attn=False, placement=placement)
-    finally:
-        llama.close()
+    alone, moved = _alone_and_moved(model, kv_unified=True, flash_attn=False, placement=placement)
     p, q = _softmax(alone), _softmax(moved)
     assert float((p * (np.log(p) - np.log(q))).sum()) < 0.02
     assert int(alone.argmax()) == int(moved.argmax())
