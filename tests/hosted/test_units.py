@@ -134,33 +134,45 @@ class _Hanging:
 
     name = "hanging"
 
-    def __init__(self) -> None:
+    def __init__(self, expect: int = 0) -> None:
         self.caps = Capabilities(n=False)
         self.release = threading.Event()
+        self.all_started = threading.Event()   # set once ``expect`` requests are in flight
+        self.expect = expect
         self.started = 0
+        self._lock = threading.Lock()
 
     def constraints(self, schema: object) -> tuple[Constraint, ...]:
         return ()
 
     def complete(self, call: Call) -> Reply:
-        self.started += 1
+        with self._lock:
+            self.started += 1
+            if self.started == self.expect:
+                self.all_started.set()
         self.release.wait(30)
         return Reply((Completion('"x"', "stop", 1, (-0.1,)),))
 
 
 def test_an_interrupt_does_not_wait_for_requests_in_flight() -> None:
-    model = _Hanging()
+    model = _Hanging(expect=4)
     req = Request(prompt="hi", schema=structgen.compile_schema(str), sampling=SamplingParams(), seed=1,
                   strategy="best_of", n=4)
-    # A real SIGINT, as Ctrl-C sends it: it interrupts the main thread's wait for the 4 requests in flight.
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    t0 = time.monotonic()
+    sent: list[float] = []
+
+    def interrupt() -> None:   # a real SIGINT, as Ctrl-C sends it, once all 4 requests are in flight
+        if model.all_started.wait(60):
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt, daemon=True)
+    sender.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             run_chain(model, req, concurrency=4)
-        assert time.monotonic() - t0 < 10   # not the 30 s the requests still hang for
+        assert sent, "the 4 requests never all started"
         assert model.started == 4
+        assert time.monotonic() - sent[0] < 10   # not the 30 s the requests still hang for
     finally:
-        timer.cancel()
         model.release.set()
+        sender.join(5)

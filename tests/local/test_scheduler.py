@@ -211,8 +211,14 @@ def test_one_kv_stream_per_sequence_serves_concurrent_callers(stream_model: stru
     assert all(isinstance(r, structgen.Result) for r in out), out
     names = [r.value.name for r in out]
     assert sum(name == p.split()[0] for name, p in zip(names, PEOPLE, strict=True)) >= 6, names
-    wide = generate(PEOPLE[2], Person, model=stream_model, seed=2, n=3, temperature=0.8, max_tokens=48)
-    assert isinstance(wide.value, Person) and wide.value.city == "Lima"   # three sequences copied from one prompt
+    # Three sequences copied from one prompt into three KV streams: greedy, they decode alike, and they read the
+    # prompt (the city right in at least 3 of 4 texts, whatever the case the model writes it in).
+    right = 0
+    for text in PEOPLE[:4]:
+        wide = generate(text, Person, model=stream_model, seed=2, n=3, strategy="best_of", max_tokens=48)
+        assert len(wide.candidates) == 3 and len({c.text for c in wide.candidates}) == 1, wide.candidates
+        right += wide.value.city.casefold() == text.split(".")[0].split()[-1].casefold()
+    assert right >= 3
 
 
 def test_a_prefix_copied_between_kv_streams_decodes_like_a_cold_prompt(stream_model: structgen.LlamaCpp) -> None:
