@@ -43,6 +43,7 @@ class Attempt:
     repaired: bool = False
     tokens: int = 0
     avg_logprob: float | None = None
+    discarded: int = 0            # tokens decoded, then taken back to re-decide a repetition loop (local engine)
 
 
 @dataclass(frozen=True, slots=True)

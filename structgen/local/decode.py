@@ -49,6 +49,9 @@ class StepModel(Protocol):
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Token ids to text."""
 
+    def drop(self, seq: int, start: int = 0) -> None:
+        """Forget positions ``start``.. of sequence ``seq`` (a back-off re-decides from there)."""
+
 
 @dataclass(eq=False)
 class Sequence_:
@@ -73,6 +76,12 @@ class Sequence_:
     blocked: NDArray[np.intp] | None = None               # ...or, when most tokens are allowed, the others
     validated: bool = False                               # its finished text was checked (select="first_finished")
     numbers: NumberRuns | None = None                     # JSON output: where its digit runs stand (the bound)
+    origin: int = -1                                      # the prompt's length: position of tokens[0]
+    bans: dict[int, set[int]] = field(default_factory=dict)   # position -> tokens a back-off ruled out there
+    backoffs: int = 0                                     # back-offs from a repetition loop so far
+    discarded: int = 0                                    # tokens decoded, then dropped by back-offs
+    rewound: bool = False                                 # a back-off dropped tokens not yet streamed out
+    next_check: int = 0                                   # token count at which the loop test runs next
 
     @property
     def live(self) -> bool:
@@ -98,6 +107,7 @@ class LoopOptions:
     one_sequence_per_decode: bool = False   # batch-invariant mode: never co-batch sequences
     max_batch: int = 512
     cut_loops: bool = False                 # end a sequence as soon as it falls into a repetition loop
+    back_off: int = 0                       # re-decide up to this many repetition loops where they began
     top_logprobs: int = 0                   # alternatives recorded per sampled token (0: none)
     number_digits: int = 0                  # JSON output: bound on digit runs of numbers (0: none; number_bound)
 
@@ -121,6 +131,10 @@ class Loop:
         # Forced tokens of all sequences share one batch; each gets an equal slice of it.
         self.forced_cap = max(0, options.max_batch // max(1, len(seqs)) - 1)
         self.stats = LoopStats()
+        for s in seqs:
+            if s.origin < 0:
+                s.origin = s.pos
+            s.next_check = len(s.tokens) + LOOP_CHECK_EVERY
         if params.has_penalties:
             for s in seqs:
                 s.counts = np.zeros(model.n_vocab, dtype=np.int32)
@@ -173,6 +187,8 @@ class Loop:
         room = s.numbers.room() if s.numbers is not None else None
         if room is not None:
             ids, blocked = self._bound_digits(ids, blocked, room)
+        if s.bans:
+            ids, blocked = _without(ids, blocked, s.bans.get(len(s.tokens)))
         if blocked is not None:
             cand = np.array(logits, copy=True)   # most tokens allowed: mask the few others in place
             cand[blocked] = -np.inf
@@ -213,9 +229,47 @@ class Loop:
             self._check_room(s, m)
         if s.live and m is not None and m.is_stopped():
             self._finish_stopped(s, m)  # complete: what is pending need not be decoded
-        elif s.live and self.options.cut_loops and len(s.tokens) % LOOP_CHECK_EVERY == 0 and looping(s.tokens):
-            s.finish_reason = "truncated"   # a loop forming: end this attempt now, not at max_tokens
-            s.looped = True
+        elif s.live and len(s.tokens) >= s.next_check:
+            s.next_check = len(s.tokens) + LOOP_CHECK_EVERY
+            if s.backoffs < self.options.back_off and self._back_off(s):
+                return
+            if self.options.cut_loops and looping(s.tokens):
+                s.finish_reason = "truncated"   # a loop forming: end this attempt now, not at max_tokens
+                s.looped = True
+
+    def _back_off(self, s: Sequence_) -> bool:
+        """If ``s`` is starting to repeat itself, take its text back to the least sure token of the first repeat and
+        rule that token out there: the loop is re-decided where it began, the text before it kept (no new attempt).
+        False (nothing changed) when there is no repeat, or no token of it that had an alternative."""
+        found = repeat_start(s.tokens, s.logprobs, s.forced)
+        if found is None:
+            return False
+        r = found
+        m = s.matcher
+        dropped = len(s.tokens) - r
+        if m is not None and not m.rollback(dropped):
+            return False
+        ruled_out = s.tokens[r]
+        if s.counts is not None:
+            np.subtract.at(s.counts, s.tokens[r:], 1)
+        del s.tokens[r:], s.logprobs[r:], s.model_logprobs[r:], s.forced[r:], s.top_logprobs[r:]
+        if s.numbers is not None:
+            s.numbers = NumberRuns(self.options.number_digits)
+            for token in s.tokens:
+                s.numbers.feed(self.texts[token])
+        s.bans = {p: b for p, b in s.bans.items() if p < r}
+        s.bans.setdefault(r, set()).add(ruled_out)
+        s.backoffs += 1
+        s.discarded += dropped
+        s.rewound = True
+        s.next_check = r + LOOP_CHECK_EVERY
+        # The KV keeps what was decoded before token r-1; that token is decoded again for the logits at r.
+        kept = min(r - 1, s.pos - s.origin)
+        self.model.drop(s.seq, s.origin + kept)
+        s.pos = s.origin + kept
+        s.pending = s.tokens[kept:r]
+        s.allowed = s.blocked = None
+        return True
 
     def _bound_digits(self, ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
                       room: int) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
@@ -385,22 +439,63 @@ def close_truncated(model: StepModel, seqs: Sequence[Sequence_], options: LoopOp
 LOOP_MIN_SPAN = 48
 """A loop is one block of tokens repeated over at least this many tokens (and at least three times)."""
 LOOP_MAX_PERIOD = 64
-LOOP_CHECK_EVERY = 8
-"""With ``cut_loops``, the loop test runs every this many tokens (it costs ~30 µs)."""
+LOOP_CHECK_EVERY = 4
+"""The loop tests run once this many more tokens are written (each costs ~30 µs)."""
+REPEAT_MIN_SPAN = 12
+"""A back-off starts once one block repeats over this many tokens: earlier than a cut, as it keeps the text before
+the repeat. The block must be written three times if it is short (``REPEAT_SHORT``), twice if longer."""
+REPEAT_SHORT = 8
+
+
+def periodic_tail(tokens: Sequence[int], min_span: int, copies: int | Callable[[int], int]) -> tuple[int, int] | None:
+    """``(start, period)`` when ``tokens`` ends in one block of at most ``LOOP_MAX_PERIOD`` tokens written
+    ``copies`` times or more (a number, or a function of the block's length) over at least ``min_span`` tokens;
+    ``start`` is where the repeated run begins (its first copy), ``period`` the block's length. None otherwise."""
+    n = len(tokens)
+    for period in range(1, LOOP_MAX_PERIOD + 1):
+        span = max(min_span, (copies(period) if callable(copies) else copies) * period)
+        if span > n:
+            continue
+        tail = tokens[-span:]
+        if tail[period:] == tail[:-period]:
+            start = n - span
+            while start > 0 and tokens[start - 1] == tokens[start - 1 + period]:
+                start -= 1
+            return start, period
+    return None
 
 
 def looping(tokens: Sequence[int]) -> bool:
     """True when ``tokens`` ends in one block of at most ``LOOP_MAX_PERIOD`` tokens repeated over at least
     ``LOOP_MIN_SPAN`` tokens: a model caught in a loop (``"JYMJYMJYM..."``, a schema echoed forever)."""
-    n = len(tokens)
-    for period in range(1, LOOP_MAX_PERIOD + 1):
-        span = max(LOOP_MIN_SPAN, 3 * period)
-        if span > n:
-            break
-        tail = tokens[-span:]
-        if tail[period:] == tail[:-period]:
-            return True
-    return False
+    return periodic_tail(tokens, LOOP_MIN_SPAN, 3) is not None
+
+
+def repeat_start(tokens: Sequence[int], logprobs: Sequence[float], forced: Sequence[bool]) -> int | None:
+    """Where to re-decide a repeat that ``tokens`` ends in: of the tokens of its second copy (one of each position
+    in the block, whatever the phase), the sampled one the model was least sure of. None when there is no repeat
+    of at least ``REPEAT_MIN_SPAN`` tokens, or every token of the copy was forced or certain."""
+    found = periodic_tail(tokens, REPEAT_MIN_SPAN, lambda period: 3 if period <= REPEAT_SHORT else 2)
+    if found is None:
+        return None
+    start, period = found
+    best, best_lp = None, -1e-6
+    for i in range(start + period, start + 2 * period):
+        if not forced[i] and logprobs[i] < best_lp:
+            best, best_lp = i, logprobs[i]
+    return best
+
+
+def _without(ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
+             banned: set[int] | None) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
+    """The candidates less the ``banned`` tokens (a back-off's), unless nothing would be left."""
+    if not banned:
+        return ids, blocked
+    out = np.fromiter(banned, dtype=np.intp, count=len(banned))
+    if ids is not None:
+        keep = ids[~np.isin(ids, out)]
+        return (keep if keep.size else ids), blocked
+    return ids, out if blocked is None else np.union1d(blocked, out)
 
 
 def guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:

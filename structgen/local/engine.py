@@ -149,10 +149,18 @@ def sequences(job: Job, attempt: int, seq_ids: Sequence[int]) -> list[decode.Seq
     ]
 
 
-def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int = 0) -> decode.LoopOptions:
+MAX_BACK_OFFS = 4
+"""Repetition loops one sequence may re-decide in place before the loop is cut (and the attempt retried)."""
+
+
+def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int = 0,
+                 rewindable: bool = True) -> decode.LoopOptions:
     """Loop settings for ``n_seqs`` sequences of requests like ``request`` in attempt ``attempt``.
 
-    Every attempt but the last cuts a sequence as soon as it falls into a repetition loop (a greedy small model
+    A sequence that starts repeating a block of tokens is taken back to where the repeat began and re-decided
+    there (``decode.repeat_start``), up to ``MAX_BACK_OFFS`` times, unless its text is already on its way to a
+    reader that cannot take it back (``rewindable`` False: a stream with a single attempt). Past that, every
+    attempt but the last cuts a sequence as soon as it falls into a repetition loop (a greedy small model
     repeating a URL or a number would otherwise decode to ``max_tokens`` before its retry); the last attempt
     runs to ``max_tokens``, so a value that merely repeats itself for a while can still finish.
     """
@@ -163,6 +171,7 @@ def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int 
                               model_logprobs=request.model_logprobs,
                               one_sequence_per_decode=model.deterministic, max_batch=max_batch,
                               cut_loops=attempt + 1 < request.max_attempts, top_logprobs=request.top_logprobs,
+                              back_off=MAX_BACK_OFFS if rewindable else 0,
                               number_digits=request.schema.number_digits)
 
 
@@ -189,7 +198,8 @@ def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt:
                            decode_ms=stats.decode_ms, mask_ms=stats.mask_ms, prompt_tokens=len(job.tokens),
                            generated_tokens=sum(len(s.tokens) for s in seqs),
                            forced_tokens=sum(sum(s.forced) for s in seqs),
-                           wasted_tokens=sum(a.tokens for a in job.attempts if a.error is not None),
+                           wasted_tokens=sum(a.tokens if a.error is not None else 0 for a in job.attempts)
+                           + sum(a.discarded for a in job.attempts),
                            total_ms=(time.perf_counter() - job.t_start) * 1000)
     best.attempts = job.attempts
     best.candidates = candidates_list(candidates) if job.n > 1 else []
@@ -244,12 +254,13 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
     text = model.detokenize(s.tokens)
     if s.error is not None:
         attempts.append(Attempt(text=text, error=f"{type(s.error).__name__}: {s.error}", strategy=strategy,
-                                tokens=len(s.tokens)))
+                                tokens=len(s.tokens), discarded=s.discarded))
         return None
     try:
         value = request.schema.validate(text)
     except ValueError as exc:
-        attempts.append(Attempt(text=text, error=f"validation: {exc}", strategy=strategy, tokens=len(s.tokens)))
+        attempts.append(Attempt(text=text, error=f"validation: {exc}", strategy=strategy, tokens=len(s.tokens),
+                                discarded=s.discarded))
         return None
     result: Result[Any] = Result(value=value, text=text, tokens=list(s.tokens), logprobs=list(s.logprobs),
                                  seed=s.seed, strategy=strategy, forced=list(s.forced),
@@ -258,7 +269,7 @@ def _candidate(model: LocalModel, request: Request, s: decode.Sequence_, attempt
     if request.schema.annotate is not None:
         request.schema.annotate(result)
     attempts.append(Attempt(text=text, error=None, strategy=strategy, tokens=len(s.tokens),
-                            avg_logprob=result.avg_logprob))
+                            avg_logprob=result.avg_logprob, discarded=s.discarded))
     return result
 
 

@@ -87,6 +87,9 @@ class RandomLogitsModel:
         out = self.decode(items)
         return lambda: out
 
+    def drop(self, seq: int, start: int = 0) -> None:
+        """Nothing is cached: random logits do not depend on earlier positions."""
+
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Tokens to text with the real vocabulary."""
         return self._model.detokenize(tokens)

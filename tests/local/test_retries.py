@@ -10,7 +10,7 @@ import pytest
 import structgen
 from structgen import generate
 from structgen.compile.schema import compile_schema
-from structgen.local.decode import LOOP_MIN_SPAN, looping
+from structgen.local.decode import LOOP_MIN_SPAN, REPEAT_MIN_SPAN, looping, periodic_tail, repeat_start
 from structgen.local.engine import RETRY_TEMPERATURE, Job, sampling
 from structgen.request import LOOP_FREQUENCY_PENALTY, Request, SamplingParams
 
@@ -81,3 +81,38 @@ def test_without_attempts_left_the_loop_is_the_error(model: structgen.LlamaCpp) 
                  max_attempts=1)
     assert info.value.looped and len(info.value.tokens) == 256
     assert looping(info.value.tokens)
+
+
+def _certainty(n: int, sure: float = -0.05) -> list[float]:
+    return [sure] * n
+
+
+def test_a_repeat_is_re_decided_at_the_least_sure_sampled_token_of_its_second_copy() -> None:
+    block = [10, 11, 12, 13, 14]
+    tokens = [1, 2, 3] + block * 3
+    logprobs = _certainty(len(tokens))
+    forced = [False] * len(tokens)
+    second = 3 + len(block)                  # where the second copy starts
+    logprobs[second + 2] = -1.5              # the model's least sure choice in it
+    logprobs[3 + 2] = -3.0                   # less sure still, but in the first copy: that one is kept
+    assert repeat_start(tokens, logprobs, forced) == second + 2
+    forced[second + 2] = True                # a forced token is no choice: the next least sure one is taken
+    logprobs[second + 4] = -0.9
+    assert repeat_start(tokens, logprobs, forced) == second + 4
+
+
+def test_no_back_off_without_a_repeat_or_without_an_alternative() -> None:
+    assert repeat_start(list(range(40)), _certainty(40), [False] * 40) is None
+    short = [1, 2, 3] + [7, 8] * 3          # too short a run (REPEAT_MIN_SPAN)
+    assert repeat_start(short, _certainty(len(short)), [False] * len(short)) is None
+    tokens = [1, 2, 3] + [7, 8, 9, 10] * 4
+    assert repeat_start(tokens, [0.0] * len(tokens), [False] * len(tokens)) is None   # every choice was certain
+    assert repeat_start(tokens, _certainty(len(tokens)), [True] * len(tokens)) is None  # every token forced
+
+
+@pytest.mark.parametrize("period", [1, 3, 8])
+def test_a_short_block_backs_off_after_three_copies(period: int) -> None:
+    block = list(range(100, 100 + period))
+    run = block * max(3, -(-REPEAT_MIN_SPAN // period))
+    assert periodic_tail([1, 2, *run], REPEAT_MIN_SPAN, lambda p: 3 if p <= 8 else 2) == (2, period)
+    assert repeat_start([1, 2, *run[:-1], 999], _certainty(len(run) + 2), [False] * (len(run) + 2)) is None

@@ -113,6 +113,10 @@ class Matcher(Protocol):
     def copy(self) -> Matcher:
         """An independent copy in the same state (for best-of-n)."""
 
+    def rollback(self, n: int) -> bool:
+        """Undo the last ``n`` consumed tokens (the decode loop's back-off from a repetition loop); False if this
+        matcher cannot (its state is then unchanged)."""
+
 
 class MatcherFactory(Protocol):
     """A grammar compiled for one vocabulary; makes fresh matchers cheaply."""

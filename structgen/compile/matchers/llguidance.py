@@ -133,6 +133,10 @@ class LLGuidanceMatcher:
         """Sticky error message, if any."""
         return self._m.get_error() if self._m.is_error() else None
 
+    def rollback(self, n: int) -> bool:
+        """Undo the last ``n`` tokens (llguidance keeps the parser's history)."""
+        return n == 0 or (not self._m.is_error() and self._m.rollback(n))
+
     def copy(self) -> LLGuidanceMatcher:
         """Independent copy."""
         return LLGuidanceMatcher(self._m.deep_copy())

@@ -101,6 +101,17 @@ class OutlinesCoreMatcher:
             twin.consume(token)
         return twin
 
+    def rollback(self, n: int) -> bool:
+        """Undo the last ``n`` tokens: a new guide replayed to the earlier state."""
+        if self._error is not None or not 0 <= n <= len(self._consumed):
+            return False
+        keep = self._consumed[: len(self._consumed) - n]
+        self._guide = outlines_core.Guide(self._index)
+        self._consumed = []
+        for token in keep:
+            self.consume(token)
+        return True
+
 
 class OutlinesCoreFactory:
     """A compiled outlines-core index."""
