@@ -16,10 +16,13 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     n_gpu_layers: GpuOpt = 0,
     n_threads: ThreadsOpt = None,
-    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Context size shared by the requests decoding together.")]
-    = 8192,
-    max_concurrency: Annotated[int, typer.Option(
-        "--max-concurrency", help="Sequences decoded together; requests beyond wait in the engine's queue.")] = 16,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Context size of one request (prompt and output). On CPU "
+                                       "each sequence gets its own KV of this size while it fits 2 GiB in all, "
+                                       "else the requests decoding together share one KV of this size.")]
+    = 4096,
+    max_concurrency: Annotated[int | None, typer.Option(
+        "--max-concurrency", help="Sequences decoded together; requests beyond wait in the engine's queue "
+        "(default: 8 with a KV per sequence, 16 with a shared one).")] = None,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait; then 503 + Retry-After.")]
     = 256,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="STRUCTGEN_API_KEY",
@@ -31,7 +34,7 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body-bytes", help="Larger request bodies get 413.")] = 1 << 20,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Batch-invariant decoding: a seed gives "
                                                 "the same bytes whatever else is running.")] = False,
-    prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse.")] = 8,
+    prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse.")] = 4,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API (chat, completions, streaming, tools, /metrics)."""
@@ -41,7 +44,7 @@ def serve(
     m = LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_ctx=n_ctx, n_seq_max=max_concurrency,
                  max_queue=max_queue, deterministic=deterministic, prefix_cache=prefix_cache)
     config = ServeConfig(api_key=api_key, max_body_bytes=max_body, max_tokens=max_tokens, timeout=timeout,
-                         max_concurrency=max_concurrency + max_queue)
+                         max_concurrency=m.n_seq_max + max_queue)
     typer.echo(f"structgen serve: {m.name} on http://{host}:{port}/v1", err=True)
     try:
         run_server(m, host=host, port=port, config=config, log_level=log_level)

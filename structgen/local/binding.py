@@ -70,6 +70,14 @@ class LlamaModel:
         )
         self._piece_bufs = threading.local()
 
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes one token's keys and values take in an f16 KV cache (all layers)."""
+        n_head = max(1, llama_cpp.llama_model_n_head(self.ptr))
+        head_dim = llama_cpp.llama_model_n_embd(self.ptr) // n_head
+        kv_heads = llama_cpp.llama_model_n_head_kv(self.ptr)
+        return int(2 * 2 * llama_cpp.llama_model_n_layer(self.ptr) * kv_heads * head_dim)
+
     def meta(self, key: str) -> str | None:
         """A GGUF metadata value as a string, or None."""
         size = 1 << 16

@@ -24,6 +24,12 @@ from .models import resolve_model_path
 from .prefix_cache import KvSequences
 from .scheduler import Scheduler, Sink, Ticket
 
+STREAMS_SEQ_MAX = 8
+"""Default ``n_seq_max`` with one KV stream per sequence (16 with a shared cache, where a sequence costs no memory
+until it is used)."""
+KV_STREAMS_BUDGET = 2 << 30
+"""Bytes of f16 KV cache up to which a CPU model gets one KV stream per sequence by default (``kv_unified``)."""
+
 
 class LlamaCpp:
     """A local model: llama.cpp for the forward pass, a grammar engine for masks, structgen's sampler.
@@ -45,15 +51,19 @@ class LlamaCpp:
       for a quantised cache it has no such kernel.
 
     The cost: ``n_ctx`` is then per sequence and the KV memory is ``n_ctx * n_seq_max`` tokens (default
-    ``n_seq_max`` 8 in this mode, 16 otherwise; q8_0 halves it on CPU), and n sequences take n model steps
-    per token instead of one batched step; there is no prefix cache.
+    ``n_seq_max`` 8 in this mode; q8_0 halves it on CPU), and n sequences take n model steps per token instead of
+    one batched step; there is no prefix cache.
 
-    ``kv_unified=False`` (outside deterministic mode) keeps batched steps and the prefix cache but gives each
-    sequence its own KV stream of ``n_ctx`` cells (so ``n_ctx`` is per sequence, and the KV memory is ``n_ctx``
-    times ``n_seq_max + prefix_cache``): each sequence then attends over its own cells only, where a shared cache
-    makes every sequence's step span every cell in use (and llama.cpp build a mask that wide), which grows with
-    the number of callers. Sharing a prompt (prefix cache, best-of-n) then copies a whole stream instead of
-    tagging cells. Measured in ``structgen bench concurrency --kv-per-sequence``.
+    The KV layout (``kv_unified``). One KV stream per sequence (False) keeps batched steps and the prefix cache but
+    gives each sequence its own stream of ``n_ctx`` cells (so ``n_ctx`` is per sequence, and the KV memory is
+    ``n_ctx`` times ``n_seq_max + prefix_cache``): each sequence then attends over its own cells only, where a shared
+    cache (True) makes every sequence's step span every cell in use, which grows with the number of callers.
+    Sharing a prompt (prefix cache, best-of-n) then copies a stream (~0.05 ms) instead of tagging cells. None (the
+    default) picks one stream per sequence on CPU whenever that KV fits in ``KV_STREAMS_BUDGET`` (2 GiB: the bundled
+    model at the default ``n_ctx`` takes ~1.1 GB with ``n_seq_max`` 8), with flash attention off: the fastest
+    layout on CPU (README, "The plain request"), and the one where the same call on an idle model gives the same
+    bytes (a sequence's rows compute alike whatever batch they are decoded in and wherever other sequences' cells
+    are). A larger KV, or GPU layers, get the shared cache (``n_seq_max`` 16).
 
     ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU with one KV stream per
     sequence and leaves it to llama.cpp (on where supported) otherwise. On CPU llama.cpp's flash-attention kernel
@@ -85,14 +95,10 @@ class LlamaCpp:
         kv_unified: bool | None = None,
         flash_attn: bool | None = None,
     ) -> None:
-        if n_seq_max is None:
-            n_seq_max = 8 if deterministic else 16
-        if n_seq_max < 1:
+        if n_seq_max is not None and n_seq_max < 1:
             raise InvalidArgument("n_seq_max must be at least 1")
         if prefix_cache < 0 or max_queue < 1:
             raise InvalidArgument("prefix_cache must be >= 0 and max_queue >= 1")
-        if kv_unified is None:
-            kv_unified = not deterministic
         if deterministic and kv_unified:
             raise InvalidArgument("deterministic=True needs one KV stream per sequence (kv_unified=False)")
         cache_slots = 0 if deterministic else prefix_cache
@@ -101,6 +107,11 @@ class LlamaCpp:
         self.n_gpu_layers = n_gpu_layers
         self.backend: Backend = get_backend(backend)
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
+        if kv_unified is None:
+            kv_unified = not deterministic and not (n_gpu_layers == 0 and self._streams_fit(
+                n_ctx, (n_seq_max or STREAMS_SEQ_MAX) + cache_slots))
+        if n_seq_max is None:
+            n_seq_max = 16 if kv_unified else STREAMS_SEQ_MAX
         self.n_vocab = self._model.n_vocab
         eos_first = (self._model.eos, *(t for t in self._model.eog_ids if t != self._model.eos))
         self.eos_ids: tuple[int, ...] = eos_first
@@ -131,6 +142,10 @@ class LlamaCpp:
         )
         self._think: ThinkDelimiters | None = None
         self.scheduler = Scheduler(self, cache_slots=range(n_seq_max, n_seq_max + cache_slots), max_queue=max_queue)
+
+    def _streams_fit(self, n_ctx: int, streams: int) -> bool:
+        """Whether ``streams`` KV streams of ``n_ctx`` cells fit in ``KV_STREAMS_BUDGET`` bytes."""
+        return n_ctx * streams * self._model.kv_bytes_per_token <= KV_STREAMS_BUDGET
 
     @property
     def name(self) -> str:

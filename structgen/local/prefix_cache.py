@@ -60,6 +60,7 @@ class CacheEntry:
     shared: int = 0                  # leading tokens worth keeping even alone (the conversation's head)
     pins: int = 0
     in_use: int = 0                  # the longest start live requests copied (while pinned)
+    logits: NDArray[np.float32] | None = None   # the last prompt token's logits, while the entry holds it all
     used: float = field(default_factory=time.monotonic)
 
 
@@ -95,26 +96,33 @@ class PrefixCache:
         entry.in_use = max(entry.in_use, n)
         entry.used = time.monotonic()
 
-    def insert(self, tokens: Sequence[int], src: int, *, shared: int = 0) -> None:
+    def insert(self, tokens: Sequence[int], src: int, *, shared: int = 0,
+               logits: NDArray[np.float32] | None = None) -> None:
         """Keep the prompt ``tokens`` just decoded into sequence ``src`` (if a slot is free or can be freed);
         ``shared``: how many of its leading tokens are its conversation's head (kept when the entry is cut back).
-        A tail past the head and past what other entries share is kept only up to ``TAIL_CELLS`` tokens."""
+        A tail past the head and past what other entries share is kept only up to ``TAIL_CELLS`` tokens.
+        ``logits``: the last token's, kept while the entry holds the whole prompt (the same prompt again then
+        decodes nothing, and starts from the very numbers the first call had)."""
         query = np.asarray(tokens, dtype=np.int32)
         floor = max([shared, *(common_prefix(e.tokens, query) for e in self.entries)])
+        whole = len(query)
         if len(query) - floor > TAIL_CELLS:
             query = query[:floor]
         if len(query) == 0:
             return
+        kept = logits if len(query) == whole else None
         for entry in self.entries:
             if len(entry.tokens) >= len(query) and np.array_equal(entry.tokens[: len(query)], query):
                 entry.used = time.monotonic()   # already covered
+                if kept is not None and len(entry.tokens) == whole and entry.logits is None:
+                    entry.logits = kept
                 return
         if not self._free and not self.evict_one():
             return
         slot = self._free.pop()
         self._kv.seq_remove(slot, 0, -1)
         self._kv.seq_copy(src, slot, 0, len(query))
-        newest = CacheEntry(slot, query, shared=min(shared, len(query)))
+        newest = CacheEntry(slot, query, shared=min(shared, len(query)), logits=kept)
         self.entries.append(newest)
         self._cut_back(newest)
 
@@ -129,6 +137,7 @@ class PrefixCache:
             if keep < len(entry.tokens):
                 self._kv.seq_remove(entry.seq, keep, -1)
                 entry.tokens = entry.tokens[:keep]
+                entry.logits = None
         for entry in [e for e in self.entries if e is not newest and e.pins == 0]:
             n = len(entry.tokens)
             cover = next((o for o in self.entries if o is not entry and common_prefix(entry.tokens, o.tokens) == n),

@@ -126,6 +126,7 @@ class Ticket:
     cells: int = 0                        # KV cells reserved
     pin: CacheEntry | None = None
     prefix_hit: int = 0
+    split: int = 0                        # a prefill chunk never crosses this prompt position (0: none)
     t_submit: float = field(default_factory=time.perf_counter)
     t_admit: float = 0.0
     t_decode: float = 0.0
@@ -297,15 +298,39 @@ class Scheduler:
         t.seq_ids = [self._free.pop(0) for _ in range(t.job.n)]
         t.t_admit = now
         if not self._deterministic:
+            n = len(t.job.tokens)
+            t.split = self._split(t)
             entry, hit = self.cache.lookup(t.job.tokens)
-            hit = min(hit, len(t.job.tokens) - 1)    # at least one token to decode: its logits start the answer
-            floor, n = self.model.min_prefill, len(t.job.tokens)
+            if entry is not None and hit == n == len(entry.tokens) and entry.logits is not None:   # asked again
+                self.cache.reuse(entry, t.seq_ids[0], n)
+                t.pin, t.filled, t.prefix_hit = entry, n, n
+                t.first_logits = entry.logits.copy()
+                t.cells = self._cells_for(t, n)
+                self._prompt_done(t)
+                return
+            hit = min(hit, n - 1)    # at least one token to decode: its logits start the answer
+            if t.split and hit > t.split:
+                hit = t.split
+            floor = self.model.min_prefill
             if floor // 2 <= n - hit < floor < n:   # a batch this short costs more than one of `floor` tokens
                 hit = n - floor
             if entry is not None and hit > 0:
                 self.cache.reuse(entry, t.seq_ids[0], hit)
                 t.pin, t.filled, t.prefix_hit = entry, hit, hit
         t.cells = self._cells_for(t, t.prefix_hit)
+
+    def _split(self, t: Ticket) -> int:
+        """Where ``t``'s prefill is cut in two: at the end of its shared head (template, system prompt, hint: what
+        the prefix cache keeps of it), or where the scheduler's ``min_prefill`` rule starts the rest. A later call
+        with the same prompt reuses the head and decodes the rest in one batch of the same rows, so on an idle
+        model it computes the same numbers as this one: llama.cpp's results for a row depend on the batch it was
+        decoded in (on CPU, a batch under 64 rows takes another flash-attention path), not only on its inputs."""
+        n, head, floor = len(t.job.tokens), t.job.shared, self.model.min_prefill
+        if not 0 < head < n:
+            return 0
+        if floor // 2 <= n - head < floor < n:
+            return n - floor
+        return head
 
     def _step(self) -> None:
         now = time.perf_counter()
@@ -352,7 +377,8 @@ class Scheduler:
             else:
                 if self._share_in_flight(t):
                     continue    # an earlier request is prefilling the start of this prompt: copy it when done
-                chunk = tokens[t.filled : t.filled + min(budget, n_batch)]
+                end = t.filled + min(budget, n_batch)
+                chunk = tokens[t.filled : min(end, t.split) if t.filled < t.split else end]
                 budget -= len(chunk)
             if chunk:
                 items.append((t, None, chunk, t.filled))
@@ -434,7 +460,7 @@ class Scheduler:
         seq0 = t.seq_ids[0]
         n_prompt = len(t.job.tokens)
         if not self._deterministic:
-            self.cache.insert(t.job.tokens, seq0, shared=t.job.shared)
+            self.cache.insert(t.job.tokens, seq0, shared=t.job.shared, logits=t.first_logits)
         for dst in t.seq_ids[1:]:
             self.model.share(seq0, dst, n_prompt)
         self._begin_attempt(t)
@@ -448,8 +474,9 @@ class Scheduler:
                          StructgenError(f"compiling the grammar failed: {exc!r}"))
             return
         t.seqs = sequences(job, t.attempt, t.seq_ids)
+        rewindable = t.sink is None or job.request.max_attempts > 1   # a stream can then show a Reset
         t.loop = decode.Loop(self.model, t.seqs, sampling(job, t.attempt),
-                             loop_options(self.model, job.request, job.n, t.attempt))
+                             loop_options(self.model, job.request, job.n, t.attempt, rewindable))
         t.decoding = True
         t.t_decode = time.perf_counter()
         t.emitted = 0
@@ -496,6 +523,10 @@ class Scheduler:
         """Send the first sequence's new tokens to the ticket's stream."""
         assert t.sink is not None
         s = t.seqs[0]
+        if s.rewound:   # a back-off took back text already sent: the reader starts over from the kept text
+            s.rewound = False
+            t.sink.put(("reset", "a repetition loop was re-decided where it began"))
+            t.emitted = 0
         end = len(s.tokens)
         if end > t.emitted:
             t.sink.put(("tokens", (s.tokens[t.emitted:end], s.logprobs[t.emitted:end], s.forced[t.emitted:end])))
