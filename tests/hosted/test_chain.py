@@ -35,13 +35,28 @@ def _messages(proxy: FaultProxy, i: int) -> list[dict[str, str]]:
 
 # ---- strategies on the real server ----------------------------------------------------------------
 
+CAPITALS = [("Paris", "France"), ("Rome", "Italy"), ("Tokyo", "Japan")]
+
+
 def test_prompt_returns_a_validated_value_and_reports_usage(hosted: OpenAICompatible) -> None:
-    r = structgen.generate(PARIS, schema=City, model=hosted, strategy="prompt", max_tokens=32, seed=1)
-    assert isinstance(r.value, City) and r.value.city == "Paris"
-    assert r.strategy == "prompt" and r.model == "local"
-    assert City.model_validate_json(r.text) == r.value          # the returned text is the validated text
-    assert len(r.attempts) == 1 and r.attempts[0].error is None and r.attempts[0].text.strip()
-    assert r.timings.prompt_tokens > 10 and r.timings.generated_tokens == r.attempts[0].tokens > 0
+    # Free text is not constrained: each reply is a validated City or a typed ValidationFailed. What it says is
+    # checked over three texts, ignoring case (what a 135M model writes may differ in a letter on another CPU).
+    named = []
+    for city, country in CAPITALS:
+        try:
+            r = structgen.generate(f"{city} is the capital of {country}. Extract the city and its country.",
+                                   schema=City, model=hosted, strategy="prompt", max_tokens=32, seed=1)
+        except ValidationFailed as exc:
+            assert exc.attempts and all(a.error for a in exc.attempts)
+            named.append(None)
+            continue
+        assert isinstance(r.value, City)
+        assert r.strategy == "prompt" and r.model == "local"
+        assert City.model_validate_json(r.text) == r.value          # the returned text is the validated text
+        assert len(r.attempts) == 1 and r.attempts[0].error is None and r.attempts[0].text.strip()
+        assert r.timings.prompt_tokens > 10 and r.timings.generated_tokens == r.attempts[0].tokens > 0
+        named.append(r.value.city.strip().lower() == city.lower())
+    assert named.count(True) >= 2, named
 
 
 def test_a_refused_json_schema_goes_as_json_object_and_is_remembered(hosted: OpenAICompatible) -> None:
@@ -266,7 +281,18 @@ def test_agenerate_on_a_local_model(local_model: structgen.LlamaCpp) -> None:
 
 @pytest.mark.parametrize("strategy", ["prompt", "repair"])
 def test_local_models_run_the_chain_on_free_text(local_model: structgen.LlamaCpp, strategy: str) -> None:
-    r = structgen.generate(PARIS, schema=City, model=local_model, strategy=strategy, max_tokens=24, seed=1)
-    assert r.strategy == strategy and isinstance(r.value, City)
-    assert r.tokens and len(r.tokens) == len(r.logprobs) == r.attempts[-1].tokens
-    assert r.timings.prompt_tokens > 10
+    # Free text: whether a 135M model writes valid JSON is its own affair (a typed error when it does not), so
+    # the checks run over three texts and most must come back valid.
+    valid = 0
+    for city, country in CAPITALS:
+        try:
+            r = structgen.generate(f"{city} is the capital of {country}. Extract the city and its country.",
+                                   schema=City, model=local_model, strategy=strategy, max_tokens=24, seed=1)
+        except ValidationFailed as exc:
+            assert exc.attempts and all(a.error for a in exc.attempts)
+            continue
+        assert r.strategy == strategy and isinstance(r.value, City)
+        assert r.tokens and len(r.tokens) == len(r.logprobs) == r.attempts[-1].tokens
+        assert r.timings.prompt_tokens > 10
+        valid += 1
+    assert valid >= 2, valid

@@ -61,6 +61,13 @@ def _threads(fn: Any, n: int) -> list[Any]:
     return out
 
 
+def _names_read(results: list[Any]) -> int:
+    """How many of ``results`` (one per prompt of ``PEOPLE``, in order) name that prompt's person, ignoring case:
+    a check of meaning over several texts (a model that did not read them scores at most one), since what a 135M
+    model writes may differ in a letter on another CPU."""
+    return sum(r.value.name.strip().lower() == p.split()[0].lower() for r, p in zip(results, PEOPLE, strict=False))
+
+
 def test_eight_threads_on_one_deterministic_model_match_sequential_runs_byte_for_byte(
         det_model: structgen.LlamaCpp) -> None:
     alone = [generate(p, Person, model=det_model, seed=7, max_tokens=48) for p in PEOPLE]
@@ -78,7 +85,7 @@ def test_eight_agenerate_calls_run_together_and_are_all_valid(model: structgen.L
 
     results = asyncio.run(main())
     assert all(isinstance(r.value, Person) for r in results)
-    assert [r.value.name for r in results] == [p.split()[0] for p in PEOPLE]
+    assert _names_read(results) >= 6, [r.value.name for r in results]
 
 
 def test_a_cancelled_request_frees_its_sequences(model: structgen.LlamaCpp) -> None:
@@ -169,11 +176,13 @@ def test_the_prefix_cache_reuses_a_shared_prompt_start(cached_model: structgen.L
     assert first.timings.prefix_hit_tokens < 20
     assert second.timings.prefix_hit_tokens > 80     # the template and the long system prompt
     assert second.timings.prefix_hit_tokens < second.timings.prompt_tokens
-    assert isinstance(second.value, Person) and second.value.name == "Bob"
+    assert isinstance(second.value, Person)
     assert len(cached_model.scheduler.cache.entries) <= 2
+    out = [first, second]
     for p in PEOPLE[2:6]:   # more prompts than slots: the cache stays within its bound
-        generate(p, Person, model=cached_model, system=system, seed=1, max_tokens=48)
+        out.append(generate(p, Person, model=cached_model, system=system, seed=1, max_tokens=48))
     assert len(cached_model.scheduler.cache.entries) <= 2
+    assert _names_read(out) >= 4, [r.value.name for r in out]   # a hit still reads the text after the prefix
 
 
 def test_an_exclusive_user_waits_for_the_engine_and_the_engine_for_it(cached_model: structgen.LlamaCpp) -> None:

@@ -55,7 +55,7 @@ def test_a_strict_json_schema_reply_is_valid(client: openai.OpenAI) -> None:
                                        response_format=JSON_SCHEMA)   # type: ignore[arg-type]
     choice = r.choices[0]
     assert choice.finish_reason == "stop"
-    assert valid(choice.message.content)["name"]
+    assert isinstance(valid(choice.message.content)["name"], str)   # what it says: the eight-request test below
     assert r.usage is not None and r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 0
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
 
@@ -323,6 +323,10 @@ def test_eight_concurrent_async_requests_are_all_valid(client: openai.OpenAI, ur
 
     values = asyncio.run(all_of())
     assert len(values) == 8
+    # Each reply read its own message: a case-insensitive count over the eight (a model that did not read the
+    # prompt scores at most one), since what a 135M model writes may differ in a letter on another CPU.
+    named = sum(v["name"].strip().lower() == n.lower() for v, (n, _) in zip(values, people, strict=True))
+    assert named >= 6, values
 
 
 def test_hosted_chain_pointed_at_structgen_serve_is_served_by_the_server_step(url: str) -> None:
