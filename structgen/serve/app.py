@@ -1,11 +1,12 @@
 """The OpenAI-compatible HTTP app of ``structgen serve`` (FastAPI), on one model's concurrent engine.
 
-Every request becomes ``agenerate`` / ``astream`` calls on the engine, so requests from many clients decode
-together. The guarantee holds over HTTP: content returned for a ``json_schema``, ``json_object``, regex, choice,
-grammar or tool request is valid (streamed content included: a stream whose attempt is dropped ends with an error
-event instead of going on with other text); when no valid value can be made the reply is an OpenAI-style error
-naming structgen's typed error, never invalid content with status 200. Only free text may end with
-``finish_reason: "length"``.
+Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/responses`` (translated into the chat request it
+stands for: ``responses_api``), ``/v1/models``, ``/health``, ``/metrics``. Every request becomes ``agenerate`` /
+``astream`` calls on the engine, so requests from many clients decode together. The guarantee holds over HTTP:
+content returned for a ``json_schema``, ``json_object``, regex, choice, grammar or tool request is valid (streamed
+content included: a stream whose attempt is dropped ends with an error event instead of going on with other text);
+when no valid value can be made the reply is an OpenAI-style error naming structgen's typed error, never invalid
+content with status 200. Only free text may end with ``finish_reason: "length"``.
 """
 
 from __future__ import annotations
