@@ -10,6 +10,8 @@ import openai
 import pydantic
 import pytest
 
+from structgen.serve.responses_api import ResponsesRequest, responses_plan
+
 from .test_server import PERSON, WEATHER
 
 ASK = "Alice is 30 years old. Extract the person."
@@ -136,3 +138,28 @@ def test_a_stored_response_is_not_found_and_says_why(client: openai.OpenAI) -> N
     with pytest.raises(openai.NotFoundError) as info:
         client.responses.retrieve("resp_123")
     assert "stores no responses" in str(info.value)
+
+
+def plan_of(**body: Any) -> Any:
+    return responses_plan(ResponsesRequest.model_validate({"input": ASK, **body}), max_tokens_cap=256, timeout=60.0)
+
+
+def test_a_responses_request_becomes_the_chat_plan_it_stands_for() -> None:
+    items = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]},
+             {"role": "user", "content": "Weather in Paris and Rome?"},
+             {"type": "reasoning", "id": "rs_1", "summary": []},
+             {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city":"Paris"}'},
+             {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+             {"type": "function_call_output", "call_id": "call_1", "output": "21 C"},
+             {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "18 C"}]}]
+    plan = plan_of(input=items, instructions="You are a weather bot.", tools=[WEATHER_FN], tool_choice="auto",
+                   max_output_tokens=40, temperature=0.2, seed=3, text=PERSON_FORMAT)
+    roles = [m["role"] for m in plan.prompt]
+    assert roles == ["system", "system", "user", "assistant", "user", "user"]
+    assert plan.prompt[3]["content"].count("<tool_call>") == 2   # both calls in one assistant turn
+    assert "21 C" in plan.prompt[4]["content"] and "18 C" in plan.prompt[5]["content"]
+    assert plan.schema == PERSON and plan.options["tools"] == [WEATHER]
+    assert plan.options["max_tokens"] == 40 and plan.options["temperature"] == 0.2 and plan.options["seed"] == 3
+    named = plan_of(tools=[WEATHER_FN], tool_choice={"type": "function", "name": "get_weather"})
+    assert named.options["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert plan_of(extra_field="ignored", store=False).schema is None
