@@ -195,6 +195,18 @@ def test_a_streamed_tool_call_comes_as_openai_sends_it(client: openai.OpenAI) ->
     jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
 
 
+def test_a_streamed_call_of_a_relaxed_tool_schema_comes_once_validated(client: openai.OpenAI) -> None:
+    params = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20, "format": "path"}},
+              "required": ["city"], "additionalProperties": False}   # "format: path" is left to the validator
+    relaxed = {"type": "function", "function": {"name": "get_weather", "parameters": params}}
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Weather in Rome?"}],
+                                            temperature=0, max_tokens=60, stream=True, tools=[relaxed],
+                                            tool_choice="required")   # type: ignore[list-item]
+    deltas, _, finish = streamed_calls(stream)
+    assert finish == "tool_calls" and len(deltas) == 2 and deltas[0].id is not None
+    jsonschema.validate(json.loads(deltas[1].function.arguments or ""), params)
+
+
 def test_streamed_parallel_calls_each_have_their_index(client: openai.OpenAI) -> None:
     time_tool = {"type": "function", "function": {"name": "get_time", "description": "The local time in a city",
                                                   "parameters": WEATHER["function"]["parameters"]}}
