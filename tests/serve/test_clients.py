@@ -94,7 +94,8 @@ def test_langchain_with_structured_output(url: str, method: str) -> None:
     assert isinstance(llm.with_structured_output(Person, method=method).invoke(ASK), Person)   # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("api", [OpenAIChatModel, OpenAIResponsesModel])
+# On the Responses API too (slow: /v1/responses has its own tests, tests/serve/test_responses.py).
+@pytest.mark.parametrize("api", [OpenAIChatModel, pytest.param(OpenAIResponsesModel, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("native", [False, True], ids=["tool_output", "native_output"])
 def test_pydantic_ai_agent_output(url: str, api: Any, native: bool) -> None:
     async def run() -> Any:

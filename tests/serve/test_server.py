@@ -207,6 +207,7 @@ def test_a_streamed_call_of_a_relaxed_tool_schema_comes_once_validated(client: o
     jsonschema.validate(json.loads(deltas[1].function.arguments or ""), params)
 
 
+@pytest.mark.slow   # tests/serve/test_choice_stream.py covers the logic without a model
 def test_streamed_parallel_calls_each_have_their_index(client: openai.OpenAI) -> None:
     time_tool = {"type": "function", "function": {"name": "get_time", "description": "The local time in a city",
                                                   "parameters": WEATHER["function"]["parameters"]}}
