@@ -163,3 +163,15 @@ def test_a_responses_request_becomes_the_chat_plan_it_stands_for() -> None:
     named = plan_of(tools=[WEATHER_FN], tool_choice={"type": "function", "name": "get_weather"})
     assert named.options["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert plan_of(extra_field="ignored", store=False).schema is None
+
+
+def test_a_reply_that_thinks_first_has_a_reasoning_item_before_its_message(client: openai.OpenAI) -> None:
+    r = client.responses.create(model="m", input=ASK, text=PERSON_FORMAT, temperature=0,   # type: ignore[arg-type]
+                                max_output_tokens=60, extra_body={"think": 8})
+    assert [o.type for o in r.output] == ["reasoning", "message"]
+    jsonschema.validate(json.loads(r.output_text), PERSON)
+    events = list(client.responses.create(model="m", input=ASK, text=PERSON_FORMAT, temperature=0,   # type: ignore[arg-type]
+                                          max_output_tokens=60, extra_body={"think": 8}, stream=True))
+    added = [e.item.type for e in events if e.type == "response.output_item.added"]   # type: ignore[union-attr]
+    assert added == ["reasoning", "message"] and events[-1].type == "response.completed"
+    jsonschema.validate(json.loads(events[-1].response.output_text), PERSON)   # type: ignore[union-attr]
