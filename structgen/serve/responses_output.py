@@ -132,6 +132,10 @@ class ReplyEvents:
         return [self._event("response.created", response=snapshot),
                 self._event("response.in_progress", response=snapshot)]
 
+    def _at(self, item: dict[str, Any]) -> int:
+        """The output index of ``item`` (this very item, not one equal to it)."""
+        return next(i for i, x in enumerate(self.output) if x is item)
+
     def _added(self, item: dict[str, Any]) -> bytes:
         self.output.append(item)
         return self._event("response.output_item.added", output_index=len(self.output) - 1, item=dict(item))
@@ -151,7 +155,7 @@ class ReplyEvents:
                                     output_index=len(self.output) - 1, content_index=0, part=_text_part(""))]
             self.text += piece.text
             out.append(self._event("response.output_text.delta", item_id=self.message["id"],
-                                   output_index=self.output.index(self.message), content_index=0, delta=piece.text,
+                                   output_index=self._at(self.message), content_index=0, delta=piece.text,
                                    logprobs=[]))
             return out
         if isinstance(piece, CallStart):
@@ -161,7 +165,7 @@ class ReplyEvents:
             item = self.calls[piece.index]
             item["arguments"] += piece.fragment
             return [self._event("response.function_call_arguments.delta", item_id=item["id"],
-                                output_index=self.output.index(item), delta=piece.fragment)]
+                                output_index=self._at(item), delta=piece.fragment)]
         assert isinstance(piece, Finish)
         return self._finish(piece)
 
