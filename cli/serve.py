@@ -37,7 +37,8 @@ def serve(
     prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse.")] = 4,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
-    """Serve a local model over an OpenAI-compatible HTTP API (chat, completions, streaming, tools, /metrics)."""
+    """Serve a local model over an OpenAI-compatible HTTP API (chat, completions, responses, streaming, tools,
+    /metrics)."""
     from structgen import LlamaCpp
     from structgen.serve import ServeConfig, run_server
 

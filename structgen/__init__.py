@@ -35,7 +35,7 @@ from .errors import (
 from .generate import Model, default_model, generate, generate_batch
 from .local.llamacpp import LlamaCpp
 from .local.models import default_model_path, resolve_model_path
-from .partial import Partial
+from .partial import Partial, PartialToolCall
 from .request import SamplingParams
 from .result import Attempt, Result, Timings, ToolCall, ToolCalls
 from .stream import Delta, Done, Reset, StreamEvent, astream, stream
@@ -71,6 +71,7 @@ __all__ = [
     "Overloaded",
     "ParseError",
     "Partial",
+    "PartialToolCall",
     "Regex",
     "Reset",
     "Result",

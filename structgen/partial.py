@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MISSING", "Partial", "parse_prefix"]
+__all__ = ["MISSING", "Partial", "PartialToolCall", "parse_prefix"]
 
 
 class _Missing:
@@ -37,6 +37,27 @@ class Partial:
 
     value: Any                   # MISSING when nothing is known yet
     incomplete: str | None       # JSON pointer of the part being written; None: the value is complete
+
+
+@dataclass(frozen=True, slots=True)
+class PartialToolCall:
+    """What is known of one tool call while it is being written (see ``structgen.compile.tools.partial_calls``).
+
+    ``index``: its place among the reply's calls. ``name``: the tool, once the grammar has fixed it (None before).
+    ``arguments_json``: the arguments' text so far, always a prefix of the final ``ToolCall.arguments_json``.
+    ``partial``: their value so far (``Partial``: complete members as parsed, the member being written marked).
+    ``complete``: the arguments' JSON has closed."""
+
+    index: int
+    name: str | None
+    arguments_json: str
+    partial: Partial
+    complete: bool
+
+    @property
+    def arguments(self) -> Any:
+        """The arguments known so far (``MISSING`` before any)."""
+        return self.partial.value
 
 
 class _Eof(Exception):

@@ -1,7 +1,8 @@
 """``stream`` and ``astream``: ``generate`` that shows its work as it goes.
 
 Events, in order: ``Delta`` for each step's new tokens (text, ids, logprobs, forced flags and, for JSON kinds,
-the value known so far: see ``structgen.partial``), ``Reset`` when an attempt is dropped and a retry starts
+the value known so far: see ``structgen.partial``; for tool calls, ``Delta.tool_calls``: each call's name once
+the grammar has fixed it and its arguments so far), ``Reset`` when an attempt is dropped and a retry starts
 (the text shown so far is void: never text that silently changes), and one ``Done`` carrying the validated
 ``Result``. Failures raise the typed errors ``generate`` raises. Closing the iterator early (``break``, a
 cancelled task) cancels the request: the engine frees its sequences at its next step.
@@ -23,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compile.kinds import SchemaLike
+from .compile.tools import ToolSet, partial_calls
 from .errors import StructgenError
 from .generate import build_request, default_model
-from .partial import MISSING, Partial, parse_prefix
+from .partial import MISSING, Partial, PartialToolCall, parse_prefix
 from .request import Message, Request
 from .result import Result
 
@@ -43,7 +45,9 @@ class Delta:
     forced: tuple[bool, ...]
     attempt: int
     json: bool = False              # a JSON kind: ``partial`` parses the snapshot
+    tools: tuple[str, ...] | None = None   # a tools request: the names a call may have (``tool_calls``)
     _partial: list[Partial] = field(default_factory=list, repr=False, compare=False)
+    _calls: list[tuple[PartialToolCall, ...] | None] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def partial(self) -> Partial | None:
@@ -60,6 +64,18 @@ class Delta:
         """The partial value (``structgen.partial.MISSING`` when nothing is known yet, or not JSON)."""
         partial = self.partial
         return partial.value if partial is not None else MISSING
+
+    @property
+    def tool_calls(self) -> tuple[PartialToolCall, ...] | None:
+        """A tools request on a local model: the calls written so far, each with its name once the grammar has
+        fixed it and its arguments so far (text and partial value: ``structgen.compile.tools.partial_calls``);
+        None while the reply is (or may still be) an answer, and for other requests. The final
+        ``Result.tool_calls`` drops a call that repeats an earlier one exactly."""
+        if self.tools is None:
+            return None
+        if not self._calls:
+            self._calls.append(partial_calls(self.snapshot, self.tools))
+        return self._calls[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +183,10 @@ def _submit(target: Any, request: Request, sink: Any = True) -> Any:
 
 
 def _whole(result: Result[Any], request: Request) -> Iterator[StreamEvent]:
+    source = request.schema.source
     yield Delta(result.text, result.text, tuple(result.tokens), tuple(result.logprobs), tuple(result.forced),
-                len(result.attempts) - 1 if result.attempts else 0, request.schema.kind == "json")
+                len(result.attempts) - 1 if result.attempts else 0, request.schema.kind == "json",
+                source.callable_names() if isinstance(source, ToolSet) else None)
     yield Done(result)
 
 
@@ -179,6 +197,8 @@ class _Events:
     def __init__(self, model: Any, request: Request) -> None:
         self.model = model
         self.json = request.schema.kind == "json"
+        source = request.schema.source
+        self.tools = source.callable_names() if isinstance(source, ToolSet) else None
         self.attempt = 0
         self.calls = 0
         self._reset()
@@ -192,7 +212,8 @@ class _Events:
             ids, logprobs, forced = payload
             text = self.decoder.decode(b"".join(self.model.token_bytes(t) for t in ids))
             self.snapshot += text
-            return Delta(text, self.snapshot, tuple(ids), tuple(logprobs), tuple(forced), self.attempt, self.json)
+            return Delta(text, self.snapshot, tuple(ids), tuple(logprobs), tuple(forced), self.attempt, self.json,
+                         self.tools)
         if kind == "reset":
             self.attempt += 1
             self._reset()

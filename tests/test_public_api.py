@@ -27,11 +27,12 @@ def test_errors_share_one_root() -> None:
 
 # The agreed public API. A change here is a decision, made on purpose, with this list edited in the same commit
 # (the concurrent engine added stream / astream, their events, Partial, Overloaded, DeadlineExceeded, Cancelled;
-# tool calls added Tool, ToolCall, ToolCalls; verifier selection added Judge).
+# tool calls added Tool, ToolCall, ToolCalls; verifier selection added Judge; streamed tool calls added
+# PartialToolCall, what Delta.tool_calls holds).
 PUBLIC_API = [
     "Attempt", "BackendError", "Cancelled", "Choice", "DatabaseError", "DeadlineExceeded", "Delta", "Done", "Fault",
     "FaultProxy", "GenerationError", "Grammar", "GrammarError", "InvalidArgument", "JsonOptions", "Judge", "LlamaCpp",
-    "Model", "ModelNotFound", "OpenAICompatible", "OptionProbs", "Overloaded", "ParseError", "Partial", "Regex",
+    "Model", "ModelNotFound", "OpenAICompatible", "OptionProbs", "Overloaded", "ParseError", "Partial", "PartialToolCall", "Regex",
     "Reset", "Result", "SamplingParams", "SchemaError", "StreamEvent", "StructgenError", "Timings",
     "Tool", "ToolCall", "ToolCalls", "TruncatedOutput", "UnsafeSQL", "ValidationFailed", "__version__", "agenerate", "astream", "bundled_grammars",
     "compile_schema", "default_model", "default_model_path", "generate", "generate_batch", "probs",

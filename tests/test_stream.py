@@ -151,3 +151,38 @@ def test_the_cli_streams_text_to_stderr_and_prints_the_value() -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() in ("heads", "tails")
     assert result.stderr.strip() == result.stdout.strip()
+
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                    "unit": {"enum": ["c", "f"]}},
+                   "required": ["city", "unit"], "additionalProperties": False}}}
+TIME_TOOL = {"type": "function", "function": {"name": "get_time", "description": "The local time in a city",
+                                              "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                             "required": ["city"]}}}
+
+
+def test_a_streamed_tool_call_shows_its_name_then_arguments_that_are_prefixes(model: structgen.LlamaCpp) -> None:
+    events = list(structgen.stream("What is the weather in Paris, in celsius?", model=model, tools=[WEATHER_TOOL, TIME_TOOL],
+                                   tool_choice="required", seed=1, temperature=0, max_tokens=80, max_attempts=1))
+    done = events[-1]
+    assert isinstance(done, structgen.Done) and done.result.tool_calls
+    final = done.result.tool_calls[0]
+    seen = [d.tool_calls[0] for d in events if isinstance(d, structgen.Delta) and d.tool_calls]
+    named = [c for c in seen if c.name is not None]
+    assert named and all(c.name == final.name for c in named)
+    assert len({c.arguments_json for c in named}) >= 3   # the arguments grew over several deltas
+    for c in named:
+        assert final.arguments_json.startswith(c.arguments_json)
+        if c.arguments is not MISSING:
+            assert is_prefix(c.arguments, json.loads(final.arguments_json), c.partial.incomplete)
+    assert named[-1].complete and named[-1].arguments == json.loads(final.arguments_json)
+
+
+def test_an_answer_has_no_tool_calls_and_other_requests_none_at_all(model: structgen.LlamaCpp) -> None:
+    events = list(structgen.stream("Say hello.", model=model, tools=[WEATHER_TOOL], tool_choice="none", seed=1,
+                                   max_tokens=5))
+    assert all(e.tool_calls is None for e in events if isinstance(e, structgen.Delta))
+    events = list(structgen.stream("Say hello.", model=model, seed=1, max_tokens=5))
+    assert all(e.tool_calls is None for e in events if isinstance(e, structgen.Delta))

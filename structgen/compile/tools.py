@@ -27,11 +27,12 @@ from typing import Any
 import pydantic
 
 from ..errors import InvalidArgument, SchemaError
+from ..partial import MISSING, Partial, PartialToolCall, parse_prefix
 from ..result import ToolCall, ToolCalls
 from .schema import CompiledSchema, JsonOptions, _Invalid, compile_schema, named_grammars
 
 __all__ = ["MAX_PARALLEL_CALLS", "Tool", "ToolChoice", "ToolSet", "call_text", "compile_tools", "parse_tool_choice",
-           "parse_tools"]
+           "parse_tools", "partial_calls"]
 
 MAX_PARALLEL_CALLS = 4
 """Most calls one reply may make when parallel calls are allowed (a bound, so a small model cannot call tools
@@ -104,6 +105,12 @@ class ToolSet:
         if self.choice.mode == "function":
             return {"type": "function", "function": {"name": self.choice.name}}
         return self.choice.mode
+
+    def callable_names(self) -> tuple[str, ...]:
+        """The names a call may have (the one named tool, or all of them)."""
+        if self.choice.mode == "function" and self.choice.name is not None:
+            return (self.choice.name,)
+        return tuple(t["function"]["name"] for t in self.tools)
 
 
 def call_text(name: str, arguments_json: str) -> str:
@@ -215,6 +222,65 @@ def _compile(answer: CompiledSchema, key: str, sources: tuple[type | None, ...],
     return CompiledSchema(kind="tools", grammar=json.dumps({"grammars": grammars}), validator=validate,
                           relaxations=relaxations, hint=hint,
                           source=ToolSet(answer, tuple(t.openai() for t in tools), choice))
+
+
+def partial_calls(text: str, names: Sequence[str]) -> tuple[PartialToolCall, ...] | None:
+    """The calls a prefix of a tools reply holds so far, for streaming them: None while the text is (or may still
+    be) an answer; once it has begun ``<tool_call>``, one ``PartialToolCall`` per call begun. A call's ``name`` is
+    set as soon as what is written of it fits one of ``names`` only (the grammar then forces the rest); its
+    ``arguments_json`` grows as the arguments are written and never holds text past them. For example, with
+    tools ``get_weather`` and ``get_time``, ``'<tool_call>\\n{"name": "get_w'`` holds one call, of ``get_weather``,
+    with no arguments yet.
+    """
+    pos = len(text) - len(text.lstrip())
+    if not text.startswith(CALL_OPEN.strip(), pos):
+        return None
+    calls: list[PartialToolCall] = []
+    opening = CALL_OPEN + '{"name": "'
+    while True:
+        index = len(calls)
+        written, closed = "", False
+        if len(text) - pos > len(opening):
+            start = pos + len(opening)
+            quote = text.find('"', start)
+            closed = quote >= 0
+            written = text[start:quote] if closed else text[start:]
+        fits = [n for n in names if (n == written if closed else n.startswith(written))]
+        if len(fits) != 1:
+            calls.append(PartialToolCall(index, None, "", Partial(MISSING, ""), False))
+            break
+        name = fits[0]
+        at = pos + len(CALL_OPEN) + len(_call_prefix(name))
+        arguments = text[at:]
+        end = _json_end(arguments)
+        if end is None:
+            partial = parse_prefix(arguments) if arguments else Partial(MISSING, "")
+            calls.append(PartialToolCall(index, name, arguments, partial, False))
+            break
+        written_args = arguments[:end]
+        calls.append(PartialToolCall(index, name, written_args, Partial(json.loads(written_args), None), True))
+        after = at + end
+        after += len(text[after:]) - len(text[after:].lstrip())
+        between = "}" + CALL_CLOSE + "\n"
+        if not text.startswith(between + CALL_OPEN.strip(), after):
+            break
+        pos = after + len(between)
+    return tuple(calls)
+
+
+def _json_end(text: str) -> int | None:
+    """Where the JSON value that ``text`` starts with ends, once it has (a number at the very end may go on)."""
+    start = len(text) - len(text.lstrip())
+    try:
+        value, end = _DECODER.raw_decode(text, start)
+    except ValueError:
+        return None
+    if end == len(text) and not isinstance(value, dict | list | str):
+        return None
+    return end
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _arguments_schema(tool: Tool, options: JsonOptions) -> CompiledSchema:

@@ -1,5 +1,5 @@
-"""``structgen serve``: an OpenAI-compatible HTTP server on the concurrent engine (chat and text completions,
-streaming, JSON Schema / regex / choice / grammar constraints, tool calls, metrics)."""
+"""``structgen serve``: an OpenAI-compatible HTTP server on the concurrent engine (chat and text completions, the
+Responses API, streaming, JSON Schema / regex / choice / grammar constraints, tool calls, metrics)."""
 
 from .app import ServeConfig, create_app
 from .server import run_server

@@ -1,11 +1,12 @@
 """The OpenAI-compatible HTTP app of ``structgen serve`` (FastAPI), on one model's concurrent engine.
 
-Every request becomes ``agenerate`` / ``astream`` calls on the engine, so requests from many clients decode
-together. The guarantee holds over HTTP: content returned for a ``json_schema``, ``json_object``, regex, choice,
-grammar or tool request is valid (streamed content included: a stream whose attempt is dropped ends with an error
-event instead of going on with other text); when no valid value can be made the reply is an OpenAI-style error
-naming structgen's typed error, never invalid content with status 200. Only free text may end with
-``finish_reason: "length"``.
+Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/responses`` (translated into the chat request it
+stands for: ``responses_api``), ``/v1/models``, ``/health``, ``/metrics``. Every request becomes ``agenerate`` /
+``astream`` calls on the engine, so requests from many clients decode together. The guarantee holds over HTTP:
+content returned for a ``json_schema``, ``json_object``, regex, choice, grammar or tool request is valid (streamed
+content included: a stream whose attempt is dropped ends with an error event instead of going on with other text);
+when no valid value can be made the reply is an OpenAI-style error naming structgen's typed error, never invalid
+content with status 200. Only free text may end with ``finish_reason: "length"``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..agenerate import agenerate
-from ..compile.schema import compile_schema
-from ..errors import Cancelled, GenerationError, StructgenError
+from ..errors import Cancelled, StructgenError
 from ..result import Result
-from ..stream import Delta, Done, Reset, astream
-from . import openai_api, responses
+from ..stream import Done
+from . import openai_api, responses, responses_api
+from .choice_stream import CallArguments, CallStart, ChoiceStream, Finish, Piece, Reasoning, Text, held
 from .metrics import Metrics
+from .responses_output import Reply, ReplyEvents
 
 __all__ = ["ServeConfig", "create_app"]
 
@@ -161,6 +163,16 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
     async def completions(request: Request) -> Response:
         return await handle("completions", request, serve_completion)
 
+    @app.post("/v1/responses")
+    async def responses_endpoint(request: Request) -> Response:
+        return await handle("responses", request, serve_responses)
+
+    @app.get("/v1/responses/{response_id}")
+    @app.delete("/v1/responses/{response_id}")
+    async def stored_response(request: Request, response_id: str) -> Response:
+        return keyed(request, lambda: error_response(_HttpError(404, f"no response {response_id!r}: "
+                                                                     f"{responses_api.NOT_STORED}", "NotFound")))
+
     # ---- serving --------------------------------------------------------------------------------------
 
     async def serve_chat(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
@@ -190,9 +202,42 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
                                                usage=responses.usage(results),
                                                structgen=responses.structgen_extra(results)))
 
+    async def serve_responses(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
+        body = openai_api.parse_body(responses_api.ResponsesRequest, raw)
+        plan = responses_api.responses_plan(body, max_tokens_cap=config.max_tokens, timeout=config.timeout)
+        reply = Reply(body, plan, name)
+        if body.stream:
+            streams, events, tasks, first = await open_streams(plan)
+            return StreamingResponse(reply_events(ReplyEvents(reply), streams, events, first, tasks, release),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        [result] = await run_choices(plan, request)
+        return JSONResponse(reply.completed(result))
+
+    async def reply_events(writer: ReplyEvents, streams: Sequence[ChoiceStream], events: asyncio.Queue[Any],
+                           first: list[tuple[int, Any]], tasks: Sequence[asyncio.Future[Any]],
+                           release: Callable[[], None]) -> AsyncIterator[bytes]:
+        outcome = "ok"
+        try:
+            for event in writer.start():
+                yield event
+            try:
+                async for _, piece in pieces(streams, events, first):
+                    for event in writer.piece(piece):
+                        yield event
+            except StructgenError as exc:
+                outcome = type(exc).__name__
+                for event in writer.failed(exc):
+                    yield event
+        finally:
+            for t in tasks:
+                t.cancel()
+            metrics.outcome("responses", outcome)
+            release()
+
     async def run_choices(plan: openai_api.Plan, request: Request) -> list[Result[Any]]:
         started = time.perf_counter()
-        tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **_choice(plan, i)))
+        tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice_options(i)))
                  for i in range(plan.n)]
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, tasks))
         try:
@@ -216,14 +261,25 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
     async def start_stream(plan: openai_api.Plan, kind: str, release: Callable[[], None]) -> Response:
         """Start the choices' streams and wait for their first events (errors before any content are HTTP
         errors), then answer with server-sent events."""
-        buffered = _relaxed(plan)
+        streams, events, tasks, first = await open_streams(plan)
+        rid = responses.completion_id("chatcmpl" if kind == "chat" else "cmpl")
+        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+        return StreamingResponse(sse(rid, obj, kind, streams, events, first, tasks, release),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def open_streams(plan: openai_api.Plan) -> tuple[list[ChoiceStream], asyncio.Queue[tuple[int, Any]],
+                                                           list[asyncio.Future[Any]], list[tuple[int, Any]]]:
+        """The choices' streams, the queue their events arrive on, their tasks, and the first event (an error
+        before it raises here, to be answered as an HTTP error)."""
+        buffered = held(plan)
         if not buffered:
             # Text once sent cannot be taken back, so a streamed attempt is the only one: no repetition loop is cut
             # short to retry (a bounded grammar still ends, and max_tokens still bounds it).
             plan.options.setdefault("max_attempts", 1)
         streams = [ChoiceStream(i, plan, buffered, model, metrics) for i in range(plan.n)]
         events: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-        tasks = [asyncio.ensure_future(s.pump(events)) for s in streams]
+        tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(s.pump(events)) for s in streams]
         first: list[tuple[int, Any]] = []
         try:
             first.append(await events.get())
@@ -233,11 +289,21 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
             for t in tasks:
                 t.cancel()
             raise
-        rid = responses.completion_id("chatcmpl" if kind == "chat" else "cmpl")
-        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-        return StreamingResponse(sse(rid, obj, kind, streams, events, first, tasks, release),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return streams, events, tasks, first
+
+    async def pieces(streams: Sequence[ChoiceStream], events: asyncio.Queue[Any], first: list[tuple[int, Any]],
+                     ) -> AsyncIterator[tuple[int, Piece]]:
+        """Each choice's pieces as its events arrive, until every choice has finished; a failure raises a
+        ``StructgenError``."""
+        pending = len(streams)
+        while pending:
+            index, item = first.pop(0) if first else await events.get()
+            if isinstance(item, BaseException):
+                raise item if isinstance(item, StructgenError) else StructgenError(str(item))
+            for piece in streams[index].pieces(item):
+                yield index, piece
+            if isinstance(item, Done):
+                pending -= 1
 
     async def sse(rid: str, obj: str, kind: str, streams: Sequence[ChoiceStream], events: asyncio.Queue[Any],
                   first: list[tuple[int, Any]], tasks: Sequence[asyncio.Future[Any]],
@@ -250,25 +316,15 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
             if kind == "chat":
                 yield chunk([{"index": s.index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
                               "logprobs": None} for s in streams])
-            pending = len(streams)
-            while pending:
-                index, item = first.pop(0) if first else await events.get()
-                stream = streams[index]
-                if isinstance(item, BaseException):
-                    error = item if isinstance(item, StructgenError) else StructgenError(str(item))
-                    outcome = type(error).__name__
-                    yield b"data: " + responses.error_body(error) + b"\n\n"
-                    return
-                try:
-                    pieces = stream.pieces(item, kind)
-                except StructgenError as exc:
-                    outcome = type(exc).__name__
-                    yield b"data: " + responses.error_body(exc) + b"\n\n"
-                    return
-                for piece in pieces:
-                    yield chunk([piece])
-                if isinstance(item, Done):
-                    pending -= 1
+            try:
+                async for index, piece in pieces(streams, events, first):
+                    wire = _wire_piece(index, piece, kind)
+                    if wire is not None:
+                        yield chunk([wire])
+            except StructgenError as exc:
+                outcome = type(exc).__name__
+                yield b"data: " + responses.error_body(exc) + b"\n\n"
+                return
             if streams[0].plan.include_usage:
                 yield chunk([], usage=responses.usage([s.result for s in streams if s.result is not None]))
             yield b"data: [DONE]\n\n"
@@ -291,24 +347,6 @@ async def _cancel_on_disconnect(request: Request, tasks: Sequence[asyncio.Future
         await asyncio.sleep(0.1)
 
 
-def _choice(plan: openai_api.Plan, index: int) -> dict[str, Any]:
-    options = dict(plan.options)
-    if index and options.get("seed") is not None:
-        options["seed"] = options["seed"] + index
-    return options
-
-
-def _relaxed(plan: openai_api.Plan) -> bool:
-    """Whether the schema's grammar leaves something to the validator: then a stream holds each choice's text until
-    it is validated (an attempt the validator rejects would otherwise have been shown). A reply that thinks first
-    is held too: its reasoning goes to ``reasoning_content``, never into the streamed content."""
-    if plan.options.get("think"):
-        return True
-    if not isinstance(plan.schema, dict) or plan.options.get("strategy") in ("best_of", "self_consistency"):
-        return False
-    return compile_schema(plan.schema).relaxed
-
-
 def _completion_logprobs(result: Result[Any], token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
     tokens = [token_bytes(t).decode("utf-8", "replace") for t in result.tokens]
     offsets, at = [], 0
@@ -318,77 +356,25 @@ def _completion_logprobs(result: Result[Any], token_bytes: Callable[[int], bytes
     return {"tokens": tokens, "token_logprobs": list(result.logprobs), "top_logprobs": None, "text_offset": offsets}
 
 
-class ChoiceStream:
-    """One choice of a streamed request: runs ``astream`` and turns its events into chunk pieces — text held back
-    while it may still be the start of a stop sequence or of a tool call, tool calls sent whole once validated."""
-
-    def __init__(self, index: int, plan: openai_api.Plan, buffered: bool, model: Any, metrics: Metrics) -> None:
-        self.index, self.plan, self.model, self.metrics = index, plan, model, metrics
-        self.buffered = buffered
-        self.tools = "tools" in plan.options
-        self.sent = 0              # characters of the current attempt's text sent
-        self.result: Result[Any] | None = None
-        self.started = time.perf_counter()
-
-    async def pump(self, events: asyncio.Queue[tuple[int, Any]]) -> None:
-        try:
-            async for event in astream(self.plan.prompt, self.plan.schema, model=self.model,
-                                       **_choice(self.plan, self.index)):
-                await events.put((self.index, event))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            await events.put((self.index, exc))
-
-    def pieces(self, event: Any, kind: str) -> list[dict[str, Any]]:
-        if isinstance(event, Reset):
-            if self.sent:   # text already sent belonged to an attempt that failed: it must not stand
-                raise GenerationError(f"the attempt being streamed was dropped ({event.reason}) after part of its "
-                                      "text was sent; retry the request (or do not stream it)")
-            self.buffered = self.buffered or self.tools
-            return []
-        if isinstance(event, Delta):
-            if self.buffered:
-                return []
-            safe = self._safe_end(event.snapshot)
-            return self._text_piece(event.snapshot[self.sent:safe], kind, safe)
-        assert isinstance(event, Done)
-        result = self.result = event.result
-        self.metrics.served(result, time.perf_counter() - self.started)
-        out: list[dict[str, Any]] = []
-        calls = result.tool_calls
-        if calls:
-            delta = {"tool_calls": [{"index": i, **c} for i, c in enumerate(responses.tool_calls_json(calls))]}
-            out.append({"index": self.index, "delta": delta, "finish_reason": None, "logprobs": None})
-            finish = "tool_calls"
-        else:
-            text, finish = responses.visible_text(result, self.plan.stops)
-            out += self._text_piece(text[self.sent:], kind, len(text))
-        end: dict[str, Any] = {"index": self.index, "finish_reason": finish, "logprobs": None}
-        end["delta" if kind == "chat" else "text"] = {} if kind == "chat" else ""
-        out.append(end)
-        return out
-
-    def _text_piece(self, text: str, kind: str, end: int) -> list[dict[str, Any]]:
-        if not text:
-            return []
-        self.sent = end
+def _wire_piece(index: int, piece: Piece, kind: str) -> dict[str, Any] | None:
+    """A piece of choice ``index`` as one choice of a chat (``kind`` "chat") or text-completion chunk."""
+    out: dict[str, Any] = {"index": index, "finish_reason": None, "logprobs": None}
+    if isinstance(piece, Text):
+        out.update({"delta": {"content": piece.text}} if kind == "chat" else {"text": piece.text})
+    elif isinstance(piece, Reasoning):   # a text completion has no place for it
+        if kind != "chat":
+            return None
+        out["delta"] = {"reasoning_content": piece.text}
+    elif isinstance(piece, CallStart):   # as OpenAI sends it: id, type and name first, the arguments after
+        out["delta"] = {"tool_calls": [{"index": piece.index, "id": piece.id, "type": "function",
+                                        "function": {"name": piece.name, "arguments": ""}}]}
+    elif isinstance(piece, CallArguments):
+        out["delta"] = {"tool_calls": [{"index": piece.index, "function": {"arguments": piece.fragment}}]}
+    else:
+        assert isinstance(piece, Finish)
+        out["finish_reason"] = piece.reason
         if kind == "chat":
-            return [{"index": self.index, "delta": {"content": text}, "finish_reason": None, "logprobs": None}]
-        return [{"index": self.index, "text": text, "finish_reason": None, "logprobs": None}]
-
-    def _safe_end(self, snapshot: str) -> int:
-        """How much of ``snapshot`` can be shown now: not a tail that may start a stop sequence, and nothing of a
-        reply that may turn out to be a tool call."""
-        if self.tools:
-            head = snapshot.lstrip()
-            if "<tool_call>".startswith(head[:11]) or head.startswith("<tool_call>"):
-                return self.sent
-        end = len(snapshot)
-        for stop in self.plan.stops:
-            for k in range(min(len(stop), len(snapshot)), 0, -1):
-                if snapshot.endswith(stop[:k]):
-                    end = min(end, len(snapshot) - k)
-                    break
-        return max(end, self.sent)
-
+            out["delta"] = {}
+        else:
+            out["text"] = ""
+    return out

@@ -10,7 +10,10 @@ import pytest
 import structgen
 from structgen.compile._byte_tokenizer import grammar_accepts
 from structgen.compile.schema import compile_schema
-from structgen.compile.tools import Tool, compile_tools, parse_tool_choice, parse_tools
+from structgen.compile.tools import Tool, compile_tools, parse_tool_choice, parse_tools, partial_calls
+from structgen.partial import MISSING
+
+from ..test_stream import is_prefix
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather",
@@ -160,3 +163,42 @@ def test_a_hosted_endpoint_is_sent_the_tools_natively() -> None:
     assert constraint.kind == "tools"
     assert constraint.payload["tool_choice"] == {"type": "function", "function": {"name": "add"}}
     assert constraint.payload["tools"][0]["function"]["name"] == "add"
+
+
+def test_partial_calls_name_a_call_once_the_grammar_has_fixed_it() -> None:
+    names = ["get_weather", "get_time", "add"]
+    assert partial_calls("It is sunny", names) is None            # an answer
+    assert partial_calls("<tool", names) is None                  # may still be an answer
+    calls = partial_calls("<tool_call>\n{\"name\": \"get_", names)
+    assert calls is not None and [(c.index, c.name) for c in calls] == [(0, None)]   # get_weather or get_time
+    calls = partial_calls("<tool_call>\n{\"name\": \"get_w", names)
+    assert calls is not None and calls[0].name == "get_weather" and calls[0].arguments_json == ""
+    assert calls[0].arguments is MISSING and not calls[0].complete
+    only = partial_calls("<tool_call>\n", ["add"])                # one tool: the grammar forces its name at once
+    assert only is not None and only[0].name == "add"
+
+
+def test_partial_calls_arguments_grow_as_prefixes_of_the_final_arguments() -> None:
+    args = '{"city":"Par\\"is","unit":"c"}'
+    text = call("get_weather", args) + "\n" + call("add", '{"a":1,"b":22}')
+    first_end = len(call("get_weather", args))
+    seen: list[str] = []
+    for i in range(len(text) + 1):
+        calls = partial_calls(text[:i], ["get_weather", "add"])
+        if calls is None or not calls or calls[0].name is None:
+            continue
+        first = calls[0]
+        assert args.startswith(first.arguments_json)
+        if first.arguments is not MISSING:
+            assert is_prefix(first.arguments, json.loads(args), first.partial.incomplete)
+        seen.append(first.arguments_json)
+        if i < first_end + 2:
+            assert len(calls) == 1
+    assert seen == sorted(seen, key=len) and seen[-1] == args
+    final = partial_calls(text, ["get_weather", "add"])
+    assert final is not None and [(c.name, c.arguments_json, c.complete) for c in final] == [
+        ("get_weather", args, True), ("add", '{"a":1,"b":22}', True)]
+    assert final[1].arguments == {"a": 1, "b": 22}
+    # a number still being written is not complete: it may go on
+    cut = partial_calls('<tool_call>\n{"name": "add", "arguments": {"a":1,"b":2', ["add"])
+    assert cut is not None and cut[0].arguments_json == '{"a":1,"b":2' and not cut[0].complete

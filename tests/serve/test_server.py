@@ -9,7 +9,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -30,17 +29,6 @@ WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
                    "required": ["city"], "additionalProperties": False}}}
-
-
-@pytest.fixture(scope="module")
-def url(model: structgen.LlamaCpp) -> Iterator[str]:
-    with serving(model, ServeConfig(max_tokens=256)) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
 
 
 def valid(content: str | None, schema: dict[str, Any] = PERSON) -> Any:
@@ -180,18 +168,66 @@ def test_tool_calls_required_named_and_auto(client: openai.OpenAI) -> None:
         valid(message.content)
 
 
-def test_streamed_tool_call_arrives_whole(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Weather in Rome?"}],
-                                            temperature=0, max_tokens=60, stream=True, tools=[WEATHER],
-                                            tool_choice="required")   # type: ignore[list-item]
-    calls, content, finish = [], "", None
+def streamed_calls(stream: Any) -> tuple[list[Any], str, str | None]:
+    """A streamed chat reply's tool-call deltas, its content and its finish_reason."""
+    deltas, content, finish = [], "", None
     for chunk in stream:
         for c in chunk.choices:
             content += c.delta.content or ""
-            calls += c.delta.tool_calls or []
+            deltas += c.delta.tool_calls or []
             finish = c.finish_reason or finish
-    assert finish == "tool_calls" and content == "" and len(calls) == 1
-    jsonschema.validate(json.loads(calls[0].function.arguments or ""), WEATHER["function"]["parameters"])
+    return deltas, content, finish
+
+
+def test_a_streamed_tool_call_comes_as_openai_sends_it(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Weather in Rome?"}],
+                                            temperature=0, max_tokens=60, stream=True, tools=[WEATHER],
+                                            tool_choice="required")   # type: ignore[list-item]
+    deltas, content, finish = streamed_calls(stream)
+    assert finish == "tool_calls" and content == ""
+    first, rest = deltas[0], deltas[1:]
+    # the first delta: index, id, type and name (the arguments to come); then only arguments fragments
+    assert first.index == 0 and first.id and first.id.startswith("call_") and first.type == "function"
+    assert first.function is not None and first.function.name == "get_weather" and first.function.arguments == ""
+    assert len(rest) >= 2 and all(d.index == 0 and d.id is None and d.function is not None
+                                  and d.function.name is None for d in rest)
+    arguments = "".join(d.function.arguments or "" for d in rest)
+    jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
+
+
+def test_a_streamed_call_of_a_relaxed_tool_schema_comes_once_validated(client: openai.OpenAI) -> None:
+    params = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20, "format": "path"}},
+              "required": ["city"], "additionalProperties": False}   # "format: path" is left to the validator
+    relaxed = {"type": "function", "function": {"name": "get_weather", "parameters": params}}
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Weather in Rome?"}],
+                                            temperature=0, max_tokens=60, stream=True, tools=[relaxed],
+                                            tool_choice="required")   # type: ignore[list-item]
+    deltas, _, finish = streamed_calls(stream)
+    assert finish == "tool_calls" and len(deltas) == 2 and deltas[0].id is not None
+    jsonschema.validate(json.loads(deltas[1].function.arguments or ""), params)
+
+
+@pytest.mark.slow   # tests/serve/test_choice_stream.py covers the logic without a model
+def test_streamed_parallel_calls_each_have_their_index(client: openai.OpenAI) -> None:
+    time_tool = {"type": "function", "function": {"name": "get_time", "description": "The local time in a city",
+                                                  "parameters": WEATHER["function"]["parameters"]}}
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Weather and time in Rome and in Oslo?"}], temperature=0.9,
+        seed=5, max_tokens=160, stream=True, tools=[WEATHER, time_tool], tool_choice="required",  # type: ignore[list-item]
+        parallel_tool_calls=True)
+    deltas, _, finish = streamed_calls(stream)
+    assert finish == "tool_calls"
+    calls: dict[int, dict[str, str]] = {}
+    for d in deltas:
+        if d.id is not None:
+            assert d.index not in calls and d.index == len(calls)   # each call announced once, in order
+            calls[d.index] = {"name": d.function.name, "arguments": ""}
+        calls[d.index]["arguments"] += d.function.arguments or ""
+    assert calls
+    for c in calls.values():
+        assert c["name"] in ("get_weather", "get_time")
+        jsonschema.validate(json.loads(c["arguments"]), WEATHER["function"]["parameters"])
+    assert len({(c["name"], c["arguments"]) for c in calls.values()}) == len(calls)   # no call repeated
 
 
 @pytest.mark.parametrize("kwargs, kind", [
