@@ -82,6 +82,7 @@ class Sequence_:
     discarded: int = 0                                    # tokens decoded, then dropped by back-offs
     rewound: bool = False                                 # a back-off dropped tokens not yet streamed out
     next_check: int = 0                                   # token count at which the loop test runs next
+    params: SamplingParams | None = None                  # its own sampling settings after a back-off
 
     @property
     def live(self) -> bool:
@@ -202,7 +203,7 @@ class Loop:
         lse = _logsumexp(logits) if self.options.model_logprobs else 0.0
         counts = s.counts if (s.counts is None or ids is None) else s.counts[ids]
         try:
-            index, logprob = sample_token(cand, s.rng, self.params, counts)
+            index, logprob = sample_token(cand, s.rng, s.params or self.params, counts)
         except InvalidArgument as exc:
             raise GenerationError(f"the model produced unusable logits: {exc}") from exc
         token = int(ids[index]) if ids is not None else index
@@ -260,6 +261,10 @@ class Loop:
         s.bans = {p: b for p, b in s.bans.items() if p < r}
         s.bans.setdefault(r, set()).add(ruled_out)
         s.backoffs += 1
+        # From here on the sequence decodes as a retry would (a frequency penalty per back-off), keeping its text.
+        s.params = self.params.after_cut(s.backoffs)
+        if s.params.has_penalties and s.counts is None:
+            s.counts = np.bincount(np.asarray(s.tokens, dtype=np.intp), minlength=self.n_vocab).astype(np.int32)
         s.discarded += dropped
         s.rewound = True
         s.next_check = r + LOOP_CHECK_EVERY
