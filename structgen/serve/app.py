@@ -169,11 +169,7 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
         if body.stream:
             return await start_stream(plan, "chat", release)
         results = await run_choices(plan, request)
-        choices = [responses.chat_choice(i, r, plan.stops, plan.logprobs, model.token_bytes)
-                   for i, r in enumerate(results)]
-        return JSONResponse(responses.envelope("chat.completion", responses.completion_id("chatcmpl"), name,
-                                               choices, usage=responses.usage(results),
-                                               structgen=responses.structgen_extra(results)))
+        return JSONResponse(responses.chat_completion(name, plan.stops, plan.logprobs, results, model.token_bytes))
 
     async def serve_completion(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
         body = openai_api.parse_body(openai_api.CompletionRequest, raw)
@@ -181,18 +177,13 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
         if body.stream:
             return await start_stream(plan, "text", release)
         results = await run_choices(plan, request)
-        choices = []
-        for i, r in enumerate(results):
-            text, finish = responses.visible_text(r, plan.stops)
-            choices.append({"index": i, "text": (plan.prompt if body.echo else "") + text, "finish_reason": finish,
-                            "logprobs": _completion_logprobs(r, model.token_bytes) if plan.logprobs else None})
-        return JSONResponse(responses.envelope("text_completion", responses.completion_id("cmpl"), name, choices,
-                                               usage=responses.usage(results),
-                                               structgen=responses.structgen_extra(results)))
+        echo = plan.prompt if body.echo else ""
+        return JSONResponse(responses.text_completion(name, plan.stops, plan.logprobs, results, model.token_bytes,
+                                                      echo=echo))
 
     async def run_choices(plan: openai_api.Plan, request: Request) -> list[Result[Any]]:
         started = time.perf_counter()
-        tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **_choice(plan, i)))
+        tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice(i)))
                  for i in range(plan.n)]
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, tasks))
         try:
@@ -291,13 +282,6 @@ async def _cancel_on_disconnect(request: Request, tasks: Sequence[asyncio.Future
         await asyncio.sleep(0.1)
 
 
-def _choice(plan: openai_api.Plan, index: int) -> dict[str, Any]:
-    options = dict(plan.options)
-    if index and options.get("seed") is not None:
-        options["seed"] = options["seed"] + index
-    return options
-
-
 def _relaxed(plan: openai_api.Plan) -> bool:
     """Whether the schema's grammar leaves something to the validator: then a stream holds each choice's text until
     it is validated (an attempt the validator rejects would otherwise have been shown). A reply that thinks first
@@ -307,15 +291,6 @@ def _relaxed(plan: openai_api.Plan) -> bool:
     if not isinstance(plan.schema, dict) or plan.options.get("strategy") in ("best_of", "self_consistency"):
         return False
     return compile_schema(plan.schema).relaxed
-
-
-def _completion_logprobs(result: Result[Any], token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
-    tokens = [token_bytes(t).decode("utf-8", "replace") for t in result.tokens]
-    offsets, at = [], 0
-    for t in tokens:
-        offsets.append(at)
-        at += len(t)
-    return {"tokens": tokens, "token_logprobs": list(result.logprobs), "top_logprobs": None, "text_offset": offsets}
 
 
 class ChoiceStream:
@@ -333,7 +308,7 @@ class ChoiceStream:
     async def pump(self, events: asyncio.Queue[tuple[int, Any]]) -> None:
         try:
             async for event in astream(self.plan.prompt, self.plan.schema, model=self.model,
-                                       **_choice(self.plan, self.index)):
+                                       **self.plan.choice(self.index)):
                 await events.put((self.index, event))
         except asyncio.CancelledError:
             raise

@@ -111,6 +111,13 @@ class Plan:
     constrained: bool = False   # a kind whose content the server guarantees (not free text)
     include_usage: bool = False  # a stream ends with a usage chunk
 
+    def choice(self, index: int) -> dict[str, Any]:
+        """``generate``'s keyword options for choice ``index``: choice i of a seeded request is seeded ``seed + i``."""
+        options = dict(self.options)
+        if index and options.get("seed") is not None:
+            options["seed"] = options["seed"] + index
+        return options
+
 
 def chat_plan(body: ChatRequest, *, max_tokens_cap: int, timeout: float | None) -> Plan:
     """Translate a chat request."""
