@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidArgument, ModelNotFound
+from ..errors import BackendError, InvalidArgument, ModelNotFound
 from .executors import run_window
 from .lines import BatchLine
 from .plans import PlannedLine, plan_line
@@ -64,9 +64,18 @@ class RayExecutor:
         if not pending:
             return
         ray = require_ray()
-        if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            self._run(ray, pending, emit)
+        except ray.exceptions.RayError as exc:   # the cluster failed the job (not a line: those are error rows)
+            raise BackendError(f"the Ray job failed: {str(exc).splitlines()[0]}", retryable=True) from exc
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray: Any, pending: list[PlannedLine], emit: Callable[[Outcome], None]) -> None:
         probe_nodes(ray, self.model)
         from ray.data import ActorPoolStrategy, DataContext
 
@@ -76,24 +85,25 @@ class RayExecutor:
                  "body": json.dumps(p.line.body)} for p in pending]
         blocks = max(1, min(len(rows), -(-len(rows) // self.batch_size)))
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        pool: dict[str, Any] = {"compute": ActorPoolStrategy(size=self.workers)} if _prefers_compute(ray) else {
-            "concurrency": self.workers}
+        version = _version(ray)
+        pool: dict[str, Any] = ({"compute": ActorPoolStrategy(size=self.workers)} if version >= (2, 51)
+                                else {"concurrency": self.workers})
+        if version < (2, 60):   # from 2.60 these are an actor pool's defaults, and passing them is deprecated
+            pool.update(max_restarts=-1, max_task_retries=-1)
         out = ds.map_batches(
             LineWorker, batch_size=self.batch_size, batch_format="pandas", num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker or None,
             fn_constructor_kwargs={"model": self.model, "engine": self.engine, "max_tokens_cap": self.max_tokens_cap,
-                                   "timeout": self.timeout},
-            max_restarts=-1, max_task_retries=-1, **pool)
+                                   "timeout": self.timeout}, **pool)
         for row in out.iter_rows():
             record = json.loads(row["record"])
             emit(Outcome(row["custom_id"], record, ok=bool(row["ok"]), prompt_tokens=int(row["prompt_tokens"]),
                          completion_tokens=int(row["completion_tokens"])))
 
 
-def _prefers_compute(ray: Any) -> bool:
-    """Ray 2.51+ prefers ``compute=ActorPoolStrategy(size=N)``; 2.9-2.50 preferred ``concurrency=N``."""
-    parts = tuple(int(p) for p in ray.__version__.split(".")[:2] if p.isdigit())
-    return parts >= (2, 51)
+def _version(ray: Any) -> tuple[int, ...]:
+    """Ray's (major, minor): 2.51+ prefers ``compute=ActorPoolStrategy(size=N)``, 2.9-2.50 ``concurrency=N``."""
+    return tuple(int(p) for p in ray.__version__.split(".")[:2] if p.isdigit())
 
 
 def probe_nodes(ray: Any, model: str | None) -> None:
@@ -116,10 +126,10 @@ def _find_model(model: str | None) -> str | None:
     from ..local.models import resolve_model_path
 
     try:
-        resolve_model_path(model)
+        path = resolve_model_path(model)
     except ModelNotFound as exc:
         return str(exc)
-    return None
+    return None if path.is_file() else f"no model file at {path}"
 
 
 class LineWorker:

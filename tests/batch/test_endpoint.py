@@ -1,0 +1,49 @@
+"""``--endpoint``: the lines go to a real ``structgen serve`` on 127.0.0.1 through the fault proxy — 429 with
+Retry-After, 503, a dropped connection and an invalid reply are retried or re-asked, every line ends once, every
+success is valid."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import structgen
+from structgen.batch import AsyncExecutor, JobOptions, endpoint_manifest, endpoint_model, read_batch_file, run_job
+from structgen.serve import ServeConfig
+from structgen.testing.app_server import serving
+from structgen.testing.faultproxy import Fault, FaultProxy
+
+from .conftest import PERSON, people_file, read_lines
+
+
+@pytest.fixture(scope="module")
+def proxy(model: structgen.LlamaCpp) -> Iterator[FaultProxy]:
+    with serving(model, ServeConfig(max_tokens=64)) as url, FaultProxy(url.removesuffix("/v1")) as p:
+        yield p
+
+
+def test_faults_are_retried_paced_and_validated(tmp_path: Path, proxy: FaultProxy) -> None:
+    src = people_file(tmp_path / "in.jsonl", 2)
+    proxy.reset()
+    proxy.inject(Fault.status(429, retry_after=0.5), Fault.status(503), Fault.reset(),
+                 Fault.content('{"name": 7}'))
+    lines, problems = read_batch_file(src)
+    url = proxy.url + "/v1"
+    started = time.monotonic()
+    summary = run_job(lines, problems, source=str(src), manifest=endpoint_manifest(url, "m"),
+                      executor=AsyncExecutor(endpoint_model(url, model="m"), window=1), options=JobOptions(
+                          tmp_path / "out.jsonl"))
+    assert time.monotonic() - started >= 0.5   # the 429's Retry-After was waited out
+    faults = [r.fault for r in proxy.log if r.fault is not None]
+    assert faults == ["status", "status", "reset", "content"]
+    results = read_lines(tmp_path / "out.jsonl")
+    errors = read_lines(tmp_path / "out.errors.jsonl")
+    assert sorted(r["custom_id"] for r in results + errors) == ["p0", "p1"]
+    assert summary.valid == len(results) == 2, errors
+    for r in results:
+        jsonschema.validate(json.loads(r["response"]["body"]["choices"][0]["message"]["content"]), PERSON)
