@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -22,9 +24,38 @@ from .conftest import PERSON, people_file, read_lines
 
 
 @pytest.fixture(scope="module")
-def proxy(model: structgen.LlamaCpp) -> Iterator[FaultProxy]:
-    with serving(model, ServeConfig(max_tokens=64)) as url, FaultProxy(url.removesuffix("/v1")) as p:
+def served(model: structgen.LlamaCpp) -> Iterator[str]:
+    with serving(model, ServeConfig(max_tokens=64)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def proxy(served: str) -> Iterator[FaultProxy]:
+    with FaultProxy(served.removesuffix("/v1")) as p:
         yield p
+
+
+def _comparable(body: dict[str, Any]) -> dict[str, Any]:
+    """A completion body less what differs between two runs of one request (ids, clock, timings)."""
+    out = {k: v for k, v in body.items() if k not in ("id", "created")}
+    out["structgen"] = {"choices": [{k: v for k, v in c.items() if k != "timings"} for c in body["structgen"]["choices"]]}
+    return out
+
+
+def test_a_result_body_is_what_structgen_serve_answers(tmp_path: Path, model: structgen.LlamaCpp, served: str) -> None:
+    line = {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {
+        "messages": [{"role": "user", "content": "Is water wet?"}], "choice": ["yes", "no"], "seed": 7,
+        "temperature": 0, "max_tokens": 4, "logprobs": True}}
+    (tmp_path / "in.jsonl").write_text(json.dumps(line) + "\n")
+    lines, problems = read_batch_file(tmp_path / "in.jsonl")
+    run_job(lines, problems, source="in.jsonl", manifest={"m": 1}, executor=AsyncExecutor(model),
+            options=JobOptions(tmp_path / "out.jsonl"))
+    [result] = read_lines(tmp_path / "out.jsonl")
+    request = urllib.request.Request(served + "/chat/completions", data=json.dumps(line["body"]).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        direct = json.loads(reply.read())
+    assert _comparable(result["response"]["body"]) == _comparable(direct)
 
 
 def test_faults_are_retried_paced_and_validated(tmp_path: Path, proxy: FaultProxy) -> None:
