@@ -1,7 +1,8 @@
 """The output and error files of a batch job, as the record of what is done: resume exactly once.
 
-Each result is one JSON line written with one ``write`` and flushed at once; the files are fsynced at least every
-``fsync_every`` seconds and on close. Opening the files again reads every ``custom_id`` already written, so a
+Each result is one JSON line written with one ``write`` and flushed at once; a background thread fsyncs the files
+within ``fsync_every`` seconds of a write (so a machine crash, not only a killed process, loses at most that much),
+and close fsyncs them again. Opening the files again reads every ``custom_id`` already written, so a
 job run again skips them. A process killed mid-write leaves a last line without its newline: it is detected and
 cut off (that request simply runs again). With ``retry_errors`` the error lines of the requests about to run again
 are taken out of the error file first (rewritten to a temporary file, fsynced and renamed over it), so each
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,17 +26,18 @@ __all__ = ["Journal", "read_results"]
 class Journal:
     """Append-only result files ``out`` (successes) and ``err`` (failures) with the ids already in them."""
 
-    def __init__(self, out: Path, err: Path, *, fsync_every: float = 2.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, out: Path, err: Path, *, fsync_every: float = 2.0) -> None:
         self.out_path, self.err_path = out, err
         self.fsync_every = fsync_every
-        self._clock = clock
         self.succeeded: set[str] = set()
         self.failed: set[str] = set()
         self.bad_lines: set[int] = set()   # input lines already reported as not runnable
         self.torn = 0                      # torn last lines cut off when opening
         self._files: list[IO[bytes]] = []
-        self._dirty = False
-        self._synced = clock()
+        self._dirty = threading.Event()
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._syncer: threading.Thread | None = None
 
     @property
     def done(self) -> set[str]:
@@ -59,34 +61,43 @@ class Journal:
         self._out = self.out_path.open("ab")
         self._err = self.err_path.open("ab")
         self._files = [self._out, self._err]
+        self._syncer = threading.Thread(target=self._sync_loop, name="structgen-batch-fsync", daemon=True)
+        self._syncer.start()
         return self
 
     def write(self, record: dict[str, Any], *, ok: bool) -> None:
-        """Append one result line to the output (``ok``) or error file, flushed; fsync when it is time."""
+        """Append one result line to the output (``ok``) or error file, flushed (the fsync thread syncs it)."""
         data = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
         f = self._out if ok else self._err
-        f.write(data)
-        f.flush()
+        with self._lock:
+            f.write(data)
+            f.flush()
         cid = record.get("custom_id")
         if cid is not None:
             (self.succeeded if ok else self.failed).add(cid)
         if not ok and isinstance(record.get("line"), int):
             self.bad_lines.add(record["line"])
-        self._dirty = True
-        if self._clock() - self._synced >= self.fsync_every:
-            self.sync()
+        self._dirty.set()
 
     def sync(self) -> None:
-        """fsync both files."""
-        for f in self._files:
-            f.flush()
-            os.fsync(f.fileno())
-        self._dirty, self._synced = False, self._clock()
+        """fsync both files (their lines are already flushed to the OS)."""
+        with self._lock:
+            self._dirty.clear()
+            for f in self._files:
+                os.fsync(f.fileno())
+
+    def _sync_loop(self) -> None:
+        while not self._closing.is_set():
+            if self._dirty.wait(timeout=0.5) and not self._closing.wait(self.fsync_every):
+                self.sync()
 
     def close(self) -> None:
-        """Flush, fsync and close."""
+        """Stop the fsync thread, fsync and close."""
         if not self._files:
             return
+        self._closing.set()
+        if self._syncer is not None:
+            self._syncer.join()
         try:
             self.sync()
         finally:
