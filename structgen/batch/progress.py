@@ -38,7 +38,7 @@ class QuietProgress:
 
 class _Counts:
     def __init__(self) -> None:
-        self.total = self.done = self.errors = self.tokens = 0
+        self.total = self.done = self.errors = self.tokens = self._resumed = 0
         self.started = time.monotonic()
 
     def start(self, total: int, done: int) -> None:
