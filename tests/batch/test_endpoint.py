@@ -67,7 +67,7 @@ def test_faults_are_retried_paced_and_validated(tmp_path: Path, proxy: FaultProx
     url = proxy.url + "/v1"
     started = time.monotonic()
     summary = run_job(lines, problems, source=str(src), manifest=endpoint_manifest(url, "m"),
-                      executor=AsyncExecutor(endpoint_model(url, model="m"), window=1), options=JobOptions(
+                      executor=AsyncExecutor(endpoint_model(url, model="m"), window=2), options=JobOptions(
                           tmp_path / "out.jsonl"))
     assert time.monotonic() - started >= 0.5   # the 429's Retry-After was waited out
     faults = [r.fault for r in proxy.log if r.fault is not None]
