@@ -35,7 +35,15 @@ class AsyncExecutor:
         """Run ``pending`` on an event loop of its own (Ctrl-C cancels what is in flight, then raises
         ``KeyboardInterrupt``)."""
         window = self.window or int(getattr(self.model, "n_seq_max", 0) or 0) or 4
-        asyncio.run(run_window(self.model, pending, emit, window=window, extra=self.extra))
+        asyncio.run(self._run(pending, emit, window))
+
+    async def _run(self, pending: list[PlannedLine], emit: Callable[[Outcome], None], window: int) -> None:
+        try:
+            await run_window(self.model, pending, emit, window=window, extra=self.extra)
+        finally:   # an endpoint's async client lives on this loop: close its connections before the loop ends
+            aclose = getattr(self.model, "aclose", None)
+            if callable(aclose):
+                await aclose()
 
 
 async def run_window(model: Any, pending: list[PlannedLine], emit: Callable[[Outcome], None], *, window: int,
