@@ -73,7 +73,7 @@ def check_lines(lines: list[BatchLine], *, max_tokens_cap: int = DEFAULT_MAX_TOK
 def _checked_plan(line: BatchLine, cap: int, timeout: float | None) -> openai_api.Plan:
     plan = plan_line(line, max_tokens_cap=cap, timeout=timeout)
     compile_schema(plan.schema)   # the full check, once per distinct schema (cached)
-    build_request(_Checker(), plan.prompt, plan.schema, **plan.choice(0))
+    build_request(_Checker(), plan.prompt, plan.schema, **plan.choice_options(0))
     return plan
 
 

@@ -64,7 +64,7 @@ async def run_line(model: Any, item: PlannedLine, *, name: str, extra: dict[str,
     result line; a typed error becomes an error line, never an exception. ``extra``: fields added to the body's
     ``structgen`` object (e.g. the Ray node that ran it)."""
     plan, cid = item.plan, item.line.custom_id
-    tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice(i)))
+    tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice_options(i)))
              for i in range(plan.n)]
     try:
         results = list(await asyncio.gather(*tasks))

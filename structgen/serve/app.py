@@ -183,7 +183,7 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
 
     async def run_choices(plan: openai_api.Plan, request: Request) -> list[Result[Any]]:
         started = time.perf_counter()
-        tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice(i)))
+        tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice_options(i)))
                  for i in range(plan.n)]
         watcher = asyncio.ensure_future(_cancel_on_disconnect(request, tasks))
         try:
@@ -308,7 +308,7 @@ class ChoiceStream:
     async def pump(self, events: asyncio.Queue[tuple[int, Any]]) -> None:
         try:
             async for event in astream(self.plan.prompt, self.plan.schema, model=self.model,
-                                       **self.plan.choice(self.index)):
+                                       **self.plan.choice_options(self.index)):
                 await events.put((self.index, event))
         except asyncio.CancelledError:
             raise

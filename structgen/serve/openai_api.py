@@ -111,8 +111,8 @@ class Plan:
     constrained: bool = False   # a kind whose content the server guarantees (not free text)
     include_usage: bool = False  # a stream ends with a usage chunk
 
-    def choice(self, index: int) -> dict[str, Any]:
-        """``generate``'s keyword options for choice ``index``: choice i of a seeded request is seeded ``seed + i``."""
+    def choice_options(self, index: int) -> dict[str, Any]:
+        """``generate``'s keyword options for choice ``index`` (a seed moves on by one per choice)."""
         options = dict(self.options)
         if index and options.get("seed") is not None:
             options["seed"] = options["seed"] + index
