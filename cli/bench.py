@@ -1,5 +1,5 @@
-"""``structgen bench masks | throughput | strategies | apps | concurrency | serve | start``: support, speed and validity
-against the peers.
+"""``structgen bench masks | throughput | strategies | apps | concurrency | serve | start | batch``: support, speed
+and validity against the peers.
 
 Each command shows a progress bar (stderr), prints a Markdown table (stdout), and writes ``--json FILE``
 and ``--plot FILE.png`` on request. The code lives in ``structgen_benchmarks`` (``benchmarks/``).
@@ -271,6 +271,36 @@ def accuracy(
     report = ab.run_accuracy_bench(target, modes=_split(modes), n=n, temperature=temperature, seed=seed, limit=limit,
                                    tasks_dir=tasks or ab.TASKS_DIR, concurrency=concurrency, show_progress=True)
     _finish(report, ab.format_accuracy_markdown(report), json_file, plot_file, ab.plot)
+
+
+@bench_app.command("batch")
+def batch_bench(
+    model: ModelOpt = None,
+    records: Annotated[int, typer.Option("--records", min=1, help="Batch lines (the 16 extraction requests "
+                                         "cycled).")] = 200,
+    max_tokens: Annotated[int, typer.Option("--max-tokens")] = 256,
+    n_seq_max: Annotated[int, typer.Option("--n-seq-max", help="Sequences in flight (every path).")] = 8,
+    threads: ThreadsOpt = 0,
+    endpoint: Annotated[bool, typer.Option("--endpoint/--no-endpoint", help="Also --endpoint against structgen "
+                                           "serve.")] = True,
+    ray_workers: Annotated[str, typer.Option("--ray", help="Comma-separated actor counts for --ray runs (e.g. "
+                                             "1,2; needs structgen[ray]); empty: none.")] = "",
+    json_file: JsonFile = None,
+    plot_file: PlotFile = None,
+) -> None:
+    """structgen batch run (in process, --endpoint, --ray) against the bare engine: docs/s, tok/s, valid rate."""
+    from structgen_benchmarks import batch as bb
+    from structgen_benchmarks.report import progress
+
+    from structgen.local.models import resolve_model_path
+
+    workers = tuple(int(x) for x in _split(ray_workers))
+    settings = bb.Settings(model_path=str(resolve_model_path(model)), records=records, max_tokens=max_tokens,
+                           n_seq_max=n_seq_max, n_threads=threads, endpoint=endpoint, ray_workers=workers)
+    with progress() as bar:
+        task = bar.add_task("batch", total=2 + endpoint + len(workers))
+        report = bb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
+    _finish(report, bb.markdown(report), json_file, plot_file, bb.plot)
 
 
 @bench_app.command("serve")

@@ -139,7 +139,7 @@ def _register_commands() -> None:
 
 
 # One line per command module (cli/<module>.py with a `register(app: typer.Typer) -> None`).
-COMMAND_MODULES: list[str] = ["bench", "determinism", "apps", "serve"]
+COMMAND_MODULES: list[str] = ["bench", "determinism", "apps", "serve", "batch"]
 _register_commands()
 
 

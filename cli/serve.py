@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,10 +38,14 @@ def serve(
                                                 "the same bytes whatever else is running.")] = False,
     prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse.")] = 4,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Also serve OpenAI's Files and Batch endpoints "
+                                                  "(/v1/files, /v1/batches), keeping files and batch state here; a "
+                                                  "batch in progress resumes when the server restarts.")] = None,
 ) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API (chat, completions, responses, streaming, tools,
     /metrics)."""
     from structgen import LlamaCpp
+    from structgen.batch.service import add_batch_routes
     from structgen.serve import ServeConfig, run_server
 
     m = LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_ctx=n_ctx, n_seq_max=max_concurrency,
@@ -48,7 +54,9 @@ def serve(
                          max_concurrency=m.n_seq_max + max_queue)
     typer.echo(f"structgen serve: {m.name} on http://{host}:{port}/v1", err=True)
     try:
-        run_server(m, host=host, port=port, config=config, log_level=log_level)
+        run_server(m, host=host, port=port, config=config, log_level=log_level,
+                   configure=None if data_dir is None else functools.partial(
+                       add_batch_routes, model=m, data_dir=data_dir, name=m.name, api_key=api_key))
     finally:
         m.close()
 

@@ -13,6 +13,8 @@
     ├── Cancelled            the caller cancelled the request (or dropped its stream)
     ├── ModelNotFound        the model file or the bundled default model is missing
     ├── InvalidArgument      an argument out of its range (top_p=2, max_tokens=-1, empty prompt, ...)
+    │   └── BatchInputError  a batch input file with bad lines (carries each line number and reason)
+    ├── ManifestMismatch     a batch resumed with another model, engine options or version than its results
     ├── UnsafeSQL            SQL that is not a single read-only SELECT (carries the reason)
     └── DatabaseError        a database that cannot be used (missing file, not SQLite, no tables), or a
                              query SQLite refused or stopped (carries the path where known)
@@ -27,12 +29,14 @@ from typing import Any
 
 __all__ = [
     "BackendError",
+    "BatchInputError",
     "Cancelled",
     "DatabaseError",
     "DeadlineExceeded",
     "GenerationError",
     "GrammarError",
     "InvalidArgument",
+    "ManifestMismatch",
     "ModelNotFound",
     "Overloaded",
     "ParseError",
@@ -138,6 +142,26 @@ class ModelNotFound(StructgenError, FileNotFoundError):
 
 class InvalidArgument(StructgenError, ValueError):
     """An argument is outside its allowed range or of the wrong kind."""
+
+
+class BatchInputError(InvalidArgument):
+    """A batch input file with bad lines; ``problems`` holds each one's ``(line, reason)`` (1-based line numbers)."""
+
+    def __init__(self, path: str, problems: Sequence[tuple[int, str]]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        shown = "; ".join(f"line {line}: {reason}" for line, reason in self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        super().__init__(f"{path}: {len(self.problems)} bad line(s): {shown}{more}")
+
+
+class ManifestMismatch(StructgenError):
+    """Existing batch results were made with another model, engine options or structgen version than this run;
+    ``differences`` maps each differing key to ``(recorded, now)``."""
+
+    def __init__(self, message: str, *, differences: dict[str, tuple[Any, Any]] | None = None) -> None:
+        self.differences = dict(differences or {})
+        super().__init__(message)
 
 
 class UnsafeSQL(StructgenError, ValueError):

@@ -40,6 +40,7 @@ from ..errors import BackendError, Cancelled, InvalidArgument
 from ..request import Request
 from ..result import Result
 from .gbnf import to_gbnf
+from .pacing import Pacer, estimate_tokens
 from .portable import portable_schema
 from .streaming import HostedStream, listener_of, tap
 
@@ -79,6 +80,8 @@ class OpenAICompatible:
     (default) only where the chain selects by them (best-of, self-consistency), since some servers pay
     dearly for them (llama-cpp-python's server: ~4x slower per token); True always; False never.
     ``stream``: read replies as server-sent events (a stream that stops before its end is detected).
+    ``pacer``: requests/tokens-per-minute limits every async attempt waits for (``structgen.hosted.pacing``; the
+    batch runner's ``--rpm`` / ``--tpm``).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class OpenAICompatible:
         concurrency: int = 4,
         logprobs: bool | None = None,
         stream: bool = False,
+        pacer: Pacer | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidArgument(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -112,6 +116,7 @@ class OpenAICompatible:
         self.concurrency = concurrency
         self.stream = stream
         self.logprobs = logprobs
+        self.pacer = pacer
         self.caps = Capabilities()
         self._api_key = api_key or _NO_KEY
         self._client: openai.OpenAI | None = None
@@ -210,6 +215,9 @@ class OpenAICompatible:
     async def _aonce(self, call: Call) -> Reply:
         client = self._async_client()
         params = self._params(call)
+        if self.pacer is not None:
+            chars = sum(len(str(m.get("content") or "")) for m in call.messages)
+            await self.pacer.acquire(estimate_tokens(chars, call.max_tokens) * max(call.n, 1))
         try:
             if self.stream:
                 events = await client.chat.completions.create(**params, stream=True)

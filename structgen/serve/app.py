@@ -181,11 +181,7 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
         if body.stream:
             return await start_stream(plan, "chat", release)
         results = await run_choices(plan, request)
-        choices = [responses.chat_choice(i, r, plan.stops, plan.logprobs, model.token_bytes)
-                   for i, r in enumerate(results)]
-        return JSONResponse(responses.envelope("chat.completion", responses.completion_id("chatcmpl"), name,
-                                               choices, usage=responses.usage(results),
-                                               structgen=responses.structgen_extra(results)))
+        return JSONResponse(responses.chat_completion(name, plan.stops, plan.logprobs, results, model.token_bytes))
 
     async def serve_completion(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
         body = openai_api.parse_body(openai_api.CompletionRequest, raw)
@@ -193,14 +189,9 @@ def create_app(model: Any, config: ServeConfig | None = None) -> FastAPI:
         if body.stream:
             return await start_stream(plan, "text", release)
         results = await run_choices(plan, request)
-        choices = []
-        for i, r in enumerate(results):
-            text, finish = responses.visible_text(r, plan.stops)
-            choices.append({"index": i, "text": (plan.prompt if body.echo else "") + text, "finish_reason": finish,
-                            "logprobs": _completion_logprobs(r, model.token_bytes) if plan.logprobs else None})
-        return JSONResponse(responses.envelope("text_completion", responses.completion_id("cmpl"), name, choices,
-                                               usage=responses.usage(results),
-                                               structgen=responses.structgen_extra(results)))
+        echo = plan.prompt if body.echo else ""
+        return JSONResponse(responses.text_completion(name, plan.stops, plan.logprobs, results, model.token_bytes,
+                                                      echo=echo))
 
     async def serve_responses(raw: bytes, request: Request, release: Callable[[], None]) -> Response:
         body = openai_api.parse_body(responses_api.ResponsesRequest, raw)
@@ -345,15 +336,6 @@ async def _cancel_on_disconnect(request: Request, tasks: Sequence[asyncio.Future
                 t.cancel()
             return
         await asyncio.sleep(0.1)
-
-
-def _completion_logprobs(result: Result[Any], token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
-    tokens = [token_bytes(t).decode("utf-8", "replace") for t in result.tokens]
-    offsets, at = [], 0
-    for t in tokens:
-        offsets.append(at)
-        at += len(t)
-    return {"tokens": tokens, "token_logprobs": list(result.logprobs), "top_logprobs": None, "text_offset": offsets}
 
 
 def _wire_piece(index: int, piece: Piece, kind: str) -> dict[str, Any] | None:

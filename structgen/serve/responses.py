@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -23,8 +24,8 @@ from ..errors import (
 )
 from ..result import Result, ToolCall
 
-__all__ = ["RETRY_AFTER_S", "chat_choice", "completion_id", "error_body", "error_status", "tool_calls_json",
-           "usage"]
+__all__ = ["RETRY_AFTER_S", "chat_choice", "chat_completion", "completion_id", "error_body", "error_status",
+           "text_completion", "tool_calls_json", "usage"]
 
 RETRY_AFTER_S = 1
 """What ``Retry-After`` says when the server or its engine is full."""
@@ -81,6 +82,37 @@ def token_logprobs(result: Result[Any], tokenizer: Any) -> list[dict[str, Any]]:
     tops = result.top_logprobs or [[] for _ in result.tokens]
     return [{**entry(token, lp), "top_logprobs": [entry(t, a) for t, a in top]}
             for token, lp, top in zip(result.tokens, result.logprobs, tops, strict=False)]
+
+
+def chat_completion(model: str, stops: list[str], logprobs: bool, results: list[Result[Any]],
+                    token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
+    """The whole ``chat.completion`` body for a request's choices (what ``POST /v1/chat/completions`` answers)."""
+    choices = [chat_choice(i, r, stops, logprobs, token_bytes) for i, r in enumerate(results)]
+    return envelope("chat.completion", completion_id("chatcmpl"), model, choices, usage=usage(results),
+                    structgen=structgen_extra(results))
+
+
+def text_completion(model: str, stops: list[str], logprobs: bool, results: list[Result[Any]],
+                    token_bytes: Callable[[int], bytes], *, echo: str = "") -> dict[str, Any]:
+    """The whole ``text_completion`` body (what ``POST /v1/completions`` answers); ``echo``: the prompt, when the
+    request asked for it back."""
+    choices = []
+    for i, r in enumerate(results):
+        text, finish = visible_text(r, stops)
+        choices.append({"index": i, "text": echo + text, "finish_reason": finish,
+                        "logprobs": completion_logprobs(r, token_bytes) if logprobs else None})
+    return envelope("text_completion", completion_id("cmpl"), model, choices, usage=usage(results),
+                    structgen=structgen_extra(results))
+
+
+def completion_logprobs(result: Result[Any], token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
+    """A text completion's ``logprobs`` (tokens, their logprobs and text offsets)."""
+    tokens = [token_bytes(t).decode("utf-8", "replace") for t in result.tokens]
+    offsets, at = [], 0
+    for t in tokens:
+        offsets.append(at)
+        at += len(t)
+    return {"tokens": tokens, "token_logprobs": list(result.logprobs), "top_logprobs": None, "text_offset": offsets}
 
 
 def usage(results: list[Result[Any]]) -> dict[str, Any]:

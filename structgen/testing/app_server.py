@@ -9,8 +9,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from ..batch.service import add_batch_routes
 from ..errors import BackendError
 from ..serve.app import ServeConfig, create_app
 from .llama_server import free_port
@@ -19,12 +21,18 @@ __all__ = ["serving"]
 
 
 @contextmanager
-def serving(model: Any, config: ServeConfig | None = None, *, startup_timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``model`` on a free 127.0.0.1 port for the block; yields the base URL (``http://127.0.0.1:PORT/v1``)."""
+def serving(model: Any, config: ServeConfig | None = None, *, startup_timeout: float = 30.0,
+            data_dir: Path | None = None) -> Iterator[str]:
+    """Serve ``model`` on a free 127.0.0.1 port for the block; yields the base URL (``http://127.0.0.1:PORT/v1``).
+    ``data_dir``: also serve OpenAI's Files and Batch endpoints, kept there (``structgen serve --data-dir``)."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(model, config), host="127.0.0.1", port=port,
+    app = create_app(model, config)
+    if data_dir is not None:
+        add_batch_routes(app, model, data_dir, name=str(getattr(model, "name", "structgen")),
+                         api_key=config.api_key if config is not None else None)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, name="structgen-serve", daemon=True)
     thread.start()
