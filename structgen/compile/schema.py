@@ -27,6 +27,7 @@ from . import regex_match
 from ._locations import first_line, json_pointer
 from .depth import MAX_SCHEMA_DEPTH, check_depth
 from .emptiness import check_grammar_productive, check_schema_finite
+from .hint import outline
 from .kinds import Choice, Grammar, Regex, SchemaLike
 from .number_bound import DEFAULT_DIGITS, digit_limit
 from .relax import relax_json_schema
@@ -371,7 +372,7 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
         raise SchemaError(f"not a JSON object: {exc}") from exc
     if deferred is not None:
         return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
-                              hint=functools.partial(_json_hint, schema), source=source, deferred_check=deferred,
+                              hint=functools.partial(outline, schema), source=source, deferred_check=deferred,
                               number_bound=digits)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     relaxations: tuple[Relaxation, ...] = ()
@@ -388,13 +389,8 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
         raise SchemaError(f"JSON Schema not supported: {first_line(messages[0])}",
                           pointer=_locate(schema, messages[0]))
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
-                          relaxations=relaxations, hint=functools.partial(_json_hint, schema),
+                          relaxations=relaxations, hint=functools.partial(outline, schema),
                           warnings=tuple(messages), source=source, number_bound=digits)
-
-
-def _json_hint(schema: dict[str, Any]) -> str:
-    return "Reply with JSON only, matching this JSON Schema: " + json.dumps(_strip_titles(schema),
-                                                                           separators=(",", ":"))
 
 
 def _check_meta_schema(schema: dict[str, Any]) -> None:
@@ -438,15 +434,6 @@ def _locate(schema: Any, message: str) -> str:
         return None
 
     return walk(schema, []) or ""
-
-
-def _strip_titles(node: Any) -> Any:
-    """The schema without ``title``s (noise to a model; descriptions stay: they carry meaning)."""
-    if isinstance(node, dict):
-        return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
-    if isinstance(node, list):
-        return [_strip_titles(v) for v in node]
-    return node
 
 
 def check_llguidance(grammar: str, make_error: Callable[[str], Exception]) -> None:
