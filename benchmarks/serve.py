@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from structgen_benchmarks import plain
 from structgen_benchmarks.concurrency import REQUESTS
 from structgen_benchmarks.prompts import Extraction
 from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, versions
@@ -37,6 +38,8 @@ from structgen_benchmarks.report import machine, machine_line, markdown_table, p
 __all__ = ["SERVERS", "Settings", "llama_server_binary", "markdown", "plot", "run"]
 
 SERVERS = ("structgen", "llama_cpp.server", "llama-server")
+DEFAULT_N_CTX = 4096
+"""``llama_cpp.server``'s context in the single-client pass (it has no default of its own to fall back on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,9 @@ class Settings:
     n_threads: int = 0
     n_ctx_per_slot: int = 1024
     servers: tuple[str, ...] = SERVERS
+    single: tuple[str, ...] = plain.SETS     # the single-client sets (``plain``); () for none
+    fresh: int = 24                          # requests of the ``fresh`` set
+    documents: int | None = None             # documents of the ``documents`` / ``grounded`` sets (None: all)
 
 
 def llama_server_binary() -> str | None:
@@ -70,11 +76,23 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
     count = lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))  # noqa: E731
     requests = [REQUESTS[i % len(REQUESTS)] for i in range(settings.requests)]
     rows: list[dict[str, Any]] = []
+    single: list[dict[str, Any]] = []
     notes: list[str] = []
+    sets = {name: plain.fresh(settings.fresh) if name == "fresh" else plain.documents(settings.documents)
+            for name in settings.single}
     for server in settings.servers:
         if server == "llama-server" and llama_server_binary() is None:
             notes.append("llama-server is not built: run `bash scripts/llama_server.sh` (~10 min once) to include it")
             continue
+        if sets:
+            with _server(server, settings, 0) as url:   # its own defaults: what a new user starts
+                for name, requests in sets.items():
+                    if name == "grounded" and server != "structgen":
+                        continue
+                    single.append(plain.run_set(server, url, name, requests, max_tokens=settings.max_tokens,
+                                                count=count))
+                    if on_step:
+                        on_step(f"{server} one client, {name}")
         for n in settings.concurrency:   # a fresh server per level, with N slots (llama-server: --parallel N)
             with _server(server, settings, n) as url:
                 rows.append(_level(server, url, requests, n, settings, count))
@@ -89,32 +107,38 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
                      "requests": settings.requests, "n_threads": settings.n_threads or os.cpu_count(),
                      "concurrency": list(settings.concurrency)},
         "rows": rows,
-        "ratios": _ratios(rows),
+        "single": single,
+        "ratios": {**_ratios(rows), **_single_ratios(single)},
         "notes": notes,
     }
 
 
 @contextmanager
 def _server(server: str, settings: Settings, slots: int) -> Iterator[str]:
-    """Start ``server`` on a free loopback port for the block; yields its ``/v1`` URL."""
+    """Start ``server`` on a free loopback port for the block; yields its ``/v1`` URL. ``slots`` 0: the server's
+    own defaults (threads and port aside)."""
     from structgen.testing.llama_server import free_port, llama_server, server_process
 
     threads = settings.n_threads or os.cpu_count() or 1
     n_ctx = settings.n_ctx_per_slot * max(slots, 1)
     if server == "llama_cpp.server":
-        with llama_server(settings.model_path, n_ctx=settings.n_ctx_per_slot * 2, n_threads=threads) as url:
+        with llama_server(settings.model_path, n_ctx=settings.n_ctx_per_slot * 2 if slots else DEFAULT_N_CTX,
+                          n_threads=threads) as url:
             yield url
         return
     port = free_port()
     if server == "structgen":
         cmd = [sys.executable, "-m", "structgen_cli", "serve", "--model", settings.model_path, "--port", str(port),
-               "--n-threads", str(threads), "--n-ctx", str(n_ctx), "--max-concurrency", str(slots),
-               "--max-tokens", str(settings.max_tokens)]
+               "--n-threads", str(threads)]
+        if slots:
+            cmd += ["--n-ctx", str(n_ctx), "--max-concurrency", str(slots), "--max-tokens", str(settings.max_tokens)]
     else:
         binary = llama_server_binary()
         assert binary is not None
         cmd = [binary, "-m", settings.model_path, "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
-               "-tb", str(threads), "-c", str(n_ctx), "--parallel", str(slots), "--cont-batching", "--no-webui"]
+               "-tb", str(threads), "--no-webui"]
+        if slots:
+            cmd += ["-c", str(n_ctx), "--parallel", str(slots), "--cont-batching"]
     with server_process(cmd, f"http://127.0.0.1:{port}/v1", name=server) as url:
         yield url
 
@@ -221,6 +245,24 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
+def _single_ratios(single: list[dict[str, Any]]) -> dict[str, float | None]:
+    """structgen's single-client wall time and field accuracy against each peer's, per set."""
+    by = {(r["server"], r["set"]): r for r in single}
+    out: dict[str, float | None] = {}
+    for (server, name), ours in by.items():
+        if server != "structgen":
+            continue
+        for peer, key in (("llama-server", "llama_server"), ("llama_cpp.server", "llama_cpp_server")):
+            theirs = by.get((peer, "documents" if name == "grounded" else name))
+            if theirs is None:
+                continue
+            if name != "grounded":
+                out[f"one_client_{name}_wall_vs_{key}"] = _ratio(ours["wall_s"], theirs["wall_s"])
+            if "field_accuracy" in ours and "field_accuracy" in theirs:
+                out[f"one_client_{name}_accuracy_vs_{key}"] = _ratio(ours["field_accuracy"], theirs["field_accuracy"])
+    return out
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
@@ -232,9 +274,18 @@ def markdown(report: dict[str, Any]) -> str:
              r["latency_ms"]["p99"]) for r in report["rows"]]
     table = markdown_table(["server", "clients", "tok/s", "req/s", "valid/s", "valid", "invalid (200)", "errors",
                             "TTFT p50 ms", "TTFT p99 ms", "latency p50 ms", "latency p99 ms"], rows)
+    single = [(r["server"], r["set"], r["requests"], r["wall_s"], f"{r['valid_rate']:.0%}", r["invalid_200"],
+               r["errors"], r["tokens"], f"{r['field_accuracy']:.3f}" if "field_accuracy" in r else "-")
+              for r in report.get("single", [])]
     lines = [f"serve bench, {report['date']}, {machine_line(report['machine'])}, {report['settings']['model']}, "
-             f"{report['settings']['requests']} requests, {report['settings']['n_threads']} threads", "", table, "",
-             "ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items())]
+             f"{report['settings']['requests']} requests, {report['settings']['n_threads']} threads", ""]
+    if single:
+        lines += ["one client, each server's defaults:", "",
+                  markdown_table(["server", "set", "requests", "wall s", "valid", "invalid (200)", "errors",
+                                  "tokens", "field accuracy"], single), ""]
+    if rows:
+        lines += [table, ""]
+    lines += ["ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items())]
     lines += [f"note: {n}" for n in report["notes"]]
     return "\n".join(lines)
 

@@ -15,6 +15,8 @@ import typer
 
 from .options import GpuOpt, ModelOpt
 
+SINGLE_SETS = ("fresh", "documents", "grounded")   # benchmarks/plain.py's SETS (imported lazily there)
+
 bench_app = typer.Typer(name="bench", help="Benchmarks: grammar masks, throughput, strategies, apps.",
                         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                         rich_markup_mode=None)
@@ -315,27 +317,38 @@ def serve_bench(
     = "structgen,llama_cpp.server,llama-server",
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget of every request.")] = 256,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads of every server (0: all cores).")] = 0,
+    single: Annotated[str, typer.Option("--single", help="Single-client sets, each server at its defaults: "
+                                        "comma-separated subset of fresh, documents, grounded; 'none' for none.")]
+    = "fresh,documents,grounded",
+    fresh: Annotated[int, typer.Option("--fresh", help="Requests of the single-client 'fresh' set.")] = 24,
+    documents: Annotated[int | None, typer.Option("--documents", help="Documents of the single-client "
+                                                  "'documents' and 'grounded' sets (default: all).")] = None,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
-    """structgen serve vs llama_cpp.server vs llama.cpp's llama-server: tok/s, valid replies/s, TTFT, latency."""
+    """structgen serve vs llama_cpp.server vs llama.cpp's llama-server: one client on plain requests (wall time,
+    valid rate, field accuracy), then tok/s, valid replies/s, TTFT and latency per number of clients."""
     from structgen_benchmarks import serve as sb
     from structgen_benchmarks.report import progress
 
     from structgen.errors import InvalidArgument
     from structgen.local.models import resolve_model_path
 
-    counts = _levels(levels)
+    counts = () if levels.strip() == "none" else _levels(levels)
     chosen = tuple(_split(servers))
     unknown = sorted(set(chosen) - set(sb.SERVERS))
-    if requests < 1:
-        raise InvalidArgument("--requests needs a positive integer")
+    sets = () if single.strip() == "none" else tuple(_split(single))
+    if set(sets) - set(SINGLE_SETS):
+        raise InvalidArgument(f"--single takes a subset of {', '.join(SINGLE_SETS)} or 'none', got {single!r}")
+    if requests < 1 or fresh < 1 or (documents is not None and documents < 1):
+        raise InvalidArgument("--requests, --fresh and --documents need positive integers")
     if unknown:
         raise InvalidArgument(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(sb.SERVERS)}")
     settings = sb.Settings(model_path=str(resolve_model_path(model)), concurrency=counts, requests=requests,
-                           max_tokens=max_tokens, n_threads=threads, servers=chosen)
+                           max_tokens=max_tokens, n_threads=threads, servers=chosen, single=sets, fresh=fresh,
+                           documents=documents)
     with progress() as bar:
-        task = bar.add_task("serve", total=len(counts) * len(chosen))
+        task = bar.add_task("serve", total=(len(counts) + len(sets)) * len(chosen))
         report = sb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, sb.markdown(report), json_file, plot_file, sb.plot)
 
