@@ -86,10 +86,10 @@ def run(settings: Settings, on_step: Callable[[str], None] | None = None) -> dic
             continue
         if sets:
             with _server(server, settings, 0) as url:   # its own defaults: what a new user starts
-                for name, requests in sets.items():
+                for name, chosen in sets.items():
                     if name == "grounded" and server != "structgen":
                         continue
-                    single.append(plain.run_set(server, url, name, requests, max_tokens=settings.max_tokens,
+                    single.append(plain.run_set(server, url, name, chosen, max_tokens=settings.max_tokens,
                                                 count=count))
                     if on_step:
                         on_step(f"{server} one client, {name}")

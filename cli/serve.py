@@ -19,7 +19,7 @@ def serve(
     n_gpu_layers: GpuOpt = 0,
     n_threads: ThreadsOpt = None,
     n_ctx: Annotated[int, typer.Option("--n-ctx", help="Context size of one request (prompt and output). On CPU "
-                                       "each sequence gets its own KV of this size while it fits 2 GiB in all, "
+                                       "each sequence gets its own KV of this size while it fits 1 GiB in all, "
                                        "else the requests decoding together share one KV of this size.")]
     = 4096,
     max_concurrency: Annotated[int | None, typer.Option(
@@ -36,7 +36,9 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body-bytes", help="Larger request bodies get 413.")] = 1 << 20,
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Batch-invariant decoding: a seed gives "
                                                 "the same bytes whatever else is running.")] = False,
-    prefix_cache: Annotated[int, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse.")] = 4,
+    prefix_cache: Annotated[int | None, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse "
+                                                     "(default: 2 with a KV per sequence, 4 with a shared one).")]
+    = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Also serve OpenAI's Files and Batch endpoints "
                                                   "(/v1/files, /v1/batches), keeping files and batch state here; a "

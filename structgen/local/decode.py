@@ -22,6 +22,7 @@ from ..compile.matchers import Matcher, Vocab
 from ..compile.number_bound import NumberRuns
 from ..errors import GenerationError, InvalidArgument, TruncatedOutput
 from ..request import SamplingParams
+from .repetition import LOOP_CHECK_EVERY, looping, repeat_start
 from .sampler import sample_token
 
 
@@ -439,56 +440,6 @@ def close_truncated(model: StepModel, seqs: Sequence[Sequence_], options: LoopOp
                     message += "; it ends in a repetition loop"
             s.error = TruncatedOutput(message, partial_text=model.detokenize(s.tokens), tokens=s.tokens,
                                       looped=looped)
-
-
-LOOP_MIN_SPAN = 48
-"""A loop is one block of tokens repeated over at least this many tokens (and at least three times)."""
-LOOP_MAX_PERIOD = 64
-LOOP_CHECK_EVERY = 4
-"""The loop tests run once this many more tokens are written (each costs ~30 µs)."""
-REPEAT_MIN_SPAN = 12
-"""A back-off starts once one block repeats over this many tokens: earlier than a cut, as it keeps the text before
-the repeat. The block must be written three times if it is short (``REPEAT_SHORT``), twice if longer."""
-REPEAT_SHORT = 8
-
-
-def periodic_tail(tokens: Sequence[int], min_span: int, copies: int | Callable[[int], int]) -> tuple[int, int] | None:
-    """``(start, period)`` when ``tokens`` ends in one block of at most ``LOOP_MAX_PERIOD`` tokens written
-    ``copies`` times or more (a number, or a function of the block's length) over at least ``min_span`` tokens;
-    ``start`` is where the repeated run begins (its first copy), ``period`` the block's length. None otherwise."""
-    n = len(tokens)
-    for period in range(1, LOOP_MAX_PERIOD + 1):
-        span = max(min_span, (copies(period) if callable(copies) else copies) * period)
-        if span > n:
-            continue
-        tail = tokens[-span:]
-        if tail[period:] == tail[:-period]:
-            start = n - span
-            while start > 0 and tokens[start - 1] == tokens[start - 1 + period]:
-                start -= 1
-            return start, period
-    return None
-
-
-def looping(tokens: Sequence[int]) -> bool:
-    """True when ``tokens`` ends in one block of at most ``LOOP_MAX_PERIOD`` tokens repeated over at least
-    ``LOOP_MIN_SPAN`` tokens: a model caught in a loop (``"JYMJYMJYM..."``, a schema echoed forever)."""
-    return periodic_tail(tokens, LOOP_MIN_SPAN, 3) is not None
-
-
-def repeat_start(tokens: Sequence[int], logprobs: Sequence[float], forced: Sequence[bool]) -> int | None:
-    """Where to re-decide a repeat that ``tokens`` ends in: of the tokens of its second copy (one of each position
-    in the block, whatever the phase), the sampled one the model was least sure of. None when there is no repeat
-    of at least ``REPEAT_MIN_SPAN`` tokens, or every token of the copy was forced or certain."""
-    found = periodic_tail(tokens, REPEAT_MIN_SPAN, lambda period: 3 if period <= REPEAT_SHORT else 2)
-    if found is None:
-        return None
-    start, period = found
-    best, best_lp = None, -1e-6
-    for i in range(start + period, start + 2 * period):
-        if not forced[i] and logprobs[i] < best_lp:
-            best, best_lp = i, logprobs[i]
-    return best
 
 
 def _without(ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,

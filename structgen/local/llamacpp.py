@@ -27,7 +27,9 @@ from .scheduler import Scheduler, Sink, Ticket
 STREAMS_SEQ_MAX = 8
 """Default ``n_seq_max`` with one KV stream per sequence (16 with a shared cache, where a sequence costs no memory
 until it is used)."""
-KV_STREAMS_BUDGET = 2 << 30
+STREAMS_PREFIX_CACHE = 2
+"""Default ``prefix_cache`` with one KV stream per sequence (each entry is a whole stream; 4 with a shared cache)."""
+KV_STREAMS_BUDGET = 1 << 30
 """Bytes of f16 KV cache up to which a CPU model gets one KV stream per sequence by default (``kv_unified``)."""
 
 
@@ -59,11 +61,11 @@ class LlamaCpp:
     ``n_ctx`` times ``n_seq_max + prefix_cache``): each sequence then attends over its own cells only, where a shared
     cache (True) makes every sequence's step span every cell in use, which grows with the number of callers.
     Sharing a prompt (prefix cache, best-of-n) then copies a stream (~0.05 ms) instead of tagging cells. None (the
-    default) picks one stream per sequence on CPU whenever that KV fits in ``KV_STREAMS_BUDGET`` (2 GiB: the bundled
-    model at the default ``n_ctx`` takes ~1.1 GB with ``n_seq_max`` 8), with flash attention off: the fastest
-    layout on CPU (README, "The plain request"), and the one where the same call on an idle model gives the same
-    bytes (a sequence's rows compute alike whatever batch they are decoded in and wherever other sequences' cells
-    are). A larger KV, or GPU layers, get the shared cache (``n_seq_max`` 16).
+    default) picks one stream per sequence on CPU whenever that KV fits in ``KV_STREAMS_BUDGET`` (1 GiB: the bundled
+    model at the default ``n_ctx`` takes ~0.94 GB with ``n_seq_max`` 8 and ``prefix_cache`` 2), with flash attention
+    off: the fastest layout on CPU (README, "The plain request"), and the one where the same call on an idle model
+    gives the same bytes (a sequence's rows compute alike whatever batch they are decoded in and wherever other
+    sequences' cells are). A larger KV, or GPU layers, get the shared cache (``n_seq_max`` 16, ``prefix_cache`` 4).
 
     ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU with one KV stream per
     sequence and leaves it to llama.cpp (on where supported) otherwise. On CPU llama.cpp's flash-attention kernel
@@ -90,14 +92,14 @@ class LlamaCpp:
         backend: str = "llguidance",
         chat_template: str | None = None,
         deterministic: bool = False,
-        prefix_cache: int = 4,
+        prefix_cache: int | None = None,
         max_queue: int = 256,
         kv_unified: bool | None = None,
         flash_attn: bool | None = None,
     ) -> None:
         if n_seq_max is not None and n_seq_max < 1:
             raise InvalidArgument("n_seq_max must be at least 1")
-        if prefix_cache < 0 or max_queue < 1:
+        if (prefix_cache is not None and prefix_cache < 0) or max_queue < 1:
             raise InvalidArgument("prefix_cache must be >= 0 and max_queue >= 1")
         if deterministic and kv_unified:
             raise InvalidArgument("deterministic=True needs one KV stream per sequence (kv_unified=False)")
@@ -108,10 +110,12 @@ class LlamaCpp:
         self.backend: Backend = get_backend(backend)
         self._model = LlamaModel(self.path, n_gpu_layers=n_gpu_layers)
         if kv_unified is None:
-            kv_unified = not deterministic and not (n_gpu_layers == 0 and self._streams_fit(
-                n_ctx, (n_seq_max or STREAMS_SEQ_MAX) + cache_slots))
+            streams = (n_seq_max or STREAMS_SEQ_MAX) + (STREAMS_PREFIX_CACHE if cache_slots is None else cache_slots)
+            kv_unified = not deterministic and not (n_gpu_layers == 0 and self._streams_fit(n_ctx, streams))
         if n_seq_max is None:
             n_seq_max = 16 if kv_unified else STREAMS_SEQ_MAX
+        if cache_slots is None:
+            cache_slots = 4 if kv_unified else STREAMS_PREFIX_CACHE
         self.n_vocab = self._model.n_vocab
         eos_first = (self._model.eos, *(t for t in self._model.eog_ids if t != self._model.eos))
         self.eos_ids: tuple[int, ...] = eos_first

@@ -17,27 +17,18 @@ from ..compile.kinds import Choice, Grammar, Regex, SchemaLike
 from ..errors import InvalidArgument
 from ..request import STRATEGIES
 
-__all__ = ["ChatRequest", "CompletionRequest", "Plan", "chat_plan", "completion_plan", "parse_body"]
+__all__ = ["ChatRequest", "CompletionRequest", "Plan", "StructgenFields", "chat_plan", "completion_plan", "parse_body"]
 
 MAX_N = 16
 MAX_STOPS = 4
 
 
-class _Body(pydantic.BaseModel):
+class StructgenFields(pydantic.BaseModel):
+    """structgen's own request fields, beside OpenAI's (OpenAI SDK: ``extra_body={...}``); unknown fields are
+    ignored."""
+
     model_config = pydantic.ConfigDict(extra="ignore")
 
-    model: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    max_tokens: int | None = None
-    n: int = 1
-    stop: str | list[str] | None = None
-    stream: bool = False
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    logprobs: Any = None
-    # structgen's own fields (OpenAI SDK: ``extra_body={...}``)
     regex: str | None = None
     choice: list[str] | None = None
     grammar: str | None = None
@@ -49,6 +40,20 @@ class _Body(pydantic.BaseModel):
     schema_in_prompt: bool | None = None
     source: str | None = None
     think: int | None = None
+
+
+class _Body(StructgenFields):
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    stream: bool = False
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logprobs: Any = None
     stream_options: dict[str, Any] | None = None
 
 

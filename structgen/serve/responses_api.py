@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pydantic
 
 from ..errors import InvalidArgument
-from .openai_api import ChatRequest, Plan, chat_plan
+from .openai_api import ChatRequest, Plan, StructgenFields, chat_plan
 
 __all__ = ["NOT_STORED", "ResponsesRequest", "responses_plan"]
 
@@ -50,11 +50,9 @@ class TextConfig(pydantic.BaseModel):
     format: TextFormat | None = None
 
 
-class ResponsesRequest(pydantic.BaseModel):
+class ResponsesRequest(StructgenFields):
     """``POST /v1/responses``. Unknown fields are ignored (``metadata``, ``user``, ``include``, ``truncation``
     ...)."""
-
-    model_config = pydantic.ConfigDict(extra="ignore")
 
     model: str | None = None
     input: str | list[dict[str, Any]]
@@ -73,18 +71,6 @@ class ResponsesRequest(pydantic.BaseModel):
     conversation: Any = None
     background: bool | None = None
     top_logprobs: int | None = None
-    # structgen's own fields (OpenAI SDK: ``extra_body={...}``)
-    regex: str | None = None
-    choice: list[str] | None = None
-    grammar: str | None = None
-    strategy: str | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    timeout: float | None = None
-    schema_in_prompt: bool | None = None
-    source: str | None = None
-    think: int | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
 

@@ -14,8 +14,9 @@ from structgen.testing import llama_server
 
 @pytest.fixture(scope="session")
 def plain() -> structgen.LlamaCpp:
-    """The bundled model, default mode, one thread (on a shared 2-core machine two threads wait on each other)."""
-    return structgen.LlamaCpp(n_ctx=2048, n_threads=1)
+    """The bundled model, default mode, one thread (on a shared 2-core machine two threads wait on each other);
+    16 sequences for the best-of-16 samples."""
+    return structgen.LlamaCpp(n_ctx=2048, n_threads=1, n_seq_max=16)
 
 
 @pytest.fixture(scope="session")

@@ -32,18 +32,18 @@ def test_a_file_with_good_and_bad_lines_runs_each_good_line_once(tmp_path: Path,
     lines, problems = read_batch_file(src)
     out = tmp_path / "out.jsonl"
     options = JobOptions(out, skip_invalid=True)
-    peak = {"queued": 0, "live": 0}
+    peak = {"in_engine": 0}
 
     def watched(pending, emit):  # type: ignore[no-untyped-def]
         def watch(outcome):  # type: ignore[no-untyped-def]
-            peak["queued"] = max(peak["queued"], model.scheduler.queued)
-            peak["live"] = max(peak["live"], model.scheduler.live_sequences)
+            # queued (not yet admitted by the engine thread) and live together: what the window let in
+            peak["in_engine"] = max(peak["in_engine"], model.scheduler.queued + model.scheduler.live_sequences)
             emit(outcome)
         AsyncExecutor(model, window=3)(pending, watch)
 
     summary = run_job(lines, problems, source=str(src), manifest={"m": 1}, executor=watched, options=options)
     assert (summary.done, summary.invalid, summary.distinct_schemas) == (5, 4, 3)
-    assert peak["live"] <= 3 and peak["queued"] == 0   # the window keeps the engine as full as asked, no fuller
+    assert 0 < peak["in_engine"] <= 3   # the window keeps the engine as full as asked, no fuller
     results = read_lines(out)
     errors = read_lines(tmp_path / "out.errors.jsonl")
     assert sorted(r["custom_id"] for r in results) == ["choice", "p0", "p1", "p2", "text"]

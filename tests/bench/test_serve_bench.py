@@ -16,8 +16,15 @@ from .conftest import is_png
 
 def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     code, stdout, report = bench("serve", "--servers", "structgen", "--concurrency", "2", "--requests", "2",
-                                 "--max-tokens", "200", "--plot", str(tmp_path / "s.png"))
+                                 "--max-tokens", "200", "--single", "fresh,documents,grounded", "--fresh", "1",
+                                 "--documents", "2", "--plot", str(tmp_path / "s.png"))
     assert code == 0, stdout
+    single = {r["set"]: r for r in report["single"]}
+    assert set(single) == {"fresh", "documents", "grounded"} and "one client" in stdout
+    assert single["fresh"]["requests"] == 1 and single["documents"]["requests"] == 2
+    assert all(r["invalid_200"] == 0 and r["valid_rate"] + r["errors"] / r["requests"] == 1.0
+               for r in single.values())
+    assert 0.0 <= single["grounded"]["field_accuracy"] <= 1.0 and "field_accuracy" not in single["fresh"]
     (row,) = report["rows"]
     assert row["server"] == "structgen" and row["concurrency"] == 2 and row["requests"] == 2
     assert row["invalid_200"] == 0 and row["tok_s"] > 0
@@ -27,15 +34,18 @@ def test_tiny_run(bench: Any, tmp_path: Path) -> None:
 
 def test_an_unbuilt_llama_server_is_named_not_failed(bench: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sb, "llama_server_binary", lambda: None)
-    code, stdout, report = bench("serve", "--servers", "llama-server", "--concurrency", "1", "--requests", "1")
-    assert code == 0 and report["rows"] == []
+    code, stdout, report = bench("serve", "--servers", "llama-server", "--concurrency", "1", "--requests", "1",
+                                 "--single", "none")
+    assert code == 0 and report["rows"] == [] and report["single"] == []
     assert any("scripts/llama_server.sh" in n for n in report["notes"]) and "not built" in stdout
 
 
 @pytest.mark.slow
 def test_every_server(bench: Any) -> None:
-    code, stdout, report = bench("serve", "--concurrency", "2", "--requests", "2", "--max-tokens", "200")
+    code, stdout, report = bench("serve", "--concurrency", "2", "--requests", "2", "--max-tokens", "200",
+                                 "--fresh", "2", "--documents", "2")
     assert code == 0, stdout
+    assert {r["server"] for r in report["single"]} == {r["server"] for r in report["rows"]}
     servers = {r["server"] for r in report["rows"]}
     assert {"structgen", "llama_cpp.server"} <= servers
     assert ("llama-server" in servers) == (sb.llama_server_binary() is not None)

@@ -8,6 +8,7 @@ import pytest
 
 import structgen
 from structgen.local.binding import LlamaContext, LlamaModel
+from structgen.local.llamacpp import KV_STREAMS_BUDGET, STREAMS_PREFIX_CACHE, STREAMS_SEQ_MAX
 
 
 def _last_logits(model: LlamaModel, tokens: list[int], *, flash_attn: bool | None) -> np.ndarray:
@@ -42,13 +43,20 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def test_cpu_default_is_off_only_with_one_stream_per_sequence(model: structgen.LlamaCpp) -> None:
-    assert model.n_gpu_layers == 0 and model.kv_unified and model.flash_attn is None   # llama.cpp's choice: on
-    assert model.min_prefill == 64
+    # The default on CPU: one KV stream per sequence (it fits the budget), flash attention off.
+    assert model.n_gpu_layers == 0 and not model.kv_unified and model.flash_attn is False
+    assert model.min_prefill == 1 and model.n_seq_max == STREAMS_SEQ_MAX
+    per_stream = model._model.kv_bytes_per_token * (STREAMS_SEQ_MAX + STREAMS_PREFIX_CACHE)
+    big = structgen.LlamaCpp(model.path, n_ctx=KV_STREAMS_BUDGET // per_stream + 512)   # too much for a stream each
+    try:   # a shared cache then, with llama.cpp's choice of flash attention (on)
+        assert big.kv_unified and big.flash_attn is None and big.min_prefill == 64 and big.n_seq_max == 16
+    finally:
+        big.close()
     with pytest.raises(structgen.InvalidArgument, match="flash attention"):
         structgen.LlamaCpp(model.path, deterministic=True, flash_attn=False, n_ctx=512)
     streams = structgen.LlamaCpp(model.path, kv_unified=False, n_ctx=512, n_seq_max=2, prefix_cache=0)
     det = structgen.LlamaCpp(model.path, deterministic=True, n_ctx=512, n_seq_max=1)
-    fast = structgen.LlamaCpp(model.path, flash_attn=False, n_ctx=512, n_seq_max=2)    # asked for: allowed
+    fast = structgen.LlamaCpp(model.path, flash_attn=False, n_ctx=512, n_seq_max=2, kv_unified=True)   # allowed
     try:
         assert streams.flash_attn is False and det.flash_attn is True
         assert fast.kv_unified and fast.flash_attn is False and fast.min_prefill == 1

@@ -9,6 +9,7 @@ import pytest
 
 import structgen
 from structgen.errors import InvalidArgument, TruncatedOutput
+from structgen.local import engine
 
 PI = {"type": "object", "properties": {"pi": {"type": "number"}}, "required": ["pi"]}
 
@@ -25,15 +26,28 @@ def test_a_long_number_stops_at_the_bound(model: structgen.LlamaCpp, digits: int
     assert _longest_run(r.text) <= digits, r.text
 
 
-def test_unbounded_the_same_number_loops_to_max_tokens(model: structgen.LlamaCpp) -> None:
-    bounded = structgen.generate("Write the number pi with 60 decimals.", PI, model=model, max_tokens=96,
-                                 number_digits=8, max_attempts=1)
-    assert bounded.value["pi"] > 0
-    with pytest.raises(TruncatedOutput) as caught:   # what the bound is for: greedy digits never end
-        structgen.generate("Write the number pi with 60 decimals.", PI, model=model, max_tokens=96,
-                           number_digits=None, max_attempts=1)
-    assert _longest_run(caught.value.partial_text) > 8
+LONG_NUMBERS = ("Write the number pi with 60 decimals.", "Write 1/7 as a decimal number with 60 digits.",
+                "Write the number e with 60 decimals.", "Write 2/3 as a decimal number with 60 digits.")
 
+
+def test_unbounded_a_greedy_number_runs_past_the_bound(model: structgen.LlamaCpp,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the bound is for: unbounded, greedy digits run long (here to 16), at worst until max_tokens; the same
+    prompts bounded stay within it."""
+    monkeypatch.setattr(engine, "MAX_BACK_OFFS", 0)   # the loop's back-off would re-decide a repeat
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    runs = {}
+    for digits in (None, 8):
+        longest = 0
+        for prompt in LONG_NUMBERS:
+            try:
+                text = structgen.generate(prompt, schema, model=model, max_tokens=96, number_digits=digits,
+                                          max_attempts=1).text
+            except TruncatedOutput as exc:
+                text = exc.partial_text
+            longest = max(longest, _longest_run(text))
+        runs[digits] = longest
+    assert runs[None] > 8 >= runs[8], runs
 
 def test_digits_in_strings_and_required_digits_are_not_bounded(model: structgen.LlamaCpp) -> None:
     schema = {"type": "object", "properties": {"phone": {"type": "string", "pattern": "^[0-9]{12}$"},

@@ -129,7 +129,7 @@ def schema_hint_start(job: Job) -> str:
 
 
 def test_a_warm_prefill_is_never_a_batch_llama_cpp_runs_slowly(model: structgen.LlamaCpp) -> None:
-    cached = structgen.LlamaCpp(model.path, n_ctx=2048, n_seq_max=2, prefix_cache=2)
+    cached = structgen.LlamaCpp(model.path, n_ctx=2048, n_seq_max=2, prefix_cache=2, kv_unified=True)
     assert cached.min_prefill == 64     # CPU, flash attention on (the unified cache keeps it)
     schema = structgen.Choice(["Amsterdam", "Lisbon", "Rome"])
     system = "You read short travel notes and say which city they are about. " * 3

@@ -10,8 +10,9 @@ import pytest
 import structgen
 from structgen import generate
 from structgen.compile.schema import compile_schema
-from structgen.local.decode import LOOP_MIN_SPAN, REPEAT_MIN_SPAN, looping, periodic_tail, repeat_start
+from structgen.local import engine
 from structgen.local.engine import RETRY_TEMPERATURE, Job, sampling
+from structgen.local.repetition import LOOP_MIN_SPAN, REPEAT_MIN_SPAN, looping, periodic_tail, repeat_start
 from structgen.request import LOOP_FREQUENCY_PENALTY, Request, SamplingParams
 
 # A MaskBench schema whose values may be anything: greedy SmolLM2-135M echoes schema keywords into it forever.
@@ -66,7 +67,16 @@ def test_the_requests_own_penalties_are_kept() -> None:
     assert sampling(_job(own, truncations=2), 2) == own
 
 
-def test_a_greedy_loop_is_retried_and_ends_valid(model: structgen.LlamaCpp) -> None:
+def test_a_greedy_loop_is_re_decided_where_it_began(model: structgen.LlamaCpp) -> None:
+    r = generate(ECHO_PROMPT, schema=ECHO_PRONE, model=model, temperature=0.0, seed=3, max_tokens=256)
+    assert set(r.value) == {"GeometryPresentation.createPresentation"}
+    assert sum(a.discarded for a in r.attempts) > 0                  # taken back, not decoded to max_tokens
+    assert r.timings.wasted_tokens == (sum(a.tokens for a in r.attempts if a.error is not None)
+                                       + sum(a.discarded for a in r.attempts))
+
+
+def test_a_greedy_loop_is_retried_and_ends_valid(model: structgen.LlamaCpp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "MAX_BACK_OFFS", 0)    # no back-off: the loop is cut and the attempt retried
     r = generate(ECHO_PROMPT, schema=ECHO_PRONE, model=model, temperature=0.0, seed=3, max_tokens=256)
     first = r.attempts[0]
     assert first.error is not None and first.error.startswith("TruncatedOutput")
@@ -75,7 +85,9 @@ def test_a_greedy_loop_is_retried_and_ends_valid(model: structgen.LlamaCpp) -> N
     assert set(r.value) == {"GeometryPresentation.createPresentation"}
 
 
-def test_without_attempts_left_the_loop_is_the_error(model: structgen.LlamaCpp) -> None:
+def test_without_attempts_left_the_loop_is_the_error(model: structgen.LlamaCpp,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "MAX_BACK_OFFS", 0)
     with pytest.raises(structgen.TruncatedOutput) as info:
         generate(ECHO_PROMPT, schema=ECHO_PRONE, model=model, temperature=0.0, seed=3, max_tokens=256,
                  max_attempts=1)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 import structgen
 from structgen import generate
 from structgen.generate import build_request
+from structgen.local import engine
 
 from .test_retries import ECHO_PROMPT, ECHO_PRONE
 
@@ -198,7 +199,9 @@ def test_an_exclusive_user_waits_for_the_engine_and_the_engine_for_it(cached_mod
     assert all(abs(sum(r.probs.values()) - 1) < 1e-6 for r in out[1::2]), out
 
 
-def test_a_loop_is_cut_as_it_forms_and_the_retry_ends_valid(model: structgen.LlamaCpp) -> None:
+def test_a_loop_is_cut_as_it_forms_and_the_retry_ends_valid(model: structgen.LlamaCpp,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "MAX_BACK_OFFS", 0)   # no back-off: the cut and the retry
     r = generate(ECHO_PROMPT, schema=ECHO_PRONE, model=model, temperature=0.0, seed=3, max_tokens=256)
     first = r.attempts[0]
     assert first.error is not None and "repetition loop" in first.error
