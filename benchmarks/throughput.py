@@ -367,7 +367,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _flash_attn_words(value: bool | None) -> str:
-    return "default (on for its unified cache)" if value is None else "on" if value else "off"
+    return ("default (off with a KV stream per sequence on CPU, on with a shared cache)" if value is None
+            else "on" if value else "off")
 
 
 def plot(report: dict[str, Any], path: Any) -> None:
