@@ -44,14 +44,20 @@ def _runs(number: str) -> int:
 
 
 class NumberRuns:
-    """Where the JSON text written so far stands: inside a string or not, and how long its current digit run is."""
+    """Where the JSON text written so far stands: inside a string or not, and how long its current digit run is.
 
-    __slots__ = ("_escape", "_exponent", "_in_string", "_run", "digits")
+    It also keeps the brackets opened inside the current string: ``stray`` says whether the last text fed, begun
+    inside a string, closed one that the string never opened (``"...purchase is 100.0}}}``), the mark of a small
+    model that believes the JSON already ended while the grammar still holds it inside a string (``decode.Loop``
+    re-decides that token).
+    """
+
+    __slots__ = ("_escape", "_exponent", "_in_string", "_open", "_run", "digits", "stray")
 
     def __init__(self, digits: int) -> None:
         self.digits = digits
-        self._in_string = self._escape = self._exponent = False
-        self._run = 0
+        self._in_string = self._escape = self._exponent = self.stray = False
+        self._run = self._open = 0
 
     def room(self) -> int | None:
         """How many more digits may follow now (None: inside a string, where digits are text)."""
@@ -61,6 +67,8 @@ class NumberRuns:
 
     def feed(self, text: bytes) -> None:
         """Advance over the bytes of the next token(s)."""
+        self.stray = False
+        open_before = self._in_string      # only a string already open when this text began can go stray
         for b in text:
             if self._in_string:
                 if self._escape:
@@ -68,7 +76,14 @@ class NumberRuns:
                 elif b == 0x5C:      # backslash
                     self._escape = True
                 elif b == 0x22:      # closing quote
-                    self._in_string = False
+                    self._in_string = open_before = False
+                elif b in (0x7B, 0x5B):             # { [ opened inside the string
+                    self._open += 1
+                elif b in (0x7D, 0x5D):             # } ] closed: one the string opened, or a stray one
+                    if self._open:
+                        self._open -= 1
+                    else:
+                        self.stray = self.stray or open_before
             elif 0x30 <= b <= 0x39:
                 self._run += 1
             else:
@@ -76,6 +91,7 @@ class NumberRuns:
                 if b == 0x22:
                     self._in_string = True
                     self._exponent = False
+                    self._open = 0
                 elif b in (0x65, 0x45):             # e, E: an exponent's digits come next (or the end of true/false)
                     self._exponent = True
                 elif b not in (0x2B, 0x2D):         # a sign keeps the exponent state; anything else ends it

@@ -79,6 +79,7 @@ class Sequence_:
     numbers: NumberRuns | None = None                     # JSON output: where its digit runs stand (the bound)
     origin: int = -1                                      # the prompt's length: position of tokens[0]
     bans: dict[int, set[int]] = field(default_factory=dict)   # position -> tokens a back-off ruled out there
+    ends: set[int] = field(default_factory=set)           # positions where a JSON string is to end if it may
     backoffs: int = 0                                     # back-offs from a repetition loop so far
     discarded: int = 0                                    # tokens decoded, then dropped by back-offs
     rewound: bool = False                                 # a back-off dropped tokens not yet streamed out
@@ -142,8 +143,11 @@ class Loop:
                 s.counts = np.zeros(model.n_vocab, dtype=np.int32)
         self.texts: Sequence[bytes] = ()
         self.lead = np.zeros(0, dtype=np.int16)
+        self.closers = self.enders = np.zeros(0, dtype=np.intp)
         if options.number_digits:
             self.texts, self.lead = model.vocab.texts(), model.vocab.leading_digits()
+            if options.back_off:
+                self.closers, self.enders = model.vocab.string_closers(), model.vocab.string_enders()
             for s in seqs:
                 s.numbers = NumberRuns(options.number_digits)
 
@@ -191,6 +195,8 @@ class Loop:
             ids, blocked = self._bound_digits(ids, blocked, room)
         if s.bans:
             ids, blocked = _without(ids, blocked, s.bans.get(len(s.tokens)))
+        if len(s.tokens) in s.ends:
+            ids, blocked = _only(ids, blocked, self.enders)
         if blocked is not None:
             cand = np.array(logits, copy=True)   # most tokens allowed: mask the few others in place
             cand[blocked] = -np.inf
@@ -226,6 +232,9 @@ class Loop:
         if s.counts is not None:
             s.counts[token] += 1
         s.pending = [token]
+        if (s.numbers is not None and s.numbers.stray and s.backoffs < self.options.back_off
+                and self._stray_closer(s)):
+            return
         if self._check_room(s, m) and m is not None and self.options.fast_forward:
             s.pending += self._take_forced(s, m)
             self._check_room(s, m)
@@ -242,30 +251,43 @@ class Loop:
     def _back_off(self, s: Sequence_) -> bool:
         """If ``s`` is starting to repeat itself, take its text back to the least sure token of the first repeat and
         rule that token out there: the loop is re-decided where it began, the text before it kept (no new attempt).
-        False (nothing changed) when there is no repeat, or no token of it that had an alternative."""
-        found = repeat_start(s.tokens, s.logprobs, s.forced)
-        if found is None:
+        From there on it decodes as a retry would (a frequency penalty per back-off). False (nothing changed) when
+        there is no repeat, or no token of it that had an alternative."""
+        r = repeat_start(s.tokens, s.logprobs, s.forced)
+        if r is None or not self._rewind(s, r, {s.tokens[r]}):
             return False
-        r = found
+        s.params = self.params.after_cut(s.backoffs)
+        if s.params.has_penalties and s.counts is None:
+            s.counts = np.bincount(np.asarray(s.tokens, dtype=np.intp), minlength=self.n_vocab).astype(np.int32)
+        return True
+
+    def _stray_closer(self, s: Sequence_) -> bool:
+        """Take back the token just sampled if it closed a bracket inside a JSON string that the string never
+        opened: the model writing ``}}`` as if the value had ended (it would then write prose into the string
+        until max_tokens). There the string ends instead, if the grammar lets it; else every token that would close
+        a bracket the same way is ruled out."""
+        r = len(s.tokens) - 1
+        if r <= 0 or not self._rewind(s, r, self.closers):
+            return False
+        s.ends.add(r)
+        return True
+
+    def _rewind(self, s: Sequence_, r: int, banned: set[int] | NDArray[np.intp]) -> bool:
+        """Take ``s`` back to ``r`` tokens and rule ``banned`` out at position ``r`` (one back-off)."""
         m = s.matcher
         dropped = len(s.tokens) - r
         if m is not None and not m.rollback(dropped):
             return False
-        ruled_out = s.tokens[r]
         if s.counts is not None:
             np.subtract.at(s.counts, s.tokens[r:], 1)
         del s.tokens[r:], s.logprobs[r:], s.model_logprobs[r:], s.forced[r:], s.top_logprobs[r:]
         if s.numbers is not None:
             s.numbers = NumberRuns(self.options.number_digits)
-            for token in s.tokens:
-                s.numbers.feed(self.texts[token])
+            s.numbers.feed(b"".join(self.texts[token] for token in s.tokens))
         s.bans = {p: b for p, b in s.bans.items() if p < r}
-        s.bans.setdefault(r, set()).add(ruled_out)
+        s.ends = {p for p in s.ends if p < r}
+        s.bans[r] = s.bans.get(r, set()) | {int(t) for t in banned}
         s.backoffs += 1
-        # From here on the sequence decodes as a retry would (a frequency penalty per back-off), keeping its text.
-        s.params = self.params.after_cut(s.backoffs)
-        if s.params.has_penalties and s.counts is None:
-            s.counts = np.bincount(np.asarray(s.tokens, dtype=np.intp), minlength=self.n_vocab).astype(np.int32)
         s.discarded += dropped
         s.rewound = True
         s.next_check = r + LOOP_CHECK_EVERY
@@ -452,6 +474,16 @@ def _without(ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
         keep = ids[~np.isin(ids, out)]
         return (keep if keep.size else ids), blocked
     return ids, out if blocked is None else np.union1d(blocked, out)
+
+
+def _only(ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
+          wanted: NDArray[np.intp]) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
+    """The candidates that are also ``wanted`` (as allowed ids), unless none would be left."""
+    if ids is not None:
+        keep = ids[np.isin(ids, wanted)]
+    else:
+        keep = wanted if blocked is None else wanted[~np.isin(wanted, blocked)]
+    return (keep, None) if keep.size else (ids, blocked)
 
 
 def guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:

@@ -56,3 +56,28 @@ def _room_after(text: str, digits: int = 5) -> int | None:
 ])
 def test_runs_are_read_like_json(text: str, room: int | None) -> None:
     assert _room_after(text) == room
+
+
+@pytest.mark.parametrize(("text", "stray"), [
+    (b'{"a": "total 100.0}}', True),           # a string closing what it never opened: the model thinks it ended
+    (b'{"a": "x"}', False),                    # closed outside the string
+    (b'{"a": "f(x) = {x}"', False),            # opened and closed inside
+    (b'{"a": "[1] and 2]', True),
+    (b'{"a": "ok"}, {"b": "', False),          # a new string starts with nothing open
+])
+def test_the_tracker_marks_a_bracket_a_string_closes_without_opening(text: bytes, stray: bool) -> None:
+    runs = NumberRuns(DEFAULT_DIGITS)
+    for i in range(len(text)):
+        runs.feed(text[i:i + 1])
+        if runs.stray:
+            break
+    assert runs.stray is stray
+
+
+def test_a_token_that_opens_a_string_is_not_stray() -> None:
+    runs = NumberRuns(DEFAULT_DIGITS)
+    runs.feed(b'{"a":')
+    runs.feed(b'"}}')          # the string opens in this token: the model did not believe a value had ended
+    assert not runs.stray
+    runs.feed(b"}]")
+    assert runs.stray

@@ -80,6 +80,36 @@ class Vocab:
 
         return self.cached("leading_digits", build)  # type: ignore[no-any-return]
 
+    def string_closers(self) -> NDArray[np.intp]:
+        """The tokens that, written inside a JSON string with no bracket open, close a ``}`` or ``]`` before they
+        leave the string (``}}}``, ``0]``, but not ``"}`` or ``{}``): ``decode.Loop`` rules them out where a small
+        model wrote one believing the JSON had ended."""
+        def closes(text: bytes) -> bool:
+            depth = 0
+            for b in text:
+                if b in (0x22, 0x5C):        # the string ends (or an escape: not worth following)
+                    return False
+                if b in (0x7B, 0x5B):
+                    depth += 1
+                elif b in (0x7D, 0x5D):
+                    depth -= 1
+                    if depth < 0:
+                        return True
+            return False
+
+        def build() -> NDArray[np.intp]:
+            return np.array([i for i, t in enumerate(self.texts()) if closes(t)], dtype=np.intp)
+
+        return self.cached("string_closers", build)  # type: ignore[no-any-return]
+
+    def string_enders(self) -> NDArray[np.intp]:
+        """The tokens that, inside a JSON string, end it and then only close brackets (``"``, ``"}``, ``"]}``)."""
+        def build() -> NDArray[np.intp]:
+            return np.array([i for i, t in enumerate(self.texts())
+                             if t.startswith(b'"') and not t[1:].strip(b"]} \t\n")], dtype=np.intp)
+
+        return self.cached("string_enders", build)  # type: ignore[no-any-return]
+
     @property
     def mask_words(self) -> int:
         """Number of int32 words in a token bitmask."""
