@@ -16,7 +16,8 @@ Three request sets:
 
 Per server and set: wall time, valid rate (the bench validates every reply against its schema: jsonschema with
 formats), invalid content returned with status 200, HTTP errors, output tokens (the model's own tokenizer) and,
-for the documents, field accuracy.
+for the documents, field accuracy; for structgen also its attempts and wasted tokens (failed attempts, tokens taken
+back), from the ``structgen`` field of its replies, and their ratio to the valid replies' tokens.
 """
 
 from __future__ import annotations
@@ -74,22 +75,23 @@ def _body(server: str, r: PlainRequest, max_tokens: int, grounded: bool) -> dict
     return body
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[str | None, str | None, int]:
-    """(content, error, completion tokens the server reported)."""
+def _post(url: str, body: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    """(content, error, structgen's own account of the reply: attempts and timings; {} from a peer)."""
     request = urllib.request.Request(f"{url}/chat/completions", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=600) as resp:
             reply = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return None, f"HTTP {exc.code}", 0
+        return None, f"HTTP {exc.code}", {}
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return None, type(exc).__name__, 0
+        return None, type(exc).__name__, {}
     choice = (reply.get("choices") or [{}])[0]
     content = (choice.get("message") or {}).get("content")
     if not isinstance(content, str):
-        return None, "no content", 0
-    return content, None, int((reply.get("usage") or {}).get("completion_tokens") or 0)
+        return None, "no content", {}
+    ours = ((reply.get("structgen") or {}).get("choices") or [{}])[0]
+    return content, None, ours if isinstance(ours, dict) else {}
 
 
 def _check(text: str, schema: dict[str, Any]) -> Any:
@@ -110,11 +112,13 @@ def run_set(server: str, url: str, name: str, requests: list[PlainRequest], *, m
     grounded = name == "grounded"
     _post(url, _body(server, requests[0], max_tokens, grounded))
     t0 = time.perf_counter()
-    valid = invalid_200 = errors = tokens = 0
+    valid = invalid_200 = errors = tokens = attempts = wasted = 0
     fields: list[bool] = []
     kinds: set[str] = set()
     for r in requests:
-        content, error, _ = _post(url, _body(server, r, max_tokens, grounded))
+        content, error, ours = _post(url, _body(server, r, max_tokens, grounded))
+        attempts += int(ours.get("attempts") or 0)
+        wasted += int((ours.get("timings") or {}).get("wasted_tokens") or 0)
         value = None
         if error is not None:
             errors += 1
@@ -136,4 +140,7 @@ def run_set(server: str, url: str, name: str, requests: list[PlainRequest], *, m
                            "tokens": tokens, "tok_s": round(tokens / wall, 1) if wall else None}
     if fields:
         row["field_accuracy"] = round(sum(fields) / len(fields), 4)
+    if attempts:   # structgen says what each reply cost: attempts, and tokens lost to failed ones or taken back
+        row |= {"attempts": attempts, "wasted_tokens": wasted,
+                "wasted_vs_valid_tokens": round(wasted / tokens, 3) if tokens else None}
     return row

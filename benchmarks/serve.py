@@ -275,14 +275,15 @@ def markdown(report: dict[str, Any]) -> str:
     table = markdown_table(["server", "clients", "tok/s", "req/s", "valid/s", "valid", "invalid (200)", "errors",
                             "TTFT p50 ms", "TTFT p99 ms", "latency p50 ms", "latency p99 ms"], rows)
     single = [(r["server"], r["set"], r["requests"], r["wall_s"], f"{r['valid_rate']:.0%}", r["invalid_200"],
-               r["errors"], r["tokens"], f"{r['field_accuracy']:.3f}" if "field_accuracy" in r else "-")
+               r["errors"], r["tokens"], f"{r['field_accuracy']:.3f}" if "field_accuracy" in r else "-",
+               r.get("attempts", "-"), r.get("wasted_tokens", "-"))
               for r in report.get("single", [])]
     lines = [f"serve bench, {report['date']}, {machine_line(report['machine'])}, {report['settings']['model']}, "
              f"{report['settings']['requests']} requests, {report['settings']['n_threads']} threads", ""]
     if single:
         lines += ["one client, each server's defaults:", "",
                   markdown_table(["server", "set", "requests", "wall s", "valid", "invalid (200)", "errors",
-                                  "tokens", "field accuracy"], single), ""]
+                                  "tokens", "field accuracy", "attempts", "wasted tokens"], single), ""]
     if rows:
         lines += [table, ""]
     lines += ["ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items())]

@@ -25,6 +25,8 @@ def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     assert all(r["invalid_200"] == 0 and r["valid_rate"] + r["errors"] / r["requests"] == 1.0
                for r in single.values())
     assert 0.0 <= single["grounded"]["field_accuracy"] <= 1.0 and "field_accuracy" not in single["fresh"]
+    # structgen's replies say what they cost: at least one attempt each, wasted tokens counted (0 or more)
+    assert all(r["attempts"] >= r["requests"] * r["valid_rate"] and r["wasted_tokens"] >= 0 for r in single.values())
     (row,) = report["rows"]
     assert row["server"] == "structgen" and row["concurrency"] == 2 and row["requests"] == 2
     assert row["invalid_200"] == 0 and row["tok_s"] > 0
