@@ -135,8 +135,16 @@ class Ticket:
     emitted: int = 0
 
     def result(self) -> Result[Any]:
-        """Wait for the validated ``Result``; raises the request's typed error."""
-        self.done.wait()
+        """Wait for the validated ``Result``; raises the request's typed error. A Ctrl-C while waiting cancels
+        the request and propagates."""
+        try:
+            # In slices: the kernel may hand Ctrl-C's SIGINT to the engine thread, and Python raises it in this
+            # (main) thread only once it runs bytecode again, which an untimed wait never does before the end.
+            while not self.done.wait(0.1):
+                pass
+        except BaseException:
+            self.cancel()
+            raise
         if isinstance(self.outcome, StructgenError):
             raise self.outcome
         assert self.outcome is not None
