@@ -54,6 +54,10 @@ PREFILL_CHUNK = 128
 """Most prompt tokens one step prefills while other requests are generating (a full ``n_batch`` when none are):
 on CPU a 512-token chunk would hold every running stream for the time of ~10 of their tokens."""
 
+IDLE_COMPACT_S = 0.2
+"""How long the engine stays idle before it compacts a shared KV cache (``Scheduler._compact``): longer than the
+gap between one client's requests in a row, so a busy client never waits for it."""
+
 SHARE_WAIT_MIN = 32
 """A request waits for an earlier one still prefilling their shared prompt start when that start is at least this
 many tokens longer than what it holds already (shorter ones are cheaper to decode again than to wait for)."""
@@ -102,6 +106,9 @@ class SchedulableModel(LocalModel, Protocol):
 
     def drop(self, seq: int, start: int = 0) -> None:
         """Forget positions ``start``.. of sequence ``seq``."""
+
+    def compact(self, keep: Sequence[int]) -> list[int]:
+        """Forget every sequence but ``keep`` and lay those at the start of the KV; the ones put back."""
 
 
 @dataclass(eq=False)
@@ -177,6 +184,7 @@ class Scheduler:
         self.last_error: BaseException | None = None   # the last unexpected engine failure (for diagnosis)
         self._deterministic = model.deterministic
         self.cache = PrefixCache(model.kv(), [] if model.deterministic else cache_slots)
+        self._since_compact = 0   # requests finished since the KV was last compacted
 
     # ---- callers' side ------------------------------------------------------------------------------
 
@@ -222,9 +230,14 @@ class Scheduler:
     def _run(self) -> None:
         lock = self.model.lock
         while True:
+            compact = False
             with self._cond:
                 while not self._queue and not self._live and not self._closing:
-                    self._cond.wait()
+                    if not self._compact_due():
+                        self._cond.wait()
+                    elif not self._cond.wait(IDLE_COMPACT_S) and not self._queue and not self._closing:
+                        compact = True    # idle for a while: a good time to tidy the KV
+                        break
                 if self._closing:
                     break
                 if lock.waiting and not self._live:
@@ -236,6 +249,8 @@ class Scheduler:
                     self.cache.clear()
                     self.model.clear()
                     self._epoch = lock.epoch
+                elif compact:
+                    self._compact()
                 while True:
                     self._admit()
                     if not self._live:
@@ -247,6 +262,23 @@ class Scheduler:
             finally:
                 lock.release_for_engine()
         self._fail_all(InvalidArgument("the model was closed"))
+
+    def _compact_due(self) -> bool:
+        return self.model.kv_unified and not self._deterministic and self._since_compact > 0 and bool(self.cache.entries)
+
+    def _compact(self) -> None:
+        """Move the prefix cache's entries to the start of the shared KV cache, while no request runs.
+
+        Why: llama.cpp puts new cells in free cells from a moving head, and every step attends over all cells up to
+        the highest one in use (rounded up to 256), whoever holds it. An entry prefilled while many requests ran
+        sits high and, kept for its shared head (a system prompt every request reuses), stays there for good:
+        after a burst of clients every later step attends over the burst's span."""
+        self._since_compact = 0
+        entries = list(self.cache.entries)
+        kept = set(self.model.compact([e.seq for e in entries]))
+        if len(kept) < len(entries):   # llama.cpp found no room for some (never expected): forget them all
+            self.cache.clear()
+            self.model.clear()
 
     def _fail_all(self, exc: BaseException) -> None:
         error = exc if isinstance(exc, StructgenError) else StructgenError(f"engine failure: {exc!r}")
@@ -543,6 +575,7 @@ class Scheduler:
     def _finish(self, t: Ticket, outcome: Result[Any] | StructgenError) -> None:
         try:
             if t in self._live:
+                self._since_compact += 1
                 self._live.remove(t)
                 seqs, t.seq_ids = t.seq_ids, []
                 self._free.extend(seqs)
