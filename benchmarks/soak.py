@@ -53,6 +53,7 @@ class Settings:
     n_threads: int = 0
     kv_unified: bool | None = None     # None: the server's default layout
     window: float = 0.1                # the share of requests in the first and in the last window
+    warmup: int = 10                   # untimed requests first (the mix's first pass: compiles, first-use costs)
     seed: int = 0
 
 
@@ -72,8 +73,8 @@ LIST8 = {"type": "object", "additionalProperties": False, "required": ["items"],
          "properties": {"items": {"type": "array", "minItems": 8, "maxItems": 8,
                                   "items": {"type": "string", "pattern": _WORD}}}}
 LIST8_MAX_TOKENS = 144
-"""``{"items":[`` + 8 quoted strings of at most 12 ASCII characters + commas + ``]}``: at most 135 tokens (one
-per byte), so a valid answer always fits; a model that writes single characters comes near the limit."""
+"""``{"items":[`` + 8 quoted strings of at most 12 ASCII characters + commas + ``]}`` is 131 bytes at most, and a
+token is at least one byte, so a valid answer always fits; a model that writes short tokens comes near the limit."""
 INVOICE = {"type": "object", "additionalProperties": False, "required": ["customer", "lines", "total"],
            "properties": {"customer": {"type": "string", "maxLength": 40},
                           "lines": {"type": "array", "minItems": 1, "maxItems": 3,
@@ -275,7 +276,7 @@ def _read_stream(resp: Any) -> tuple[str | None, list[dict[str, Any]], dict[str,
 def run(settings: Settings, on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Start the server, warm it up, run the mix; the JSON-ready report."""
     mix = calls(settings.requests, settings.seed)
-    warm = calls(len(KINDS), settings.seed + 10_000_019)
+    warm = calls(settings.warmup, settings.seed + 10_000_019)
     with _server(settings) as url:
         with ThreadPoolExecutor(max_workers=settings.clients) as pool:
             list(pool.map(lambda c: send(url, c), warm))   # compiles, first-use costs: untimed
@@ -382,7 +383,8 @@ def _report(settings: Settings, results: list[dict[str, Any]], wall: float, rss_
         "settings": {"model": os.path.basename(settings.model_path), "requests": settings.requests,
                      "clients": settings.clients, "n_ctx": settings.n_ctx,
                      "kv": {None: "default", True: "unified", False: "streams"}[settings.kv_unified],
-                     "n_threads": settings.n_threads or os.cpu_count(), "window": size, "seed": settings.seed},
+                     "n_threads": settings.n_threads or os.cpu_count(), "window": size, "seed": settings.seed,
+                     "warmup": settings.warmup},
         "wall_s": round(wall, 1),
         "tok_s": round(sum(r["tokens"] for r in results) / wall, 2),
         "first": first,

@@ -363,6 +363,8 @@ def soak_bench(
     = "default",
     threads: Annotated[int, typer.Option("--threads", help="CPU threads of the server (0: all cores).")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Varies the prompts and the requests' seeds.")] = 0,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed requests before the run (and before "
+                                        "the first RSS reading).")] = 10,
     json_file: JsonFile = None,
 ) -> None:
     """One structgen serve, many clients, a long mixed load: throughput and p99 of the first and last 10 % of the
@@ -377,7 +379,8 @@ def soak_bench(
     if kv not in layouts:
         raise InvalidArgument(f"--kv takes unified, streams or default, got {kv!r}")
     settings = soak.Settings(model_path=str(resolve_model_path(model)), requests=requests, clients=clients,
-                             n_ctx=n_ctx, n_threads=threads, kv_unified=layouts[kv], seed=seed)
+                             n_ctx=n_ctx, n_threads=threads, kv_unified=layouts[kv], seed=seed,
+                             warmup=warmup)
     with progress() as bar:
         task = bar.add_task("soak", total=requests)
         report = soak.run(settings, on_progress=lambda done, total: bar.update(task, completed=done))
