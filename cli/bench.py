@@ -1,5 +1,5 @@
-"""``structgen bench masks | throughput | strategies | apps | concurrency | serve | start | batch``: support, speed
-and validity against the peers.
+"""``structgen bench masks | throughput | strategies | apps | concurrency | serve | soak | start | batch``: support,
+speed and validity against the peers, and a long-running server's steadiness.
 
 Each command shows a progress bar (stderr), prints a Markdown table (stdout), and writes ``--json FILE``
 and ``--plot FILE.png`` on request. The code lives in ``structgen_benchmarks`` (``benchmarks/``).
@@ -351,6 +351,42 @@ def serve_bench(
         task = bar.add_task("serve", total=(len(counts) + len(sets)) * len(chosen))
         report = sb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, sb.markdown(report), json_file, plot_file, sb.plot)
+
+
+@bench_app.command("soak")
+def soak_bench(
+    model: ModelOpt = None,
+    requests: Annotated[int, typer.Option("--requests", min=1, help="Requests in all (the mix, cycled).")] = 2000,
+    clients: Annotated[int, typer.Option("--clients", min=1, help="Concurrent clients.")] = 8,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="The server's --n-ctx.")] = 16384,
+    kv: Annotated[str, typer.Option("--kv", help="The server's KV layout: unified, streams, or default.")]
+    = "default",
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads of the server (0: all cores).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Varies the prompts and the requests' seeds.")] = 0,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed requests before the run (and before "
+                                        "the first RSS reading).")] = 10,
+    json_file: JsonFile = None,
+) -> None:
+    """One structgen serve, many clients, a long mixed load: throughput and p99 of the first and last 10 % of the
+    requests, the server's RSS after warm-up and at the end, and every outcome. Exits 1 when a target fails."""
+    from structgen_benchmarks import soak
+    from structgen_benchmarks.report import progress
+
+    from structgen.errors import InvalidArgument
+    from structgen.local.models import resolve_model_path
+
+    layouts = {"unified": True, "streams": False, "default": None}
+    if kv not in layouts:
+        raise InvalidArgument(f"--kv takes unified, streams or default, got {kv!r}")
+    settings = soak.Settings(model_path=str(resolve_model_path(model)), requests=requests, clients=clients,
+                             n_ctx=n_ctx, n_threads=threads, kv_unified=layouts[kv], seed=seed,
+                             warmup=warmup)
+    with progress() as bar:
+        task = bar.add_task("soak", total=requests)
+        report = soak.run(settings, on_progress=lambda done, total: bar.update(task, completed=done))
+    _finish(report, soak.markdown(report), json_file, None, None)
+    if not report["met"]:
+        raise typer.Exit(1)
 
 
 def _on_off(text: str, option: str) -> bool | None:

@@ -39,6 +39,9 @@ def serve(
     prefix_cache: Annotated[int | None, typer.Option("--prefix-cache", help="Prompt KV entries kept for reuse "
                                                      "(default: 2 with a KV per sequence, 4 with a shared one).")]
     = None,
+    kv_unified: Annotated[bool | None, typer.Option(
+        "--kv-unified/--kv-streams", help="The KV layout: one cache shared by every sequence, or one stream of "
+        "--n-ctx cells per sequence (default: streams on CPU while they fit 1 GiB, else shared).")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Also serve OpenAI's Files and Batch endpoints "
                                                   "(/v1/files, /v1/batches), keeping files and batch state here; a "
@@ -51,7 +54,8 @@ def serve(
     from structgen.serve import ServeConfig, run_server
 
     m = LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_ctx=n_ctx, n_seq_max=max_concurrency,
-                 max_queue=max_queue, deterministic=deterministic, prefix_cache=prefix_cache)
+                 max_queue=max_queue, deterministic=deterministic, prefix_cache=prefix_cache,
+                 kv_unified=kv_unified)
     config = ServeConfig(api_key=api_key, max_body_bytes=max_body, max_tokens=max_tokens, timeout=timeout,
                          max_concurrency=m.n_seq_max + max_queue)
     typer.echo(f"structgen serve: {m.name} on http://{host}:{port}/v1", err=True)

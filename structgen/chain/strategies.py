@@ -38,7 +38,7 @@ import json
 import re
 import time
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -186,11 +186,27 @@ def run_chain(model: TextModel, request: Request, *, concurrency: int = 1) -> Re
             if len(calls) == 1 or concurrency <= 1:
                 outcomes = [_attempt(model, c) for c in calls]
             else:
-                outcomes = list(pool.map(lambda c: _attempt(model, c), calls))
+                futures = [pool.submit(_attempt, model, c) for c in calls]
+                outcomes = [_await(f) for f in futures]
     finally:
         # Not ``with``: on Ctrl-C / SIGTERM that would wait for every request still in flight (minutes on a
         # slow server) before the interrupt got through. Those requests end on their own.
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+_POLL_S = 0.1
+
+
+def _await(future: Future[Outcome]) -> Outcome:
+    """The future's outcome, waited for in short slices so that a Ctrl-C gets through while it runs."""
+    # The kernel may hand a process-wide SIGINT to any thread (a worker, or the caller's own); Python then
+    # raises KeyboardInterrupt in the main thread only once it runs bytecode again, which an untimed wait on
+    # the future's lock never does until the request ends.
+    while True:
+        try:
+            return future.result(timeout=_POLL_S)
+        except TimeoutError:
+            continue
 
 
 def _attempt(model: TextModel, call: Call) -> Outcome:

@@ -206,6 +206,18 @@ class LlamaContext:
         if end >= 0:
             llama_cpp.llama_memory_seq_rm(self.memory, dst, end, -1)
 
+    def save_sequence(self, seq: int) -> ctypes.Array[ctypes.c_uint8]:
+        """The KV of sequence ``seq`` (its cells' positions, keys and values), for ``restore_sequence``."""
+        size = llama_cpp.llama_state_seq_get_size(self.ptr, seq)
+        buf: ctypes.Array[ctypes.c_uint8] = (ctypes.c_uint8 * size)()
+        llama_cpp.llama_state_seq_get_data(self.ptr, buf, size, seq)
+        return buf
+
+    def restore_sequence(self, seq: int, data: ctypes.Array[ctypes.c_uint8]) -> bool:
+        """Put back what ``save_sequence`` saved, as sequence ``seq``, in the first run of free cells large enough
+        (from the start of the cache when it is mostly free); False if llama.cpp found no room."""
+        return bool(llama_cpp.llama_state_seq_set_data(self.ptr, data, len(data), seq))
+
     def decode(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
         """Decode one batch of ``(token, position, sequence, want_logits)`` items."""
         n = len(items)

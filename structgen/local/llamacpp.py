@@ -279,6 +279,14 @@ class LlamaCpp:
         """Forget positions ``start``.. of sequence ``seq``."""
         self._ctx.seq_remove(seq, start, -1)
 
+    def compact(self, keep: Sequence[int]) -> list[int]:
+        """Forget every sequence but ``keep``, and lay those, in order, at the start of the KV cache (each in its
+        own cells: cells they shared are copied); the sequences put back (one llama.cpp found no room for is gone).
+        Only while nothing else is decoding."""
+        saved = [(seq, self._ctx.save_sequence(seq)) for seq in keep]
+        self._ctx.seq_remove(-1, 0, -1)   # every cell free: llama.cpp places the next cells from the start again
+        return [seq for seq, data in saved if self._ctx.restore_sequence(seq, data)]
+
     def decode_rows(self, items: Sequence[tuple[int, int, int, bool]]) -> NDArray[np.float32]:
         """Decode ``(token, position, sequence, want_logits)`` items in one batch; the wanted rows' logits
         (a copy, one row per wanted item, in order)."""

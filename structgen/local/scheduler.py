@@ -54,6 +54,10 @@ PREFILL_CHUNK = 128
 """Most prompt tokens one step prefills while other requests are generating (a full ``n_batch`` when none are):
 on CPU a 512-token chunk would hold every running stream for the time of ~10 of their tokens."""
 
+IDLE_COMPACT_S = 0.2
+"""How long the engine stays idle before it compacts a shared KV cache (``Scheduler._compact``): longer than the
+gap between one client's requests in a row, so a busy client never waits for it."""
+
 SHARE_WAIT_MIN = 32
 """A request waits for an earlier one still prefilling their shared prompt start when that start is at least this
 many tokens longer than what it holds already (shorter ones are cheaper to decode again than to wait for)."""
@@ -103,6 +107,9 @@ class SchedulableModel(LocalModel, Protocol):
     def drop(self, seq: int, start: int = 0) -> None:
         """Forget positions ``start``.. of sequence ``seq``."""
 
+    def compact(self, keep: Sequence[int]) -> list[int]:
+        """Forget every sequence but ``keep`` and lay those at the start of the KV; the ones put back."""
+
 
 @dataclass(eq=False)
 class Ticket:
@@ -135,8 +142,16 @@ class Ticket:
     emitted: int = 0
 
     def result(self) -> Result[Any]:
-        """Wait for the validated ``Result``; raises the request's typed error."""
-        self.done.wait()
+        """Wait for the validated ``Result``; raises the request's typed error. A Ctrl-C while waiting cancels
+        the request and propagates."""
+        try:
+            # In slices: the kernel may hand Ctrl-C's SIGINT to the engine thread, and Python raises it in this
+            # (main) thread only once it runs bytecode again, which an untimed wait never does before the end.
+            while not self.done.wait(0.1):
+                pass
+        except BaseException:
+            self.cancel()
+            raise
         if isinstance(self.outcome, StructgenError):
             raise self.outcome
         assert self.outcome is not None
@@ -169,6 +184,7 @@ class Scheduler:
         self.last_error: BaseException | None = None   # the last unexpected engine failure (for diagnosis)
         self._deterministic = model.deterministic
         self.cache = PrefixCache(model.kv(), [] if model.deterministic else cache_slots)
+        self._since_compact = 0   # requests finished since the KV was last compacted
 
     # ---- callers' side ------------------------------------------------------------------------------
 
@@ -214,9 +230,14 @@ class Scheduler:
     def _run(self) -> None:
         lock = self.model.lock
         while True:
+            compact = False
             with self._cond:
                 while not self._queue and not self._live and not self._closing:
-                    self._cond.wait()
+                    if not self._compact_due():
+                        self._cond.wait()
+                    elif not self._cond.wait(IDLE_COMPACT_S) and not self._queue and not self._closing:
+                        compact = True    # idle for a while: a good time to tidy the KV
+                        break
                 if self._closing:
                     break
                 if lock.waiting and not self._live:
@@ -228,6 +249,8 @@ class Scheduler:
                     self.cache.clear()
                     self.model.clear()
                     self._epoch = lock.epoch
+                elif compact:
+                    self._compact()
                 while True:
                     self._admit()
                     if not self._live:
@@ -239,6 +262,27 @@ class Scheduler:
             finally:
                 lock.release_for_engine()
         self._fail_all(InvalidArgument("the model was closed"))
+
+    def _compact_due(self) -> bool:
+        return (self.model.kv_unified and not self._deterministic and self._since_compact > 0
+                and bool(self.cache.entries))
+
+    def _compact(self) -> None:
+        """Move the prefix cache's entries to the start of the shared KV cache, while no request runs.
+
+        Why: llama.cpp puts new cells in free cells from a moving head, and every step attends over all cells up to
+        the highest one in use (rounded up to 256), whoever holds it. An entry prefilled while many requests ran
+        sits high and, kept for its shared head (a system prompt every request reuses), stays there for good:
+        after a burst of clients every later step attends over the burst's span."""
+        self._since_compact = 0
+        entries = list(self.cache.entries)
+        try:
+            kept = set(self.model.compact([e.seq for e in entries]))
+        except Exception:
+            kept = set()
+        if len(kept) < len(entries):   # some were not put back (never expected): an empty cache is a true one
+            self.cache.clear()
+            self.model.clear()
 
     def _fail_all(self, exc: BaseException) -> None:
         error = exc if isinstance(exc, StructgenError) else StructgenError(f"engine failure: {exc!r}")
@@ -535,6 +579,7 @@ class Scheduler:
     def _finish(self, t: Ticket, outcome: Result[Any] | StructgenError) -> None:
         try:
             if t in self._live:
+                self._since_compact += 1
                 self._live.remove(t)
                 seqs, t.seq_ids = t.seq_ids, []
                 self._free.extend(seqs)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from ..result import Result
 
@@ -18,7 +26,8 @@ _TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
 
 class Metrics:
     """Requests by endpoint and outcome, tokens, the engine's queue depth and live sequences, time to first token,
-    inter-token latency and request latency histograms, and prefix-cache hits."""
+    inter-token latency and request latency histograms, prefix-cache hits, and the process's memory and CPU
+    (Prometheus' ``process_*`` series)."""
 
     def __init__(self, model: Any) -> None:
         self.registry = CollectorRegistry()
@@ -38,6 +47,7 @@ class Metrics:
                              "request", buckets=_TOKEN_BUCKETS, registry=r)
         self.latency = Histogram("structgen_request_latency_seconds", "From arrival to the last byte of the answer",
                                  buckets=_LATENCY_BUCKETS, registry=r)
+        ProcessCollector(registry=r)   # process_resident_memory_bytes & co.: a long-running server's memory
         self.in_flight = Gauge("structgen_requests_in_flight", "HTTP requests being served", registry=r)
         scheduler = getattr(model, "scheduler", None)
         queue_depth = Gauge("structgen_queue_depth", "Requests waiting for room in the engine", registry=r)
