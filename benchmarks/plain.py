@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from structgen_benchmarks.accuracy import field_correct, load_extraction_tasks, prompt_for
+from structgen_benchmarks.checks import checked_value
 
 __all__ = ["SETS", "PlainRequest", "documents", "fresh", "run_set"]
 
@@ -94,18 +95,6 @@ def _post(url: str, body: dict[str, Any]) -> tuple[str | None, str | None, dict[
     return content, None, ours if isinstance(ours, dict) else {}
 
 
-def _check(text: str, schema: dict[str, Any]) -> Any:
-    """The reply's value if it is valid for ``schema`` (formats checked), else a ``ValueError``."""
-    import jsonschema
-
-    value = json.loads(text)
-    validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
-    error = next(iter(validator.iter_errors(value)), None)
-    if error is not None:
-        raise ValueError(error.message)
-    return value
-
-
 def run_set(server: str, url: str, name: str, requests: list[PlainRequest], *, max_tokens: int,
             count: Callable[[str], int]) -> dict[str, Any]:
     """Send ``requests`` one after another (after one untimed warm-up); the row of set ``name``."""
@@ -127,7 +116,7 @@ def run_set(server: str, url: str, name: str, requests: list[PlainRequest], *, m
             assert content is not None
             tokens += count(content)
             try:
-                value = _check(content, r.schema)
+                value = checked_value(content, r.schema)
                 valid += 1
             except ValueError:
                 invalid_200 += 1

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from structgen_benchmarks import plain
+from structgen_benchmarks.checks import is_valid
 from structgen_benchmarks.concurrency import REQUESTS
 from structgen_benchmarks.prompts import Extraction
 from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, versions
@@ -190,19 +191,8 @@ def _call(server: str, url: str, e: Extraction, settings: Settings, count: Calla
     if error is not None:
         return {"ok": False, "valid": False, "error": error, "latency_ms": latency, "ttft_ms": ttft,
                 "tokens": count(text) if text else 0}
-    return {"ok": True, "valid": _valid(text, e.schema), "error": None, "latency_ms": latency, "ttft_ms": ttft,
+    return {"ok": True, "valid": is_valid(text, e.schema), "error": None, "latency_ms": latency, "ttft_ms": ttft,
             "tokens": count(text)}
-
-
-def _valid(text: str, schema: dict[str, Any]) -> bool:
-    import jsonschema
-
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return False
-    validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
-    return not any(True for _ in validator.iter_errors(value))
 
 
 def _level(server: str, url: str, requests: list[Extraction], n: int, settings: Settings,

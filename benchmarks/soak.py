@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from structgen_benchmarks.checks import is_valid
 from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, versions
 
 __all__ = ["KINDS", "TARGETS", "Settings", "markdown", "run"]
@@ -110,7 +111,7 @@ class Call:
 
 
 def _json_check(schema: dict[str, Any]) -> Callable[[str | None, list[dict[str, Any]]], bool]:
-    return lambda content, calls: not calls and _valid_json(content, schema)
+    return lambda content, calls: not calls and is_valid(content, schema)
 
 
 def _regex_check(pattern: str) -> Callable[[str | None, list[dict[str, Any]]], bool]:
@@ -119,21 +120,8 @@ def _regex_check(pattern: str) -> Callable[[str | None, list[dict[str, Any]]], b
 
 def _tool_check(content: str | None, calls: list[dict[str, Any]]) -> bool:
     return bool(calls) and all(c.get("name") == WEATHER["function"]["name"]
-                               and _valid_json(c.get("arguments"), WEATHER["function"]["parameters"])
+                               and is_valid(c.get("arguments"), WEATHER["function"]["parameters"])
                                for c in calls)
-
-
-def _valid_json(text: str | None, schema: dict[str, Any]) -> bool:
-    import jsonschema
-
-    if text is None:
-        return False
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return False
-    validator = jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
-    return not any(True for _ in validator.iter_errors(value))
 
 
 def _json_body(schema: dict[str, Any], name: str) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from structgen_benchmarks.checks import is_valid
+
 from ._worker import Worker
 from .prompts import EXTRACTIONS, Extraction
 from .report import INSTALL_HINT, MissingBenchDependency, machine, machine_line, markdown_table, pyplot, versions
@@ -164,18 +166,6 @@ def _handle(state: _State, job: tuple[int, int]) -> dict[str, Any]:
 
 # ---- parent side ------------------------------------------------------------------------------------
 
-def _valid(text: str, schema: dict[str, Any]) -> bool:
-    import jsonschema
-    from jsonschema.validators import validator_for
-
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return False
-    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    return not any(True for _ in cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(value))
-
-
 @dataclass(eq=False)
 class _Config:
     name: str
@@ -274,7 +264,7 @@ def _pass(cfg: _Config, prompts: list[Extraction], settings: Settings, timeout: 
         ttft_ms += v["ttft_ms"]
         cfg.tokens += v["tokens"]
         cfg.forced += v.get("forced", 0)
-        if _valid(v["text"], p.schema):
+        if is_valid(v["text"], p.schema):
             cfg.valid += 1
         elif cfg.name in CONSTRAINED:
             cfg.failed += 1
