@@ -9,6 +9,7 @@ JSON pointer to its offsets, which are highlighted here, each field in its own c
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -48,4 +49,4 @@ def main(document: str = DOCUMENT, max_tokens: int = 128, console: Console | Non
 
 
 if __name__ == "__main__":
-    main(open(sys.argv[1], encoding="utf-8").read() if len(sys.argv) > 1 else DOCUMENT)
+    main(Path(sys.argv[1]).read_text(encoding="utf-8") if len(sys.argv) > 1 else DOCUMENT)

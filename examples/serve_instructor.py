@@ -27,11 +27,14 @@ class Ticket(BaseModel):
 ASK = "The checkout page crashes for every customer since this morning. File a ticket."
 
 
-def main(max_tokens: int = 80) -> list[Ticket]:
+MODES = (instructor.Mode.TOOLS, instructor.Mode.JSON_SCHEMA)
+
+
+def main(modes: tuple[instructor.Mode, ...] = MODES, max_tokens: int = 80) -> list[Ticket]:
     """One ticket per instructor mode, each validated by instructor; printed and returned."""
     tickets = []
     with serving(structgen.default_model()) as base_url:
-        for mode in (instructor.Mode.TOOLS, instructor.Mode.JSON_SCHEMA):
+        for mode in modes:
             client = instructor.from_openai(openai.OpenAI(base_url=base_url, api_key="unused"), mode=mode)
             ticket = client.chat.completions.create(model="structgen", response_model=Ticket, max_retries=0,
                                                     messages=[{"role": "user", "content": ASK}],

@@ -11,6 +11,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,20 @@ def test_code_block(block: Block, default_is_session_model: structgen.LlamaCpp,
     monkeypatch.chdir(workdir)
     with _endpoint(block, default_is_session_model) as code:
         if block.language == "python":
-            namespace = _NAMESPACES.setdefault(block.path, {"__name__": "__docs__"})
-            exec(compile(code, f"{block.path}:{block.line}", "exec"), namespace)
+            exec(compile(code, f"{block.path}:{block.line}", "exec"), _namespace(block.path))
         else:
             _bash(code, workdir)
+
+
+def _namespace(page: Path) -> dict[str, Any]:
+    """The page's namespace: a module registered in ``sys.modules``, as a script's would be (pydantic resolves a
+    model's nested types through its module)."""
+    if page not in _NAMESPACES:
+        name = "docs_page_" + "_".join(page.relative_to(ROOT).with_suffix("").parts).replace("-", "_")
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        _NAMESPACES[page] = module.__dict__
+    return _NAMESPACES[page]
 
 
 @contextlib.contextmanager
