@@ -1,8 +1,8 @@
 """Docs that cannot rot: every python and bash block of README.md and docs/ runs (marks: ``code_blocks.py``).
 
-Python blocks of one page share a namespace, in page order, with ``structgen.default_model()`` the session's model;
-each page works in its own temporary directory. Bash blocks run with ``bash -euo pipefail`` there, ``structgen``
-being this checkout's CLI.
+Python blocks of one page share a namespace, in page order (a marked block run alone first runs the unmarked ones
+above it), with ``structgen.default_model()`` the session's model; each page works in its own temporary directory.
+Bash blocks run with ``bash -euo pipefail`` there, ``structgen`` being this checkout's CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _MARKS: dict[str | None, list[Any]] = {
     "gpu": [pytest.mark.gpu]}
 _NAMESPACES: dict[Path, dict[str, Any]] = {}
 _WORKDIRS: dict[Path, Path] = {}
+_RUN: set[tuple[Path, int]] = set()
 
 
 def _param(block: Block) -> Any:
@@ -49,9 +50,23 @@ def test_code_block(block: Block, default_is_session_model: structgen.LlamaCpp,
     monkeypatch.chdir(workdir)
     with _endpoint(block, default_is_session_model) as code:
         if block.language == "python":
-            exec(compile(code, f"{block.path}:{block.line}", "exec"), _namespace(block.path))
+            for earlier in _unrun_before(block):     # a marked block run alone still has what the page defined
+                _exec(earlier.code, earlier)
+            _exec(code, block)
         else:
             _bash(code, workdir)
+
+
+def _exec(code: str, block: Block) -> None:
+    _RUN.add((block.path, block.line))
+    exec(compile(code, f"{block.path}:{block.line}", "exec"), _namespace(block.path))
+
+
+def _unrun_before(block: Block) -> list[Block]:
+    """The page's unmarked python blocks above ``block`` that have not run in this session (deselected: ``-m
+    slow`` runs only the marked ones)."""
+    return [b for b in BLOCKS if b.path == block.path and b.line < block.line and b.language == "python"
+            and b.mark is None and (b.path, b.line) not in _RUN]
 
 
 def _namespace(page: Path) -> dict[str, Any]:
