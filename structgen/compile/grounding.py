@@ -129,17 +129,21 @@ def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) ->
 
     def validate(text: str) -> Any:
         value = inner(text)
-        for pointer, item, kind in _walk(schema, schema, json.loads(text), (), 0):
+        found = list(_walk(schema, schema, json.loads(text), (), 0))
+        for path, item, kind in found:
             if written_at(source, item, kind) is None:
-                raise _Invalid(f"{pointer or '/'}: {str(item)[:60]!r} is not written in the source")
+                raise _Invalid(f"{json_pointer(path) or '/'}: {str(item)[:60]!r} is not written in the source")
+        repeat = repeated_item(source, found)
+        if repeat is not None:
+            raise _Invalid(repeat)
         return value
 
     def annotate(result: Result[Any]) -> None:
         spans: dict[str, tuple[int, int]] = {}
-        for pointer, item, kind in _walk(schema, schema, _plain(result), (), 0):
+        for path, item, kind in _walk(schema, schema, _plain(result), (), 0):
             where = written_at(source, item, kind)
             if where is not None and where[0] != where[1]:
-                spans[pointer] = where
+                spans[json_pointer(path)] = where
         result.spans = spans
 
     return CompiledSchema(kind="json", grammar=grammar, validator=validate, json_schema=schema,
@@ -185,7 +189,38 @@ def _fields(root: Mapping[str, Any], node: Any, depth: int) -> str:
 def grounded_values(schema: Mapping[str, Any], value: Any) -> Iterator[tuple[str, Any, str]]:
     """``(JSON pointer, value, kind)`` for every value of ``value`` that sits at a grounded node of ``schema``: kind
     "span" (strings), "number" and "date" (numbers and dates marked ``"x-source": "span"``)."""
-    yield from _walk(schema, schema, value, (), 0)
+    for path, item, kind in _walk(schema, schema, value, (), 0):
+        yield json_pointer(path), item, kind
+
+
+def repeated_item(source: str, found: Sequence[tuple[tuple[Any, ...], Any, str]]) -> str | None:
+    """Why a grounded value copies one array item's text more often than the source writes it, or None.
+
+    An item is its grounded strings (``found``: ``_walk``'s paths, values and kinds); two items with the same strings
+    are two readings of one passage unless the source writes one of those strings at least as often as the items
+    repeat it. A small model that runs on past the last line item ("Screwdriver set" a second and a third time) is
+    caught here and resampled; a receipt with two "Coffee" lines is not.
+    """
+    items: dict[tuple[tuple[Any, ...], int], list[tuple[tuple[Any, ...], str]]] = {}
+    for path, item, kind in found:
+        at = max((i for i, part in enumerate(path) if isinstance(part, int)), default=None)
+        if kind == "span" and at is not None and item.strip():
+            items.setdefault((path[:at], path[at]), []).append((path[at + 1:], item))
+    seen: dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[int]] = {}
+    for (array, index), strings in items.items():
+        copies = seen.setdefault((array, tuple(strings)), [])
+        copies.append(index)
+        written = max(_occurrences(source, text) for _, text in strings)
+        if len(copies) > written:
+            return (f"{json_pointer(array) or '/'}: item {index} repeats item {copies[0]} "
+                    f"({strings[0][1][:40]!r}), which the source writes {written} time(s)")
+    return None
+
+
+def _occurrences(source: str, text: str) -> int:
+    """How many times ``text`` is written in ``source`` (whitespace runs may differ; at least 1: it was found)."""
+    words = text.split()
+    return max(1, len(re.findall(r"\s+".join(map(re.escape, words)), source)))
 
 
 # ---- classification (shared by the grammar builder and the value walker) ----------------------------------------
@@ -270,13 +305,13 @@ def _admits_type(root: Mapping[str, Any], node: Any, value: Any, depth: int = 0)
 
 
 def _walk(root: Mapping[str, Any], node: Any, value: Any, path: tuple[Any, ...],
-          depth: int) -> Iterator[tuple[str, Any, str]]:
+          depth: int) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
     if depth > 64:
         return
     kind = _kind(node)
     if (kind in ("span", "date") and isinstance(value, str)) or \
             (kind == "number" and isinstance(value, int | float) and not isinstance(value, bool)):
-        yield json_pointer(path), value, kind
+        yield path, value, kind
     elif kind == "ref":
         yield from _walk(root, _resolve(root, node["$ref"]), value, path, depth + 1)
     elif kind == "union":

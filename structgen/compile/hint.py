@@ -4,7 +4,7 @@ The grammar already enforces the structure (keys are forced, types masked), so t
 each field *means*: its name, its type, its description, the values of an enum, which fields may be left out.
 The outline costs a fraction of the tokens of the schema itself (prefilled again for every new schema) and
 gives a small model no JSON Schema keywords to copy into its answer. ``bench hints`` measures it against the
-whole schema and against no hint on the extraction documents (README, "The prompt").
+whole schema and against no hint on the extraction documents (docs/benchmarks/index.md, "The plain request").
 
     >>> outline({"type": "object", "required": ["name"], "properties": {
     ...     "name": {"type": "string", "description": "full name"},

@@ -63,9 +63,10 @@ class LlamaCpp:
     Sharing a prompt (prefix cache, best-of-n) then copies a stream (~0.05 ms) instead of tagging cells. None (the
     default) picks one stream per sequence on CPU whenever that KV fits in ``KV_STREAMS_BUDGET`` (1 GiB: the bundled
     model at the default ``n_ctx`` takes ~0.94 GB with ``n_seq_max`` 8 and ``prefix_cache`` 2), with flash attention
-    off: the fastest layout on CPU (README, "The plain request"), and the one where the same call on an idle model
-    gives the same bytes (a sequence's rows compute alike whatever batch they are decoded in and wherever other
-    sequences' cells are). A larger KV, or GPU layers, get the shared cache (``n_seq_max`` 16, ``prefix_cache`` 4).
+    off: the fastest layout on CPU (docs/benchmarks/index.md, "The plain request"), and the one where the same call
+    on an idle model gives the same bytes (a sequence's rows compute alike whatever batch they are decoded in and
+    wherever other sequences' cells are). A larger KV, or GPU layers, get the shared cache (``n_seq_max`` 16,
+    ``prefix_cache`` 4).
 
     ``flash_attn``: llama.cpp's flash attention. None (the default) turns it off on CPU with one KV stream per
     sequence and leaves it to llama.cpp (on where supported) otherwise. On CPU llama.cpp's flash-attention kernel

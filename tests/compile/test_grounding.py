@@ -155,3 +155,12 @@ def test_scripts_written_without_spaces_are_spanned_by_character() -> None:
     assert accepts(compiled, {"place": "Tokyo Tower"})
     assert not accepts(compiled, {"place": "Kyoto"})
     assert not accepts(compiled, {"place": "Tok"})
+
+
+def test_an_array_may_not_repeat_an_item_more_often_than_the_source_writes_it(grounded: Any) -> None:
+    widget = {"description": "Widget A", "amount": 12.50}
+    with pytest.raises(ValueError, match=r"/items: item 1 repeats item 0 .*1 time"):
+        grounded.validate(json.dumps(invoice(items=[widget, {**widget, "amount": 1200}])))
+    assert grounded.validate(json.dumps(invoice(items=[widget, {"description": "Gadget B", "amount": 1200}])))
+    twice = ground(compile_schema(Invoice), SOURCE + "\nWidget A, 1 piece 12.50")   # written twice: two items
+    assert len(twice.validate(json.dumps(invoice(items=[widget, widget]))).items) == 2

@@ -136,3 +136,20 @@ def test_our_llama_tokenizer_glue_matches_llguidance_s(model: structgen.LlamaCpp
     assert [ours.decode_bytes([i]) for i in ids] == [theirs.decode_bytes([i]) for i in ids]
     text = "Hello, <|im_start|> wörld {\"a\": 1}"
     assert ours.tokenize_str(text) == theirs.tokenize_str(text)
+
+
+def test_llguidance_rolls_back_a_grammar_it_cannot_roll_back_itself_by_replaying(model: structgen.LlamaCpp) -> None:
+    """llguidance refuses to roll back past a ``max_tokens`` lexeme (``think=``'s budget) and would enter its sticky
+    error state; the matcher replays its tokens on a fresh copy instead (the decode loop's back-off relies on it)."""
+    from structgen.compile.thinking import compile_think
+
+    schema = compile_think(compile_schema(Choice(["spam", "ham"])), 8)
+    m = get_backend("llguidance").compile(schema, model.vocab).new_matcher()
+    head = model.tokenize("<think>\nmaybe</think>\n", special=False)
+    assert m.consume_many(head) == len(head)
+    before = _allowed(m, model.n_vocab)
+    tail = model.tokenize("ham", special=False)
+    assert m.consume_many(tail) == len(tail) and m.is_accepting()
+    assert m.rollback(len(tail)) and m.error() is None
+    assert (_allowed(m, model.n_vocab) == before).all()
+    assert m.consume_many(model.tokenize("spam", special=False)) and m.is_accepting()

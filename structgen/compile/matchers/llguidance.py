@@ -89,12 +89,17 @@ def _from_token_bytes(vocab: Vocab) -> llguidance.LLTokenizer:
 
 
 class LLGuidanceMatcher:
-    """A ``Matcher`` over ``llguidance.LLMatcher``."""
+    """A ``Matcher`` over ``llguidance.LLMatcher``. It keeps the tokens it consumed and the grammar's start state, so
+    a rollback llguidance refuses (a grammar with ``max_tokens`` lexemes, e.g. ``think=``'s budget: llguidance then
+    enters its sticky error state) is done by replaying the kept tokens on a fresh copy instead."""
 
-    __slots__ = ("_m",)
+    __slots__ = ("_consumed", "_m", "_start")
 
-    def __init__(self, matcher: llguidance.LLMatcher) -> None:
+    def __init__(self, matcher: llguidance.LLMatcher, start: llguidance.LLMatcher | None = None,
+                 consumed: Sequence[int] = ()) -> None:
         self._m = matcher
+        self._start = start if start is not None else matcher.deep_copy()   # never advanced: copied to replay
+        self._consumed = list(consumed)
 
     def fill_mask(self, bitmask: NDArray[np.int32]) -> None:
         """Write the next-token bitmask in place (drops the GIL)."""
@@ -111,11 +116,16 @@ class LLGuidanceMatcher:
 
     def consume(self, token: int) -> bool:
         """Advance by one token."""
-        return self._m.consume_token(token)
+        ok = self._m.consume_token(token)
+        if ok:
+            self._consumed.append(token)
+        return ok
 
     def consume_many(self, tokens: Sequence[int]) -> int:
         """Advance by the longest allowed prefix of ``tokens``."""
-        return self._m.try_consume_tokens(list(tokens))
+        n = self._m.try_consume_tokens(list(tokens))
+        self._consumed.extend(tokens[:n])
+        return n
 
     def forced_tokens(self) -> list[int]:
         """Fast-forward tokens the grammar forces."""
@@ -134,12 +144,24 @@ class LLGuidanceMatcher:
         return self._m.get_error() if self._m.is_error() else None
 
     def rollback(self, n: int) -> bool:
-        """Undo the last ``n`` tokens (llguidance keeps the parser's history)."""
-        return n == 0 or (not self._m.is_error() and self._m.rollback(n))
+        """Undo the last ``n`` tokens: llguidance's own rollback (it keeps the parser's history), else a replay of
+        the tokens before them on a fresh copy of the start state."""
+        if n == 0:
+            return True
+        if self._m.is_error() or n > len(self._consumed):
+            return False
+        kept = self._consumed[:-n]
+        if not self._m.rollback(n) or self._m.is_error():
+            replayed = self._start.deep_copy()
+            if replayed.try_consume_tokens(kept) != len(kept) or replayed.is_error():
+                return False    # not seen: these tokens were accepted once
+            self._m = replayed
+        self._consumed = kept
+        return True
 
     def copy(self) -> LLGuidanceMatcher:
         """Independent copy."""
-        return LLGuidanceMatcher(self._m.deep_copy())
+        return LLGuidanceMatcher(self._m.deep_copy(), self._start, self._consumed)
 
 
 class LLGuidanceFactory:
@@ -152,7 +174,7 @@ class LLGuidanceFactory:
 
     def new_matcher(self) -> LLGuidanceMatcher:
         """A fresh matcher (a deep copy of the template: no recompilation)."""
-        return LLGuidanceMatcher(self._template.deep_copy())
+        return LLGuidanceMatcher(self._template.deep_copy(), self._template)
 
 
 class LLGuidanceBackend:
