@@ -7,8 +7,8 @@ The model thinks for up to 32 tokens first (``think=32``). The input is printed 
 What keeps the value right is what a user would write too: ``Invoice`` checks that its line items add up to its
 total (a Pydantic ``model_validator``); a value that fails it is resampled, like any invalid one. Grounding adds
 its own check: an array may not repeat one item's text more often than the source writes it. Greedy
-SmolLM2-135M writes "Screwdriver set" three times on its first attempt; both checks reject that, and the retry
-(sampled at temperature 0.7) gives the two items of the text.
+SmolLM2-135M writes "Screwdriver set" three times; both checks reject that. So the demo samples eight candidates
+an attempt at temperature 0.7 (``strategy="best_of"``) and keeps the likeliest that passes: the two items of the text.
 """
 
 from __future__ import annotations
@@ -63,8 +63,11 @@ def extract(model: structgen.Model) -> structgen.Result[Invoice]:
     """The demo's extraction of ``INVOICE_TEXT`` on ``model``."""
     import structgen
 
+    # Eight samples an attempt, kept only if Invoice's validator passes: a lone greedy sample of a 135M model rarely
+    # gets every line item right, eight of them at temperature 0.7 usually hold one that does (seeds 0-5 here: 5 of 6
+    # within 3 attempts, against 1 of 6 for single samples in 6 attempts).
     return structgen.generate("Extract the invoice.", schema=Invoice, model=model, seed=0, source=INVOICE_TEXT,
-                              think=32)
+                              think=32, strategy="best_of", n=8, temperature=0.7, max_attempts=4)
 
 
 def run_demo(model_path: str | None = None, n_gpu_layers: int = 0) -> None:
@@ -90,8 +93,9 @@ def run_demo(model_path: str | None = None, n_gpu_layers: int = 0) -> None:
     console.print_json(r.value.model_dump_json())
     t = Table(show_header=False)
     t.add_row("strategy", r.strategy)
-    for i, attempt in enumerate(r.attempts[:-1], 1):
-        t.add_row(f"attempt {i}", f"rejected: {(attempt.error or '')[:70]}")
+    rejected = [a.error for a in r.attempts if a.error]
+    if rejected:
+        t.add_row("samples rejected", f"{len(rejected)} of {len(r.attempts)}, e.g. {rejected[0][:90]}")
     t.add_row("tokens", f"{r.timings.generated_tokens} ({r.timings.forced_tokens} fast-forwarded)")
     t.add_row("tok/s", f"{r.timings.tokens_per_second:.1f}")
     t.add_row("avg logprob", f"{r.avg_logprob:.3f}")
