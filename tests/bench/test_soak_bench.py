@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from structgen_benchmarks import soak
+from structgen_benchmarks.checks import is_valid
 
 
 def test_tiny_run(bench: Any) -> None:
@@ -31,7 +32,7 @@ def test_every_window_of_the_mix_holds_the_same_kinds() -> None:
 
 def test_the_longest_valid_near_limit_answer_fits_its_max_tokens() -> None:
     longest = json.dumps({"items": ["x" * 12] * 8}, separators=(",", ":"))
-    assert soak._valid_json(longest, soak.LIST8)
+    assert is_valid(longest, soak.LIST8)
     assert len(longest.encode()) <= soak.LIST8_MAX_TOKENS   # a token is at least one byte
 
 
