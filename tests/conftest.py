@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section(f"bad-input fuzz: {total} cases, each a valid value or a typed error")
         for family, counts in OUTCOMES.items():
             terminalreporter.write_line(f"{family} ({sum(counts.values())}): {dict(counts.most_common())}")
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handler (SIGINT raises KeyboardInterrupt) for the test, whatever an earlier test or a
+    library (an event loop, a server) left installed; the previous handler is put back after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -23,6 +23,10 @@ that contain grounded strings are written out (compact or spaced separators, lik
 is compiled as its own JSON Schema (relaxations included) and referenced as a sub-grammar. The validator is the
 schema's own plus a check that every grounded value is written in the source (the hosted chain re-asks when it is
 not; whitespace may differ there). ``Result.spans`` maps each grounded value's JSON pointer to its offsets.
+
+Why it is long: the span grammar, the checks of a grounded value (spans that exist, items not repeated beyond the
+source) and the annotation of a result (where each value came from) read one model of the source text: its chunks and
+their offsets, built once per compile.
 """
 
 from __future__ import annotations

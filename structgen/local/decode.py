@@ -23,6 +23,8 @@ from ..compile.number_bound import NumberRuns
 from ..errors import GenerationError, InvalidArgument, TruncatedOutput
 from ..request import SamplingParams
 from .repetition import LOOP_CHECK_EVERY, looping, repeat_start
+from .restrict import only as _only
+from .restrict import without as _without
 from .sampler import sample_token
 
 
@@ -462,28 +464,6 @@ def close_truncated(model: StepModel, seqs: Sequence[Sequence_], options: LoopOp
                     message += "; it ends in a repetition loop"
             s.error = TruncatedOutput(message, partial_text=model.detokenize(s.tokens), tokens=s.tokens,
                                       looped=looped)
-
-
-def _without(ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
-             banned: set[int] | None) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
-    """The candidates less the ``banned`` tokens (a back-off's), unless nothing would be left."""
-    if not banned:
-        return ids, blocked
-    out = np.fromiter(banned, dtype=np.intp, count=len(banned))
-    if ids is not None:
-        keep = ids[~np.isin(ids, out)]
-        return (keep if keep.size else ids), blocked
-    return ids, out if blocked is None else np.union1d(blocked, out)
-
-
-def _only(ids: NDArray[np.intp] | None, blocked: NDArray[np.intp] | None,
-          wanted: NDArray[np.intp]) -> tuple[NDArray[np.intp] | None, NDArray[np.intp] | None]:
-    """The candidates that are also ``wanted`` (as allowed ids), unless none would be left."""
-    if ids is not None:
-        keep = ids[np.isin(ids, wanted)]
-    else:
-        keep = wanted if blocked is None else wanted[~np.isin(wanted, blocked)]
-    return (keep, None) if keep.size else (ids, blocked)
 
 
 def guarded(s: Sequence_, action: Callable[..., None], *args: NDArray[np.float32]) -> None:

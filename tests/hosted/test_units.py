@@ -158,6 +158,7 @@ class _Hanging:
 
 
 @pytest.mark.parametrize("lands_on", ["any thread", "another thread"])
+@pytest.mark.usefixtures("ctrl_c")
 def test_an_interrupt_does_not_wait_for_requests_in_flight(lands_on: str) -> None:
     """Ctrl-C gets through while requests hang. No clock: the requests hang until the test releases them, so
     the interrupt surfaced in time exactly when none of them had finished by then."""

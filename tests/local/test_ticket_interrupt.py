@@ -25,6 +25,7 @@ class _WatchedEvent(threading.Event):
         return super().wait(timeout)
 
 
+@pytest.mark.usefixtures("ctrl_c")
 def test_a_ctrl_c_on_another_thread_gets_through_a_wait_on_a_ticket_and_cancels_it() -> None:
     done = _WatchedEvent()
     ticket = Ticket(job=cast(Job, cast(Any, None)), deadline=None, done=done)
