@@ -287,10 +287,14 @@ def batch_bench(
                                            "serve.")] = True,
     ray_workers: Annotated[str, typer.Option("--ray", help="Comma-separated actor counts for --ray runs (e.g. "
                                              "1,2; needs structgen[ray]); empty: none.")] = "",
+    ttft_probes: Annotated[int, typer.Option("--ttft-probes", min=0, help="Streamed interactive requests timed "
+                                             "to first token on structgen serve, idle then beside a /v1/batches "
+                                             "job of the same file (0: skip).")] = 8,
     json_file: JsonFile = None,
     plot_file: PlotFile = None,
 ) -> None:
-    """structgen batch run (in process, --endpoint, --ray) against the bare engine: docs/s, tok/s, valid rate."""
+    """structgen batch run (in process, --endpoint, --ray) against the bare engine: docs/s, tok/s, valid rate; an
+    interactive request's time to first token beside a /v1/batches job."""
     from structgen_benchmarks import batch as bb
     from structgen_benchmarks.report import progress
 
@@ -298,9 +302,10 @@ def batch_bench(
 
     workers = tuple(int(x) for x in _split(ray_workers))
     settings = bb.Settings(model_path=str(resolve_model_path(model)), records=records, max_tokens=max_tokens,
-                           n_seq_max=n_seq_max, n_threads=threads, endpoint=endpoint, ray_workers=workers)
+                           n_seq_max=n_seq_max, n_threads=threads, endpoint=endpoint, ray_workers=workers,
+                           ttft_probes=ttft_probes)
     with progress() as bar:
-        task = bar.add_task("batch", total=2 + endpoint + len(workers))
+        task = bar.add_task("batch", total=2 + endpoint + bool(ttft_probes) + len(workers))
         report = bb.run(settings, on_step=lambda name: bar.update(task, advance=1, description=name))
     _finish(report, bb.markdown(report), json_file, plot_file, bb.plot)
 

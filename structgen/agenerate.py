@@ -56,6 +56,7 @@ async def agenerate(
     top_logprobs: int = 0,
     source: str | None = None,
     think: int = 0,
+    priority: int = 0,
 ) -> Result[Any]:
     """``generate`` as a coroutine: the same arguments, the same validated ``Result`` or typed error."""
     options = {name: value for name, value in locals().items() if name not in ("prompt", "schema", "model")}

@@ -77,6 +77,7 @@ def generate(
     top_logprobs: int = 0,
     source: str | None = None,
     think: int = 0,
+    priority: int = 0,
 ) -> Result[Any]:
     """Generate a value that is valid for ``schema`` — or raise a typed ``StructgenError``.
 
@@ -94,7 +95,9 @@ def generate(
     schema with a ``SchemaError`` instead. ``number_digits``: a local model writes JSON numbers with at most this
     many digits in a row (integer part, fraction; exponents 3) unless the schema's own numbers have more; None:
     unbounded. ``timeout``: seconds from the call (waiting included) after which a
-    local request gives up with ``DeadlineExceeded``.
+    local request gives up with ``DeadlineExceeded``. ``priority``: on a local model, requests with a lower value
+    are admitted first, and while one is prefilling its prompt the engine holds the requests of higher values
+    (background work, e.g. ``/v1/batches``, runs at 1); equal values are served first come, first served.
     ``tools``: functions the model may call instead of answering (OpenAI function definitions or Pydantic models);
     ``tool_choice``: "auto", "required", "none" or a tool's name; a call comes back in ``Result.tool_calls`` (its
     arguments valid for the tool's parameters) and ``Result.value`` is then a ``ToolCalls``. One call per reply unless

@@ -51,6 +51,7 @@ class Request:
     model_logprobs: bool = False
     timeout: float | None = None
     top_logprobs: int = 0
+    priority: int = 0
 
     @property
     def reasks(self) -> bool:
@@ -80,6 +81,8 @@ class Request:
                 not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
             raise InvalidArgument(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], "
                                   f"got {self.top_logprobs!r}")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int) or abs(self.priority) > 2**31:
+            raise InvalidArgument(f"priority must be an integer (lower runs first), got {self.priority!r}")
         if not 0 <= self.seed < 2**63:
             raise InvalidArgument(f"seed must be in [0, 2**63), got {self.seed}")
 

@@ -47,8 +47,9 @@ class AsyncExecutor:
 
 
 async def run_window(model: Any, pending: list[PlannedLine], emit: Callable[[Outcome], None], *, window: int,
-                     extra: dict[str, Any] | None = None) -> None:
-    """Run ``pending`` on ``model``, ``window`` sequences in flight, emitting each outcome as it completes."""
+                     extra: dict[str, Any] | None = None, priority: int | None = None) -> None:
+    """Run ``pending`` on ``model``, ``window`` sequences in flight, emitting each outcome as it completes
+    (``priority``: the engine priority of every line's requests; None: each line's own)."""
     if window < 1:
         raise InvalidArgument("the window of lines in flight must be at least 1")
     name = str(getattr(model, "name", "structgen"))
@@ -59,7 +60,7 @@ async def run_window(model: Any, pending: list[PlannedLine], emit: Callable[[Out
     async def one(item: PlannedLine, weight: int) -> None:
         nonlocal free
         try:
-            emit(await run_line(model, item, name=name, extra=extra))
+            emit(await run_line(model, item, name=name, extra=extra, priority=priority))
         finally:
             async with room:
                 free += weight

@@ -59,12 +59,16 @@ def problem_line(problem: LineProblem) -> dict[str, Any]:
     return error_line(problem.custom_id, problem.code, f"line {problem.line}: {problem.reason}", line=problem.line)
 
 
-async def run_line(model: Any, item: PlannedLine, *, name: str, extra: dict[str, Any] | None = None) -> Outcome:
+async def run_line(model: Any, item: PlannedLine, *, name: str, extra: dict[str, Any] | None = None,
+                   priority: int | None = None) -> Outcome:
     """Run one planned line on ``model`` (its ``n`` choices together, as ``structgen serve`` does) and make its
     result line; a typed error becomes an error line, never an exception. ``extra``: fields added to the body's
-    ``structgen`` object (e.g. the Ray node that ran it)."""
+    ``structgen`` object (e.g. the Ray node that ran it). ``priority``: the engine priority of the line's requests
+    (``generate``'s; None: the line's own)."""
     plan, cid = item.plan, item.line.custom_id
-    tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model, **plan.choice_options(i)))
+    override = {} if priority is None else {"priority": priority}
+    tasks = [asyncio.ensure_future(agenerate(plan.prompt, plan.schema, model=model,
+                                             **{**plan.choice_options(i), **override}))
              for i in range(plan.n)]
     try:
         results = list(await asyncio.gather(*tasks))

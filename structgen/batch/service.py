@@ -5,7 +5,8 @@
 the data directory; a batch runs on the server's own model with the batch runner's journal (``journal.py``), so a
 batch in progress when the server stops resumes where it was when the server starts again, each ``custom_id``
 exactly once. Batch work takes at most half the model's sequences (``n_seq_max // 2``, at least 1), so interactive
-requests always find room on the engine.
+requests always find room on the engine, and runs at a less urgent engine priority (``BATCH_PRIORITY``): while an
+interactive request prefills its prompt, the batch's requests wait (see ``structgen.local.scheduler``).
 
 Layout: ``DIR/files/<file-id>`` (the bytes) and ``<file-id>.json`` (its object); ``DIR/batches/<batch-id>.json``
 (the batch object) and ``DIR/batches/<batch-id>/{output,errors}.jsonl``.
@@ -34,7 +35,10 @@ from .lines import read_batch_file
 from .plans import check_lines
 from .results import Outcome
 
-__all__ = ["BatchService", "add_batch_routes"]
+__all__ = ["BATCH_PRIORITY", "BatchService", "add_batch_routes"]
+
+BATCH_PRIORITY = 1
+"""The engine priority of a batch's requests: less urgent than an interactive request's default 0."""
 
 _ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 
@@ -164,7 +168,7 @@ class BatchService:
 
         try:
             await run_window(self.model, [p for p in planned if p.line.custom_id not in done], emit,
-                             window=self.window)
+                             window=self.window, priority=BATCH_PRIORITY)
         except asyncio.CancelledError:
             journal.close()
             if self.get(bid)["status"] == "cancelling":

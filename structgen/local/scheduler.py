@@ -6,10 +6,13 @@ llama.cpp batch, the next tokens of every live sequence of every admitted reques
 state, sampler, penalties and seed) together with a chunk of each prompt still being prefilled. New requests
 join at the next step; a finished one leaves at once and frees its sequences and KV cells.
 
-Admission, the fairness policy: first come, first served. The request at the head of the queue is admitted
-when enough sequences and KV cells are free for it (its prompt plus n × max_tokens cells); no later request
-jumps it, so a request with n=8 is never starved by a stream of single ones, and once admitted every live
-sequence advances by one sampled token per step, so single requests are never starved by an n=8 one. The
+Admission, the fairness policy: first come, first served within a priority (``Request.priority``, lower
+first). The first queued request of the most urgent priority is admitted when enough sequences and KV cells are
+free for it (its prompt plus n × max_tokens cells); no later request of its priority jumps it, so a request with
+n=8 is never starved by a stream of single ones, and once admitted every live sequence advances by one sampled
+token per step, so single requests are never starved by an n=8 one. While a request is prefilling its prompt,
+admitted requests of a less urgent priority are held (neither decoded nor prefilled): background work (a
+``/v1/batches`` job) then costs an interactive request's first token at most the step already running. The
 queue is bounded (``max_queue``): when full, ``submit`` raises ``Overloaded`` at once. Each request may carry
 a deadline (``timeout``), checked every step, and may be cancelled; either way its sequences are freed at the
 next step.
@@ -301,12 +304,12 @@ class Scheduler:
             with self._cond:
                 if not self._queue:
                     return
-                t = self._queue[0]
+                t = min(self._queue, key=_priority)   # the first of the most urgent (min keeps the first)
                 error = self._expired(t, now)
                 if error is None and (self.model.lock.waiting or t.job.n > len(self._free)
                                       or not self._room_for(t)):
                     return
-                self._queue.popleft()
+                self._queue.remove(t)
             if error is not None:
                 self._finish(t, error)
                 continue
@@ -394,11 +397,14 @@ class Scheduler:
                 self._emit(t)
 
     def _step_items(self) -> list[tuple[Ticket, decode.Sequence_ | None, list[int], int]]:
-        """This step's work: every live sequence's pending tokens, then a prompt chunk per prefilling request."""
+        """This step's work: every live sequence's pending tokens, then a prompt chunk per prefilling request;
+        while a request is prefilling, those of a less urgent priority wait."""
         n_ctx = self.model.n_ctx
         items: list[tuple[Ticket, decode.Sequence_ | None, list[int], int]] = []
         used = 0
-        for t in self._live:
+        urgent = min((_priority(t) for t in self._live if not t.decoding), default=None)
+        live = self._live if urgent is None else [t for t in self._live if _priority(t) <= urgent]
+        for t in live:
             if not t.decoding:
                 continue
             for s in t.seqs:
@@ -411,8 +417,8 @@ class Scheduler:
                     items.append((t, s, s.pending, s.pos))
                     used += len(s.pending)
         n_batch = self.model.n_batch
-        budget = PREFILL_CHUNK if used else n_batch * len(self._live)
-        for t in self._live:
+        budget = PREFILL_CHUNK if used else n_batch * len(live)
+        for t in live:
             if t.decoding or budget <= 0:
                 continue
             tokens = t.job.tokens
@@ -449,7 +455,8 @@ class Scheduler:
                 self.model.kv().seq_copy(other.seq_ids[0], t.seq_ids[0], t.filled, held)
                 t.prefix_hit += held - t.filled
                 t.filled = held
-            if earlier and not other.decoding and common - t.filled >= SHARE_WAIT_MIN:
+            if earlier and not other.decoding and _priority(other) <= _priority(t) \
+                    and common - t.filled >= SHARE_WAIT_MIN:   # never wait on a request this one holds
                 wait = True
         return wait
 
@@ -599,3 +606,6 @@ class Scheduler:
                 except Exception as exc:   # a caller's callback must not take the engine down
                     self.last_error = exc
 
+
+def _priority(t: Ticket) -> int:
+    return t.job.request.priority

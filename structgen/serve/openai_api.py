@@ -40,6 +40,7 @@ class StructgenFields(pydantic.BaseModel):
     schema_in_prompt: bool | None = None
     source: str | None = None
     think: int | None = None
+    priority: int | None = None   # as vLLM's: lower runs first on the engine (0 by default; batches run at 1)
 
 
 class _Body(StructgenFields):
@@ -194,7 +195,7 @@ def _plan(body: _Body, max_tokens: int | None, cap: int, timeout: float | None) 
         "timeout": body.timeout or timeout,
     }
     for name in ("frequency_penalty", "presence_penalty", "top_k", "min_p", "repetition_penalty", "strategy",
-                 "schema_in_prompt", "source", "think"):
+                 "schema_in_prompt", "source", "think", "priority"):
         if getattr(body, name) is not None:
             options[name] = getattr(body, name)
     return Plan(None, schema, options, n=body.n, logprobs=bool(body.logprobs), constrained=schema is not None,

@@ -27,7 +27,7 @@ NOT_STORED = ("structgen serve stores no responses (every reply says store: fals
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 _OWN_FIELDS = ("regex", "choice", "grammar", "strategy", "top_k", "min_p", "repetition_penalty", "timeout",
-               "schema_in_prompt", "source", "think", "frequency_penalty", "presence_penalty")
+               "schema_in_prompt", "source", "think", "frequency_penalty", "presence_penalty", "priority")
 
 
 class TextFormat(pydantic.BaseModel):
