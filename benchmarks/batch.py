@@ -197,10 +197,15 @@ def _completed(url: str, batch_id: str) -> int:
 
 
 def _ray(settings: Settings, engine: dict[str, Any], workers: int) -> Any:
-    """A Ray executor on a local Ray instance: ``workers`` actors of 1 CPU each, each with its own model."""
+    """A Ray executor on a local Ray instance: ``workers`` actors sharing this machine's cores (one actor: all of
+    them), each with its own model and as many threads as CPUs reserved."""
+    import os
+
     from structgen.batch.ray import RayExecutor
 
-    return RayExecutor(settings.model_path, engine, workers=workers, batch_size=settings.n_seq_max, cpus_per_worker=1)
+    cpus = max(1, (os.cpu_count() or 1) // workers)
+    return RayExecutor(settings.model_path, engine, workers=workers, batch_size=settings.n_seq_max,
+                       cpus_per_worker=cpus)
 
 
 def _bare(model: Any, lines: list[Any], window: int) -> dict[str, Any]:

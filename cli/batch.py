@@ -49,7 +49,8 @@ def run(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster: auto | HOST:PORT (default: a local "
                                                 "one).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Ray actors, each with its own model.")] = 1,
-    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker")] = 1.0,
+    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", help="CPUs Ray reserves for each actor; "
+                                                   "its engine runs on that many threads unless --n-threads.")] = 1.0,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker")] = 0.0,
     ray_batch: Annotated[int, typer.Option("--ray-batch-size", help="Lines per actor call.")] = 8,
     schema: Annotated[Path | None, typer.Option("--schema", help="Records mode: the JSON Schema of every "

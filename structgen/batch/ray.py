@@ -47,7 +47,9 @@ class RayExecutor:
     """Runs the lines over ``workers`` actors on the Ray cluster at ``address`` (None: start or join a local
     one; ``"auto"``: the cluster this machine belongs to). ``model``: a GGUF path that exists on every node, or
     None for the bundled model; ``engine``: ``LlamaCpp``'s keyword options. ``batch_size``: lines per actor call
-    (each actor runs a call's lines together; a lost call is run again whole)."""
+    (each actor runs a call's lines together; a lost call is run again whole). Each actor's engine runs on as many
+    threads as the CPUs Ray reserved for it (``cpus_per_worker``, at least 1) unless ``engine`` sets ``n_threads``:
+    llama.cpp would otherwise take every core of its node, and two actors on one node would fight over them."""
 
     model: str | None
     engine: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +77,12 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
+    def _engine(self) -> dict[str, Any]:
+        """The actors' ``LlamaCpp`` options: ``engine``, with ``n_threads`` the reserved CPUs when it is unset."""
+        if self.engine.get("n_threads"):
+            return dict(self.engine)
+        return {**self.engine, "n_threads": _threads_for(self.cpus_per_worker)}
+
     def _run(self, ray: Any, pending: list[PlannedLine], emit: Callable[[Outcome], None]) -> None:
         probe_nodes(ray, self.model)
         from ray.data import ActorPoolStrategy, DataContext
@@ -93,12 +101,16 @@ class RayExecutor:
         out = ds.map_batches(
             LineWorker, batch_size=self.batch_size, batch_format="pandas", num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker or None,
-            fn_constructor_kwargs={"model": self.model, "engine": self.engine, "max_tokens_cap": self.max_tokens_cap,
+            fn_constructor_kwargs={"model": self.model, "engine": self._engine(), "max_tokens_cap": self.max_tokens_cap,
                                    "timeout": self.timeout}, **pool)
         for row in out.iter_rows():
             record = json.loads(row["record"])
             emit(Outcome(row["custom_id"], record, ok=bool(row["ok"]), prompt_tokens=int(row["prompt_tokens"]),
                          completion_tokens=int(row["completion_tokens"])))
+
+
+def _threads_for(cpus: float) -> int:
+    return max(1, int(cpus))
 
 
 def _version(ray: Any) -> tuple[int, ...]:

@@ -101,3 +101,45 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(tmp_path: Path) -> None:
     final = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0
     assert sorted(r["custom_id"] for r in read_lines(out)) == sorted(f"p{i}" for i in range(8))
+
+
+@pytest.mark.slow   # 950 short requests on the real model: ~2 minutes on 2 cores
+def test_a_thousand_lines_with_five_percent_bad_each_bad_line_named_every_good_line_done(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    bad_at = set(rng.sample(range(1, 1001), 50))    # 1-based line numbers
+    bad_kinds = [lambda i: f'{{"custom_id": "broken-{i}", ',                                        # not JSON
+                 lambda i: json.dumps({**short_line(f"u{i}", i), "url": "/v1/images"}),              # unknown url
+                 lambda i: json.dumps(short_line("g1", i)),                                          # duplicate id
+                 lambda i: json.dumps(short_line(f"r{i}", i, regex="[0-9")),                         # bad regex
+                 lambda i: json.dumps({"custom_id": f"n{i}", "method": "POST", "url": "/v1/chat/completions"})]
+    rows, good = [], []
+    for n in range(1, 1001):
+        if n in bad_at:
+            rows.append(bad_kinds[n % len(bad_kinds)](n))
+        else:
+            good.append(f"g{n}")
+            rows.append(json.dumps(short_line(f"g{n}", n)))
+    assert "g1" in good   # the duplicates above repeat a good line's id
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out.jsonl"
+    r = batch(str(src), "-o", str(out), "--skip-invalid", "--n-ctx", "2048", "--progress", "quiet", "--json",
+              timeout=1200)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert (summary["total"], summary["invalid"], summary["done"]) == (1000, 50, 950)
+    errors = read_lines(tmp_path / "out.errors.jsonl")
+    assert sorted(e["line"] for e in errors) == sorted(bad_at) and all(e["error"]["message"] for e in errors)
+    results = read_lines(out)
+    assert sorted(x["custom_id"] for x in results) == sorted(good)   # each good line exactly once
+    for x in results:
+        content = x["response"]["body"]["choices"][0]["message"]["content"]
+        assert content in ("yes", "no") if int(x["custom_id"][1:]) % 2 else content.isdigit(), x
+
+
+def short_line(cid: str, i: int, **body: object) -> dict[str, object]:
+    """A cheap chat request: a yes/no choice (odd ``i``) or a number of up to 3 digits (even ``i``)."""
+    kind: dict[str, object] = {"choice": ["yes", "no"]} if i % 2 else {"regex": "[0-9]{1,3}"}
+    return {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": {
+        "messages": [{"role": "user", "content": f"Item {i}: is {i} a prime number? Answer briefly."}],
+        "max_tokens": 4, "temperature": 0, **kind, **body}}

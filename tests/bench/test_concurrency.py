@@ -40,7 +40,8 @@ def test_tiny_run(bench: Any, tmp_path: Path) -> None:
 
 def test_requests_cycle_so_every_caller_stays_busy(bench: Any) -> None:
     code, stdout, report = bench("concurrency", "--concurrency", "2", "--limit", "2", "--requests", "5",
-                                 "--max-tokens", "24", "--n-ctx", "4096", "--flash-attn", "on")
+                                 "--max-tokens", "24", "--n-ctx", "4096", "--flash-attn", "on",
+                                 "--ttft-rounds", "1")
     assert code == 0, stdout
     assert report["settings"]["requests"] == 5 and report["levels"][0]["calls"] == 5
     assert report["settings"]["flash_attn"] is True and "flash attention on" in stdout

@@ -14,6 +14,21 @@ from structgen.errors import InvalidArgument
 from .conftest import is_png
 
 
+def test_a_small_run_reports_one_client_and_a_level(bench: Any) -> None:
+    code, stdout, report = bench("serve", "--servers", "structgen", "--concurrency", "1", "--requests", "1",
+                                 "--max-tokens", "128", "--single", "documents", "--documents", "1")
+    assert code == 0, stdout
+    (single,) = report["single"]
+    assert single["set"] == "documents" and single["requests"] == 1 and single["invalid_200"] == 0
+    assert single["valid_rate"] + single["errors"] / single["requests"] == 1.0
+    assert 0.0 <= single["field_accuracy"] <= 1.0
+    assert single["attempts"] >= single["valid_rate"] and single["wasted_tokens"] >= 0
+    (row,) = report["rows"]
+    assert row["server"] == "structgen" and row["concurrency"] == 1 and row["invalid_200"] == 0
+    assert "| server |" in stdout and "one client" in stdout
+
+
+@pytest.mark.slow   # every single-client set and a plot: ~2 minutes on 2 cores (the small run above is the default)
 def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     code, stdout, report = bench("serve", "--servers", "structgen", "--concurrency", "2", "--requests", "2",
                                  "--max-tokens", "200", "--single", "fresh,documents,grounded", "--fresh", "1",
