@@ -21,6 +21,7 @@ def test_the_requests_are_eight_schemas_with_two_texts_each() -> None:
                for a, b in zip(cc.REQUESTS[0::2], cc.REQUESTS[1::2], strict=True))
 
 
+@pytest.mark.slow   # two levels, the cold/warm pass and a plot: ~45 s on 2 cores (the run below is the default)
 def test_tiny_run(bench: Any, tmp_path: Path) -> None:
     code, stdout, report = bench("concurrency", "--concurrency", "1,2", "--limit", "4", "--max-tokens", "48",
                                  "--n-ctx", "4096", "--ttft-rounds", "1", "--plot", str(tmp_path / "c.png"))
@@ -45,6 +46,9 @@ def test_requests_cycle_so_every_caller_stays_busy(bench: Any) -> None:
     assert code == 0, stdout
     assert report["settings"]["requests"] == 5 and report["levels"][0]["calls"] == 5
     assert report["settings"]["flash_attn"] is True and "flash attention on" in stdout
+    (level,) = report["levels"]
+    assert level["concurrency"] == 2 and level["tok_s"] > 0 and level["valid"] + len(level["errors"]) >= 1
+    assert report["cold_vs_warm"]["pairs"] <= 1 and "| callers |" in stdout
 
 
 def test_bad_flash_attn_is_a_typed_error(bench: Any) -> None:
