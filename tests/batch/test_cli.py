@@ -103,7 +103,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(tmp_path: Path) -> None:
     assert sorted(r["custom_id"] for r in read_lines(out)) == sorted(f"p{i}" for i in range(8))
 
 
-@pytest.mark.slow   # 950 short requests on the real model: ~2 minutes on 2 cores
+@pytest.mark.slow   # 950 short requests on the real model: 4-6 minutes on 2 cores
 def test_a_thousand_lines_with_five_percent_bad_each_bad_line_named_every_good_line_done(tmp_path: Path) -> None:
     rng = random.Random(5)
     bad_at = set(rng.sample(range(1, 1001), 50))    # 1-based line numbers
