@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,13 @@ class RayExecutor:
         ray = require_ray()
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            _check_reachable(self.address)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:   # no cluster there (yet), or a bad address
+                where = f"at {self.address}" if self.address else "on this machine"
+                raise BackendError(f"could not connect to the Ray cluster {where}: {str(exc).splitlines()[0]}",
+                                   retryable=True) from exc
         try:
             self._run(ray, pending, emit)
         except ray.exceptions.RayError as exc:   # the cluster failed the job (not a line: those are error rows)
@@ -107,6 +114,20 @@ class RayExecutor:
             record = json.loads(row["record"])
             emit(Outcome(row["custom_id"], record, ok=bool(row["ok"]), prompt_tokens=int(row["prompt_tokens"]),
                          completion_tokens=int(row["completion_tokens"])))
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail at once, typed, when ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) takes no TCP connection: Ray's
+    own client retries an unreachable cluster for minutes before it gives up."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidArgument(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BackendError(f"could not connect to the Ray cluster at {address}: {exc}", retryable=True) from exc
 
 
 def _threads_for(cpus: float) -> int:

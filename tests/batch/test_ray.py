@@ -6,6 +6,7 @@ pytest-xdist."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -107,6 +108,13 @@ def test_a_model_missing_on_the_nodes_fails_early(tmp_path: Path, cluster: Any) 
                 executor=RayExecutor(str(tmp_path / "missing.gguf"), ENGINE), options=JobOptions(tmp_path / "o.jsonl"))
 
 
+LOOPBACK_DRIVER = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+"""The environment of a driver that joins the cluster below. On Linux, Ray's ``ray.init(address="127.0.0.1:P")``
+rewrites 127.0.0.1 to the machine's routable IP, where a head started with ``--node-ip-address 127.0.0.1`` does not
+listen (ray 2.60, ``services.resolve_ip_for_localhost``); with this switch off it keeps the loopback address, and
+the tests stay on 127.0.0.1. The ``ray start`` processes themselves run without it."""
+
+
 def test_cli_on_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` and a worker node on 127.0.0.1 (each ``--block``, so ending them stops their
     processes), then ``structgen batch run --ray --address``."""
@@ -121,14 +129,15 @@ def test_cli_on_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nodes = [head]
     try:
-        time.sleep(8)
+        _wait_for_nodes(address, 1)
         nodes.append(subprocess.Popen([str(bin_dir / "ray"), "start", "--address", address, "--node-ip-address",
                                        "127.0.0.1", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _wait_for_nodes(address, 2)
         src = people_file(tmp_path / "in.jsonl", 4)
         out = tmp_path / "out.jsonl"
         r = subprocess.run([str(bin_dir / "structgen"), "batch", "run", str(src), "-o", str(out), "--ray", "--address",
                             address, "--workers", "2", "--ray-batch-size", "1", "--n-ctx", "1024", "--n-seq-max", "2",
-                            "--json"], capture_output=True, text=True, timeout=600)
+                            "--json"], capture_output=True, text=True, timeout=600, env=LOOPBACK_DRIVER)
         assert r.returncode == 0, r.stderr[-2000:]
         summary = json.loads(r.stdout)
         assert summary["valid"] == 4
@@ -140,3 +149,18 @@ def test_cli_on_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _wait_for_nodes(address: str, n: int, deadline_s: float = 300) -> None:
+    """Wait until the cluster at ``address`` answers with ``n`` alive nodes (an event, not a guess of how long
+    ``ray start`` takes on a busy machine)."""
+    probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); "
+             "print(sum(1 for x in ray.nodes() if x['Alive']))")
+    deadline = time.monotonic() + deadline_s
+    while True:
+        r = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, timeout=120,
+                           env=LOOPBACK_DRIVER)
+        if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
+            return
+        assert time.monotonic() < deadline, f"the Ray cluster at {address} never had {n} alive nodes: {r.stderr[-500:]}"
+        time.sleep(1)
