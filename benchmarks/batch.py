@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from structgen_benchmarks.concurrency import REQUESTS, prompt_of
-from structgen_benchmarks.report import machine, machine_line, markdown_table, versions
+from structgen_benchmarks.report import machine, machine_line, markdown_table, sse_chunks, versions
 
 __all__ = ["Settings", "batch_lines", "markdown", "plot", "run"]
 
@@ -159,11 +159,7 @@ def _first_token_s(url: str, i: int) -> float:
                                      headers={"Content-Type": "application/json"})
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=120) as reply:
-        for raw in reply:
-            line = raw.decode().strip()
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
+        for chunk in sse_chunks(reply):
             if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
                 return time.perf_counter() - started   # closing the stream cancels the rest
     raise RuntimeError(f"probe {i} streamed no content")

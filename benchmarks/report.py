@@ -10,7 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,6 +64,14 @@ def grouped_bars(path: Path, groups: Sequence[str], series: Sequence[tuple[str, 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def sse_chunks(resp: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The JSON chunks of an OpenAI server-sent event stream (an HTTP response read line by line), ``[DONE]`` and
+    other lines skipped."""
+    for line in resp:
+        if line.startswith(b"data: ") and line.strip() != b"data: [DONE]":
+            yield json.loads(line[6:])
 
 
 def versions(packages: Iterable[str] = PEER_PACKAGES) -> dict[str, str | None]:

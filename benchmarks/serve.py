@@ -34,7 +34,7 @@ from structgen_benchmarks import plain
 from structgen_benchmarks.checks import is_valid
 from structgen_benchmarks.concurrency import REQUESTS
 from structgen_benchmarks.prompts import Extraction
-from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, versions
+from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, sse_chunks, versions
 
 __all__ = ["SERVERS", "Settings", "llama_server_binary", "markdown", "plot", "run"]
 
@@ -170,10 +170,7 @@ def _call(server: str, url: str, e: Extraction, settings: Settings, count: Calla
     error = None
     try:
         with urllib.request.urlopen(request, timeout=600) as resp:
-            for line in resp:
-                if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
+            for chunk in sse_chunks(resp):
                 if "error" in chunk:
                     error = str(chunk["error"].get("type") or "error")
                     break

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from structgen_benchmarks.checks import is_valid
-from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, versions
+from structgen_benchmarks.report import machine, machine_line, markdown_table, percentiles, sse_chunks, versions
 
 __all__ = ["KINDS", "TARGETS", "Settings", "markdown", "run"]
 
@@ -241,10 +241,7 @@ def _read_stream(resp: Any) -> tuple[str | None, list[dict[str, Any]], dict[str,
     parts: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     usage = None
-    for line in resp:
-        if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-            continue
-        chunk = json.loads(line[6:])
+    for chunk in sse_chunks(resp):
         if "error" in chunk:
             return None, [], usage, str(chunk["error"].get("type") or "error")
         usage = chunk.get("usage") or usage

@@ -88,7 +88,7 @@ class RayExecutor:
         """The actors' ``LlamaCpp`` options: ``engine``, with ``n_threads`` the reserved CPUs when it is unset."""
         if self.engine.get("n_threads"):
             return dict(self.engine)
-        return {**self.engine, "n_threads": _threads_for(self.cpus_per_worker)}
+        return {**self.engine, "n_threads": max(1, int(self.cpus_per_worker))}
 
     def _run(self, ray: Any, pending: list[PlannedLine], emit: Callable[[Outcome], None]) -> None:
         probe_nodes(ray, self.model)
@@ -128,10 +128,6 @@ def _check_reachable(address: str | None) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
         raise BackendError(f"could not connect to the Ray cluster at {address}: {exc}", retryable=True) from exc
-
-
-def _threads_for(cpus: float) -> int:
-    return max(1, int(cpus))
 
 
 def _version(ray: Any) -> tuple[int, ...]:
