@@ -73,9 +73,7 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:   # no cluster there (yet), or a bad address
-                where = f"at {self.address}" if self.address else "on this machine"
-                raise BackendError(f"could not connect to the Ray cluster {where}: {str(exc).splitlines()[0]}",
-                                   retryable=True) from exc
+                raise _connect_error(ray, self.address, exc) from exc
         try:
             self._run(ray, pending, emit)
         except ray.exceptions.RayError as exc:   # the cluster failed the job (not a line: those are error rows)
@@ -128,6 +126,23 @@ def _check_reachable(address: str | None) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
         raise BackendError(f"could not connect to the Ray cluster at {address}: {exc}", retryable=True) from exc
+
+
+def _connect_error(ray: Any, address: str | None, exc: Exception) -> BackendError:
+    """What ``ray.init`` failing to join the cluster means, typed. A cluster with token authentication is the case
+    users meet: ``ray start`` turns it on once a token exists (``~/.ray/auth_token``), but a driver given an explicit
+    address never does so by itself, and Ray then reports only that it failed to connect."""
+    where = f"at {address}" if address else "on this machine"
+    auth = getattr(ray.exceptions, "AuthenticationError", ())   # absent from older Ray
+    chain: list[BaseException] = [exc]
+    while len(chain) < 16 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)   # type: ignore[arg-type]
+    # Ray 2.60 wraps the AuthenticationError's traceback as text in a RuntimeError: both forms are looked for.
+    if any(isinstance(e, auth) or "AuthenticationError" in str(e) or "InvalidAuthToken" in str(e) for e in chain):
+        return BackendError(f"the Ray cluster {where} requires token authentication and this process has no token "
+                            "for it: set RAY_AUTH_MODE=token, with the cluster's token in RAY_AUTH_TOKEN or "
+                            "~/.ray/auth_token (see Ray's token-auth docs)", retryable=False)
+    return BackendError(f"could not connect to the Ray cluster {where}: {str(exc).splitlines()[0]}", retryable=True)
 
 
 def _version(ray: Any) -> tuple[int, ...]:

@@ -108,40 +108,55 @@ def test_a_model_missing_on_the_nodes_fails_early(tmp_path: Path, cluster: Any) 
                 executor=RayExecutor(str(tmp_path / "missing.gguf"), ENGINE), options=JobOptions(tmp_path / "o.jsonl"))
 
 
-LOOPBACK_DRIVER = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-"""The environment of a driver that joins the cluster below. On Linux, Ray's ``ray.init(address="127.0.0.1:P")``
-rewrites 127.0.0.1 to the machine's routable IP, where a head started with ``--node-ip-address 127.0.0.1`` does not
-listen (ray 2.60, ``services.resolve_ip_for_localhost``); with this switch off it keeps the loopback address, and
-the tests stay on 127.0.0.1. The ``ray start`` processes themselves run without it."""
+def _cluster_env(mode: str, token: str = "") -> dict[str, str]:
+    """The environment of a process of the test cluster, with Ray's token authentication set explicitly: ``ray
+    start`` turns it on by itself when ``~/.ray/auth_token`` exists, so leaving it to the machine would make the
+    test depend on what ran there before."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["RAY_AUTH_MODE"] = mode
+    if token:
+        env["RAY_AUTH_TOKEN"] = token
+    return env
 
 
 def test_cli_on_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
-    """``ray start --head`` and a worker node on 127.0.0.1 (each ``--block``, so ending them stops their
-    processes), then ``structgen batch run --ray --address``."""
+    """``ray start --head`` and a worker node on 127.0.0.1 with token authentication (each ``--block``, so ending
+    them stops their processes), then ``structgen batch run --ray --address``: without the token a typed error that
+    says what to set, with it the job on both nodes."""
+    import secrets
+
     from structgen.testing.llama_server import free_port
 
     bin_dir = Path(sys.executable).parent
     port = free_port()
     address = f"127.0.0.1:{port}"
+    secure = _cluster_env("token", secrets.token_hex(32))
     common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
     head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port",
                              str(port), "--include-dashboard", "false", *common],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=secure)
     nodes = [head]
     try:
-        _wait_for_nodes(address, 1)
+        _wait_for_nodes(address, 1, secure)
         nodes.append(subprocess.Popen([str(bin_dir / "ray"), "start", "--address", address, "--node-ip-address",
-                                       "127.0.0.1", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait_for_nodes(address, 2)
+                                       "127.0.0.1", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      env=secure))
+        _wait_for_nodes(address, 2, secure)
         src = people_file(tmp_path / "in.jsonl", 4)
         out = tmp_path / "out.jsonl"
-        r = subprocess.run([str(bin_dir / "structgen"), "batch", "run", str(src), "-o", str(out), "--ray", "--address",
-                            address, "--workers", "2", "--ray-batch-size", "1", "--n-ctx", "1024", "--n-seq-max", "2",
-                            "--json"], capture_output=True, text=True, timeout=600, env=LOOPBACK_DRIVER)
+        command = [str(bin_dir / "structgen"), "batch", "run", str(src), "-o", str(out), "--ray", "--address", address,
+                   "--workers", "2", "--ray-batch-size", "1", "--n-ctx", "1024", "--n-seq-max", "2", "--json"]
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_cluster_env("disabled"))
+        assert refused.returncode != 0
+        assert "requires token authentication" in refused.stderr and "RAY_AUTH_MODE=token" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not out.exists() or read_lines(out) == []
+        r = subprocess.run(command, capture_output=True, text=True, timeout=600, env=secure)
         assert r.returncode == 0, r.stderr[-2000:]
         summary = json.loads(r.stdout)
         assert summary["valid"] == 4
-        assert sorted(x["custom_id"] for x in read_lines(out)) == ["p0", "p1", "p2", "p3"]
+        results = read_lines(out)
+        assert sorted(x["custom_id"] for x in results) == ["p0", "p1", "p2", "p3"]
     finally:
         for proc in reversed(nodes):
             proc.send_signal(2)   # SIGINT: ``ray start --block`` stops the processes it started
@@ -151,7 +166,7 @@ def test_cli_on_a_cluster_started_with_ray_start(tmp_path: Path) -> None:
                 proc.kill()
 
 
-def _wait_for_nodes(address: str, n: int, deadline_s: float = 300) -> None:
+def _wait_for_nodes(address: str, n: int, env: dict[str, str], deadline_s: float = 300) -> None:
     """Wait until the cluster at ``address`` answers with ``n`` alive nodes (an event, not a guess of how long
     ``ray start`` takes on a busy machine)."""
     probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False); "
@@ -159,7 +174,7 @@ def _wait_for_nodes(address: str, n: int, deadline_s: float = 300) -> None:
     deadline = time.monotonic() + deadline_s
     while True:
         r = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, timeout=120,
-                           env=LOOPBACK_DRIVER)
+                           env=env)
         if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
             return
         assert time.monotonic() < deadline, f"the Ray cluster at {address} never had {n} alive nodes: {r.stderr[-500:]}"
