@@ -42,6 +42,9 @@ def serve(
     kv_unified: Annotated[bool | None, typer.Option(
         "--kv-unified/--kv-streams", help="The KV layout: one cache shared by every sequence, or one stream of "
         "--n-ctx cells per sequence (default: streams on CPU while they fit 1 GiB, else shared).")] = None,
+    speculate: Annotated[int | None, typer.Option(
+        "--speculate", min=0, help="Draft tokens a request decoding alone verifies per model step, guessed from its "
+        "own prompt and output (0: off; default: LlamaCpp's).")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Also serve OpenAI's Files and Batch endpoints "
                                                   "(/v1/files, /v1/batches), keeping files and batch state here; a "
@@ -55,7 +58,7 @@ def serve(
 
     m = LlamaCpp(model, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_ctx=n_ctx, n_seq_max=max_concurrency,
                  max_queue=max_queue, deterministic=deterministic, prefix_cache=prefix_cache,
-                 kv_unified=kv_unified)
+                 kv_unified=kv_unified, speculate=speculate)
     config = ServeConfig(api_key=api_key, max_body_bytes=max_body, max_tokens=max_tokens, timeout=timeout,
                          max_concurrency=m.n_seq_max + max_queue)
     typer.echo(f"structgen serve: {m.name} on http://{host}:{port}/v1", err=True)

@@ -26,6 +26,8 @@ class Timings:
     first_token_ms: float = 0.0   # from the call to its first generated token (time to first token)
     prefix_hit_tokens: int = 0    # prompt tokens whose KV came from the prefix cache (not decoded again)
     wasted_tokens: int = 0        # tokens generated in attempts (or candidates) that gave no valid value
+    draft_tokens: int = 0         # tokens decoded on speculation in the attempt returned (LlamaCpp ``speculate``)
+    draft_accepted: int = 0       # of those, kept: each saved a model step
 
     @property
     def tokens_per_second(self) -> float:

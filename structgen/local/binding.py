@@ -252,6 +252,17 @@ class LlamaContext:
             raise BackendError(f"llama.cpp returned no logits for batch index {index}")
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
 
+    def logit_rows(self, index: int, rows: int) -> NDArray[np.float32]:
+        """A zero-copy ``(rows, n_vocab)`` view of the logits of batch items ``index`` .. ``index + rows - 1``, which
+        must all have asked for logits (llama.cpp keeps the rows of a batch's outputs in batch order)."""
+        first = llama_cpp.llama_get_logits_ith(self.ptr, index)
+        last = llama_cpp.llama_get_logits_ith(self.ptr, index + rows - 1)
+        if not first or not last:
+            raise BackendError(f"llama.cpp returned no logits for batch items {index}..{index + rows - 1}")
+        if ctypes.addressof(last.contents) - ctypes.addressof(first.contents) != (rows - 1) * self._n_vocab * 4:
+            return np.stack([self.logits(index + r) for r in range(rows)])   # not laid out in a row: copied
+        return np.ctypeslib.as_array(first, shape=(rows, self._n_vocab))
+
     def close(self) -> None:
         """Free the batch and the context."""
         if self.ptr:

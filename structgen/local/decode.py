@@ -22,10 +22,14 @@ from ..compile.matchers import Matcher, Vocab
 from ..compile.number_bound import NumberRuns
 from ..errors import GenerationError, InvalidArgument, TruncatedOutput
 from ..request import SamplingParams
+from .lookup import PromptLookup
 from .repetition import LOOP_CHECK_EVERY, looping, repeat_start
 from .restrict import only as _only
 from .restrict import without as _without
 from .sampler import sample_token
+
+DecodeItem = tuple[int, Sequence[int], int] | tuple[int, Sequence[int], int, int]
+"""``(seq, tokens, start_pos)``, or ``(seq, tokens, start_pos, rows)``: one sequence's part of a batched decode."""
 
 
 class StepModel(Protocol):
@@ -41,12 +45,12 @@ class StepModel(Protocol):
     def fork(self, n_prompt: int, copies: int) -> None:
         """Share sequence 0's first ``n_prompt`` positions with sequences 1..copies-1."""
 
-    def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
-        """Decode ``(seq, tokens, start_pos)`` items in one batch; the last token's logits of each item."""
+    def decode(self, items: Sequence[DecodeItem]) -> list[NDArray[np.float32]]:
+        """Decode ``(seq, tokens, start_pos)`` items in one batch; the last token's logits of each item. An item
+        may carry a fourth field, ``rows`` > 1: its last ``rows`` tokens' logits, as a ``(rows, n_vocab)`` array
+        (a speculative draft's)."""
 
-    def decode_async(
-        self, items: Sequence[tuple[int, Sequence[int], int]]
-    ) -> Callable[[], list[NDArray[np.float32]]]:
+    def decode_async(self, items: Sequence[DecodeItem]) -> Callable[[], list[NDArray[np.float32]]]:
         """Start ``decode``; the returned function waits for the model and returns the logits."""
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -87,6 +91,9 @@ class Sequence_:
     rewound: bool = False                                 # a back-off dropped tokens not yet streamed out
     next_check: int = 0                                   # token count at which the loop test runs next
     params: SamplingParams | None = None                  # its own sampling settings after a back-off
+    context: Sequence[int] = ()                           # the prompt's tokens (where drafts are looked up)
+    lookup: PromptLookup | None = None                    # the n-gram index of context + tokens, made on first use
+    draft: list[int] = field(default_factory=list)        # tokens decoded after ``pending`` on speculation
 
     @property
     def live(self) -> bool:
@@ -100,6 +107,8 @@ class LoopStats:
 
     decode_ms: float = 0.0
     mask_ms: float = 0.0
+    drafted: int = 0              # tokens decoded on speculation (``Loop.draft``)
+    accepted: int = 0             # of those, kept: the sampler picked them
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,7 @@ class LoopOptions:
     back_off: int = 0                       # re-decide up to this many repetition loops where they began
     top_logprobs: int = 0                   # alternatives recorded per sampled token (0: none)
     number_digits: int = 0                  # JSON output: bound on digit runs of numbers (0: none; number_bound)
+    speculate: int = 0                      # draft tokens verified in a lone sequence's step (0: none; lookup)
 
 
 class Loop:
@@ -166,6 +176,53 @@ class Loop:
                 self._check_room(s, m)
                 return
         self.step(s, logits)
+
+    def draft(self, s: Sequence_) -> list[int]:
+        """Up to ``options.speculate`` tokens to decode after ``s.pending`` in the same model step, guessed from
+        ``s``'s own context (``lookup``) and cut where the grammar would refuse them; [] for none. ``verify`` then
+        reads the step's logits row by row."""
+        m = s.matcher
+        k = min(self.options.speculate, self.options.max_tokens - len(s.tokens))
+        if k <= 0 or m is None or not s.live or not s.pending or m.is_stopped():
+            return []
+        if s.lookup is None:
+            s.lookup = PromptLookup(s.context)
+        guess = s.lookup.propose(s.tokens, k, s.backoffs)
+        for i, token in enumerate(guess):
+            if token in self.eos:
+                del guess[i:]
+                break
+        return guess[: m.valid_prefix(guess)] if guess else guess
+
+    def verify(self, s: Sequence_, rows: NDArray[np.float32]) -> None:
+        """``step`` over a speculative model step: ``rows[0]`` are the logits after ``s.pending``'s last token,
+        ``rows[j]`` after the draft's ``j``-th. Each row is sampled exactly as a step of its own would sample it;
+        drafted tokens are kept while the picks (and the tokens the grammar forces after them) agree with them, and
+        the KV of the rest is dropped. The text is the one decoding without a draft gives."""
+        draft, s.draft = s.draft, []
+        base = s.pos - len(draft)       # the draft's first position: ``s.pos`` was advanced past the whole step
+        kept = 0
+        while True:
+            s.pos = base + kept
+            backoffs = s.backoffs
+            self.step(s, rows[kept])
+            if not s.live or s.backoffs != backoffs:
+                break                   # ended, failed, or taken back (the back-off has set the KV and pending)
+            new = s.pending
+            same = 0
+            while same < len(new) and kept + same < len(draft) and new[same] == draft[kept + same]:
+                same += 1
+            kept += same
+            if same < len(new):         # the pick, or what the grammar forced after it, left the draft
+                s.pending = new[same:]
+                break
+            s.pending = []              # all of it already in the KV: the next row says what follows
+        self.stats.drafted += len(draft)
+        self.stats.accepted += kept
+        if s.backoffs == backoffs:
+            s.pos = base + kept
+            if kept < len(draft):
+                self.model.drop(s.seq, s.pos)
 
     def wants_mask(self, s: Sequence_) -> bool:
         """True if ``s`` samples again and so needs its next mask."""
@@ -439,13 +496,15 @@ def run(
             break
         groups = [[s] for s in ready] if options.one_sequence_per_decode else [ready]
         for group in groups:
-            wait = model.decode_async([(s.seq, s.pending, s.pos) for s in group])
+            if len(group) == 1:
+                group[0].draft = loop.draft(group[0])
+            wait = model.decode_async([(s.seq, s.pending + s.draft, s.pos, 1 + len(s.draft)) for s in group])
             for s in group:
-                s.pos += len(s.pending)
+                s.pos += len(s.pending) + len(s.draft)
                 s.pending = []
             prepare_many([(loop, s) for s in group])  # overlaps the model step
             for s, logits in zip(group, wait(), strict=True):
-                guarded(s, loop.step, logits)
+                guarded(s, loop.verify if s.draft else loop.step, logits)
     loop.stats.decode_ms = (time.perf_counter() - start) * 1000
     close_truncated(model, seqs, options)
     return loop.stats

@@ -38,6 +38,7 @@ class LocalModel(decode.StepModel, Protocol):
     vocab: Vocab
     lock: Any  # a threading.RLock: one request at a time per model
     deterministic: bool
+    speculate: int  # draft tokens a lone sequence verifies per step (0: none)
 
     @property
     def n_batch(self) -> int:
@@ -144,7 +145,7 @@ def sequences(job: Job, attempt: int, seq_ids: Sequence[int]) -> list[decode.Seq
     return [
         decode.Sequence_(seq=seq, matcher=job.factory.new_matcher() if job.factory else None,
                          rng=np.random.Generator(np.random.PCG64(base_seed + i)), seed=base_seed + i,
-                         pos=len(job.tokens))
+                         pos=len(job.tokens), context=job.tokens)
         for i, seq in enumerate(seq_ids)
     ]
 
@@ -172,7 +173,7 @@ def loop_options(model: LocalModel, request: Request, n_seqs: int, attempt: int 
                               one_sequence_per_decode=model.deterministic, max_batch=max_batch,
                               cut_loops=attempt + 1 < request.max_attempts, top_logprobs=request.top_logprobs,
                               back_off=MAX_BACK_OFFS if rewindable else 0,
-                              number_digits=request.schema.number_digits)
+                              number_digits=request.schema.number_digits, speculate=model.speculate)
 
 
 def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt: int, prompt_ms: float,
@@ -198,6 +199,7 @@ def conclude(model: LocalModel, job: Job, seqs: list[decode.Sequence_], attempt:
                            decode_ms=stats.decode_ms, mask_ms=stats.mask_ms, prompt_tokens=len(job.tokens),
                            generated_tokens=sum(len(s.tokens) for s in seqs),
                            forced_tokens=sum(sum(s.forced) for s in seqs),
+                           draft_tokens=stats.drafted, draft_accepted=stats.accepted,
                            wasted_tokens=sum(a.tokens if a.error is not None else 0 for a in job.attempts)
                            + sum(a.discarded for a in job.attempts),
                            total_ms=(time.perf_counter() - job.t_start) * 1000)

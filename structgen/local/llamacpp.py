@@ -19,6 +19,7 @@ from ..result import Result
 from .binding import LlamaContext, LlamaModel
 from .chat import CHATML_TEMPLATE, ChatTemplate
 from .context_lock import ContextLock
+from .decode import DecodeItem
 from .engine import prepare, run_attempts, shared_head
 from .models import resolve_model_path
 from .prefix_cache import KvSequences
@@ -29,6 +30,10 @@ STREAMS_SEQ_MAX = 8
 until it is used)."""
 STREAMS_PREFIX_CACHE = 2
 """Default ``prefix_cache`` with one KV stream per sequence (each entry is a whole stream; 4 with a shared cache)."""
+SPECULATE_DEFAULT = 2
+"""Draft tokens a lone sequence verifies per model step (``structgen.local.lookup``; ``speculate``). Chosen by
+``structgen bench serve`` (one client) and ``bench throughput`` on a 2-core CPU, where a drafted token costs about a
+third of a step of its own: see docs/benchmarks/index.md, "The plain request"."""
 KV_STREAMS_BUDGET = 1 << 30
 """Bytes of f16 KV cache up to which a CPU model gets one KV stream per sequence by default (``kv_unified``)."""
 
@@ -79,6 +84,13 @@ class LlamaCpp:
     that rounding. With one stream per sequence a sequence's cells sit where a lone run puts them, so off is exact
     there. Without it llama.cpp keeps an attention buffer of ``n_ctx`` x ``n_batch`` floats a head. Deterministic
     mode on CPU keeps it on: its q8_0 cache needs it.
+
+    ``speculate``: speculative decoding for a request decoding alone (``structgen.local.lookup``): up to this many
+    tokens guessed from the request's own prompt and output are decoded with the chosen token and kept while the
+    sampler picks them, so a value copied from the document takes fewer model steps. None: ``SPECULATE_DEFAULT``;
+    0: off. Off in deterministic mode (a draft changes the batch a sequence's logits come from). The sampling is
+    the same as without drafts, on logits computed in a batch of a few tokens, which can differ in their last bits
+    from a one-token step's (a near-tie can then go the other way).
     """
 
     def __init__(
@@ -97,6 +109,7 @@ class LlamaCpp:
         max_queue: int = 256,
         kv_unified: bool | None = None,
         flash_attn: bool | None = None,
+        speculate: int | None = None,
     ) -> None:
         if n_seq_max is not None and n_seq_max < 1:
             raise InvalidArgument("n_seq_max must be at least 1")
@@ -138,6 +151,10 @@ class LlamaCpp:
             self.vocab.join()
             raise
         self._n_seq_max = n_seq_max
+        if speculate is not None and speculate < 0:
+            raise InvalidArgument("speculate must be 0 (off) or a number of draft tokens")
+        # Drafts change the batch a sequence's logits come from, so the batch-invariant mode has none.
+        self.speculate = 0 if deterministic else (SPECULATE_DEFAULT if speculate is None else speculate)
         self.lock = ContextLock()
         source = chat_template or self._model.meta("tokenizer.chat_template") or CHATML_TEMPLATE
         self.chat_template = ChatTemplate(
@@ -298,31 +315,33 @@ class LlamaCpp:
             out[r] = self._ctx.logits(i)
         return out
 
-    def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
+    def decode(self, items: Sequence[DecodeItem]) -> list[NDArray[np.float32]]:
         """One batched decode of several sequences; the logits of each item's last token."""
         return self._launch(items)()
 
-    def _launch(self, items: Sequence[tuple[int, Sequence[int], int]]) -> Callable[[], list[NDArray[np.float32]]]:
+    def _launch(self, items: Sequence[DecodeItem]) -> Callable[[], list[NDArray[np.float32]]]:
         batch: list[tuple[int, int, int, bool]] = []
         last_index = [0] * len(items)
+        rows = [item[3] if len(item) > 3 else 1 for item in items]
         # One stream per sequence: llama.cpp puts sequences in one micro-batch only while their ids follow each
         # other in batch order, so the batch goes in sequence order (else it runs as several model passes).
         order = range(len(items)) if self.kv_unified else sorted(range(len(items)), key=lambda k: items[k][0])
+        end = 0
         for k in order:
-            seq, tokens, start = items[k]
+            seq, tokens, start = items[k][:3]
+            first_row = len(tokens) - rows[k]
             for i, tok in enumerate(tokens):
-                batch.append((tok, start + i, seq, i == len(tokens) - 1))
+                batch.append((tok, start + i, seq, i >= first_row))
             last_index[k] = len(batch) - 1
-        end = max((start + len(t) for _, t, start in items), default=0)
+            end = max(end, start + len(tokens))
         if end > self.n_ctx:
             raise InvalidArgument(f"generation reached n_ctx={self.n_ctx} tokens; raise n_ctx or lower max_tokens")
         self._ctx.decode(batch)
         ctx = self._ctx
-        return lambda: [ctx.logits(i) for i in last_index]
+        return lambda: [ctx.logits(i) if r == 1 else ctx.logit_rows(i - r + 1, r)
+                        for i, r in zip(last_index, rows, strict=True)]
 
-    def decode_async(
-        self, items: Sequence[tuple[int, Sequence[int], int]]
-    ) -> Callable[[], list[NDArray[np.float32]]]:
+    def decode_async(self, items: Sequence[DecodeItem]) -> Callable[[], list[NDArray[np.float32]]]:
         """Like ``decode``, but returns as soon as llama.cpp has queued the work (asynchronous on a GPU):
         the returned function waits for it and gives the logits."""
         return self._launch(items)

@@ -416,6 +416,8 @@ class Scheduler:
                         continue
                     items.append((t, s, s.pending, s.pos))
                     used += len(s.pending)
+        if len(items) == 1 and all(t.decoding for t in live):
+            items[0] = self._speculate(*items[0])
         n_batch = self.model.n_batch
         budget = PREFILL_CHUNK if used else n_batch * len(live)
         for t in live:
@@ -433,6 +435,16 @@ class Scheduler:
             if chunk:
                 items.append((t, None, chunk, t.filled))
         return items
+
+    def _speculate(self, t: Ticket, s: decode.Sequence_ | None, tokens: list[int], pos: int
+                   ) -> tuple[Ticket, decode.Sequence_ | None, list[int], int]:
+        """The step of a lone decoding sequence, with a draft after its pending tokens (``decode.Loop.draft``): one
+        sequence leaves the model's batch nearly empty, and a drafted token costs less than a step of its own.
+        With more sequences (or a prompt) in the step, the batch is already doing that work."""
+        assert t.loop is not None and s is not None
+        room = self.model.n_ctx - pos - len(tokens)
+        s.draft = t.loop.draft(s)[: max(0, room)]
+        return (t, s, tokens + s.draft, pos) if s.draft else (t, s, tokens, pos)
 
     def _share_in_flight(self, t: Ticket) -> bool:
         """Take the longest start of ``t``'s prompt that another live request already holds in its KV (requests
@@ -477,7 +489,8 @@ class Scheduler:
 
     def _run_group(self, group: list[tuple[Ticket, decode.Sequence_ | None, list[int], int]]) -> None:
         try:
-            wait = self.model.decode_async([(t.seq_ids[0] if s is None else s.seq, toks, pos)
+            wait = self.model.decode_async([(t.seq_ids[0] if s is None else s.seq, toks, pos,
+                                             1 + len(s.draft) if s is not None else 1)
                                             for t, s, toks, pos in group])
         except StructgenError as exc:
             for t, *_ in group:
@@ -496,7 +509,7 @@ class Scheduler:
         for (t, s, toks, _), logits in zip(group, all_logits, strict=True):
             if s is not None:
                 assert t.loop is not None
-                decode.guarded(s, t.loop.step, logits)
+                decode.guarded(s, t.loop.verify if s.draft else t.loop.step, logits)
                 if not t.t_first_token and s.tokens:
                     t.t_first_token = time.perf_counter()
                 continue

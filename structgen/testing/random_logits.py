@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from ..compile.matchers import Backend, Vocab, get_backend
 from ..errors import InvalidArgument
 from ..local.binding import LlamaModel
+from ..local.decode import DecodeItem
 from ..local.models import resolve_model_path
 from ..local.run import run_local
 from ..request import Message, Request, as_messages
@@ -33,7 +34,7 @@ class RandomLogitsModel:
     n_ctx = 4096   # positions per sequence, enforced as LlamaCpp enforces its own
 
     def __init__(self, model_path: str | Path | None = None, *, seed: int = 0, scale: float = 3.0,
-                 backend: str = "llguidance") -> None:
+                 backend: str = "llguidance", speculate: int = 0) -> None:
         self.path = resolve_model_path(model_path)
         self._model = LlamaModel(self.path, vocab_only=True)
         self.n_vocab = self._model.n_vocab
@@ -45,6 +46,7 @@ class RandomLogitsModel:
         self.backend: Backend = get_backend(backend)
         self.lock = threading.RLock()
         self.scale = scale
+        self.speculate = speculate   # drafts are verified on random rows: the loop's bookkeeping, not their worth
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._pool = (self._rng.standard_normal((32, self.n_vocab), dtype=np.float32) * scale).astype(np.float32)
 
@@ -74,15 +76,14 @@ class RandomLogitsModel:
         if copies > self.n_seq_max:
             raise InvalidArgument(f"n={copies} exceeds this model's n_seq_max={self.n_seq_max}")
 
-    def decode(self, items: Sequence[tuple[int, Sequence[int], int]]) -> list[NDArray[np.float32]]:
+    def decode(self, items: Sequence[DecodeItem]) -> list[NDArray[np.float32]]:
         """Fresh random logits for each item (positions past ``n_ctx`` are refused, as by ``LlamaCpp``)."""
-        if max((start + len(t) for _, t, start in items), default=0) > self.n_ctx:
+        if max((item[2] + len(item[1]) for item in items), default=0) > self.n_ctx:
             raise InvalidArgument(f"generation reached n_ctx={self.n_ctx} tokens; raise n_ctx or lower max_tokens")
-        return [self._logits() for _ in items]
+        rows = [item[3] if len(item) > 3 else 1 for item in items]
+        return [self._logits() if r == 1 else np.stack([self._logits() for _ in range(r)]) for r in rows]
 
-    def decode_async(
-        self, items: Sequence[tuple[int, Sequence[int], int]]
-    ) -> Callable[[], list[NDArray[np.float32]]]:
+    def decode_async(self, items: Sequence[DecodeItem]) -> Callable[[], list[NDArray[np.float32]]]:
         """Random logits are ready at once."""
         out = self.decode(items)
         return lambda: out

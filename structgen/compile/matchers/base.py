@@ -131,6 +131,10 @@ class Matcher(Protocol):
     def forced_tokens(self) -> list[int]:
         """Tokens the grammar forces next (fast-forward); may be empty."""
 
+    def valid_prefix(self, tokens: Sequence[int]) -> int:
+        """How many of ``tokens``, in a row from here, the grammar would accept (nothing is consumed): where a
+        speculative draft is cut."""
+
     def is_accepting(self) -> bool:
         """True if the output so far is a complete match (EOS would be allowed)."""
 

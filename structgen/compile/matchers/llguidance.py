@@ -131,6 +131,10 @@ class LLGuidanceMatcher:
         """Fast-forward tokens the grammar forces."""
         return self._m.compute_ff_tokens()
 
+    def valid_prefix(self, tokens: Sequence[int]) -> int:
+        """How many of ``tokens`` the grammar accepts in a row from here (nothing consumed)."""
+        return int(self._m.validate_tokens(list(tokens))) if tokens else 0
+
     def is_accepting(self) -> bool:
         """Complete match so far."""
         return self._m.is_accepting()

@@ -78,6 +78,15 @@ class OutlinesCoreMatcher:
         allowed = self._guide.get_tokens()
         return list(allowed) if len(allowed) == 1 and allowed[0] != self._eos else []
 
+    def valid_prefix(self, tokens: Sequence[int]) -> int:
+        """How many of ``tokens`` the guide accepts in a row from here (nothing consumed)."""
+        if self._error is not None:
+            return 0
+        n = 0
+        while n < len(tokens) and self._guide.accepts_tokens(list(tokens[: n + 1])):
+            n += 1
+        return n
+
     def is_accepting(self) -> bool:
         """Complete match so far."""
         return self._error is None and bool(self._guide.is_finished())

@@ -1,0 +1,196 @@
+"""Speculative decoding from the request's own context (``LlamaCpp(speculate=K)``, ``structgen.local.lookup``).
+
+Its promise: the drafted tokens change how many model steps a reply takes, never which tokens the sampler picks
+from a given set of logits. llama.cpp's logits move in their last bits with the size of the batch they come from
+(so on the real model a near-tie can go the other way), so the exact check runs on a stand-in whose logits are a
+pure function of the tokens so far, one that copies as an extraction does; the real model is checked for what
+it guarantees: drafts taken, valid replies, the same answer twice, a stream that adds up to the reply."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+import structgen
+from structgen.local.lookup import PromptLookup
+from structgen.testing.random_logits import RandomLogitsModel
+
+# --- the n-gram index ---------------------------------------------------------------------------------------------
+
+
+def test_lookup_proposes_what_followed_the_latest_earlier_occurrence() -> None:
+    lookup = PromptLookup([5, 6, 7, 8, 9, 5, 6, 1, 2])
+    assert lookup.propose([5, 6], 3) == [1, 2, 5]      # the later "5 6" (followed by 1 2), then what follows it
+    assert lookup.propose([5, 6, 7], 2) == [8, 9]      # the longer match wins: "5 6 7" occurred once
+    assert lookup.propose([5, 6, 7, 4], 2) == []       # "7 4" never occurred
+    assert lookup.propose([5, 6, 7, 4], 0) == []
+
+
+def test_lookup_never_matches_the_sequence_end_with_itself() -> None:
+    lookup = PromptLookup([1, 2, 3])
+    assert lookup.propose([], 2) == []                 # "2 3" occurs only at the end
+    assert lookup.propose([1, 2], 2) == [3, 1]         # generated text is indexed too
+
+
+def test_lookup_follows_tokens_taken_back() -> None:
+    lookup = PromptLookup([1, 2, 3, 4])
+    assert lookup.propose([9, 1, 2], 2) == [3, 4]
+    # A back-off took the generated tokens back to [9] and it went on with [9, 3]: a new version re-indexes.
+    assert lookup.propose([9, 3], 2, version=1) == []
+    assert lookup.propose([9, 3, 4, 9, 3], 1, version=1) == [4]
+
+
+# --- the loop's bookkeeping, exactly ------------------------------------------------------------------------------
+
+
+class CopyingModel(RandomLogitsModel):
+    """Logits that depend only on the tokens of the sequence so far, whatever batch they are decoded in, with a
+    strong pull to copy: the token that followed the last earlier occurrence of the current token is favoured, as
+    an extraction copies its document. Every decode must start exactly where the sequence's cache ends."""
+
+    def __init__(self, *, speculate: int, pull: float) -> None:
+        super().__init__(seed=0, speculate=speculate)
+        self.pull = pull
+        self.history: dict[int, list[int]] = {}
+        self.steps = 0
+
+    def _row(self, tokens: Sequence[int]) -> NDArray[np.float32]:
+        digest = hashlib.blake2b(np.asarray(tokens[-3:], dtype=np.int64).tobytes() + len(tokens).to_bytes(4, "little"),
+                                 digest_size=8).digest()
+        pick = int.from_bytes(digest, "little")
+        row = np.roll(self._pool[pick % len(self._pool)], pick % self.n_vocab).copy()
+        last = tokens[-1]
+        for j in range(len(tokens) - 2, -1, -1):
+            if tokens[j] == last:
+                row[tokens[j + 1]] += self.pull
+                break
+        return row
+
+    def prefill(self, tokens: Sequence[int]) -> NDArray[np.float32]:
+        self.history = {0: list(tokens)}
+        return self._row(tokens)
+
+    def fork(self, n_prompt: int, copies: int) -> None:
+        super().fork(n_prompt, copies)
+        for seq in range(1, copies):
+            self.history[seq] = self.history[0][:n_prompt]
+
+    def decode(self, items: Sequence[Any]) -> list[NDArray[np.float32]]:
+        self.steps += 1
+        out: list[NDArray[np.float32]] = []
+        for item in items:
+            seq, tokens, start = item[:3]
+            rows = item[3] if len(item) > 3 else 1
+            history = self.history[seq]
+            assert len(history) == start, f"sequence {seq} decoded at {start} but its cache ends at {len(history)}"
+            got = []
+            for i, token in enumerate(tokens):
+                history.append(token)
+                if i >= len(tokens) - rows:
+                    got.append(self._row(history))
+            out.append(got[0] if rows == 1 else np.stack(got))
+        return out
+
+    def drop(self, seq: int, start: int = 0) -> None:
+        del self.history[seq][start:]
+
+
+RECORD = {"type": "object", "required": ["name", "city", "notes"], "additionalProperties": False,
+          "properties": {"name": {"type": "string", "maxLength": 40}, "city": {"type": "string", "maxLength": 40},
+                         "notes": {"type": "array", "items": {"type": "string", "maxLength": 30}, "maxItems": 4}}}
+PROMPTS = [f'Record {i}: {{"name":"Ada Lovelace {i}","city":"London","notes":["analytical engine","first program"]}}'
+           for i in range(6)]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+@pytest.mark.parametrize("pull", [6.0, 30.0])
+def test_drafts_never_change_the_reply(temperature: float, pull: float) -> None:
+    """The same picks with and without drafts (tokens, logprobs, attempts), over greedy and sampled decoding and
+    a weak and a strong pull to copy (drafts mostly refused, mostly taken); with drafts, fewer model steps."""
+    plain, drafted = CopyingModel(speculate=0, pull=pull), CopyingModel(speculate=3, pull=pull)
+    took = 0
+    for i, prompt in enumerate(PROMPTS):
+        kwargs: dict[str, Any] = {"schema": RECORD, "temperature": temperature, "seed": i, "max_tokens": 120,
+                                  "chat": False}
+        try:
+            a = structgen.generate(prompt, model=plain, **kwargs)
+        except structgen.StructgenError as exc:   # the same failure, typed, with drafts
+            with pytest.raises(type(exc)):
+                structgen.generate(prompt, model=drafted, **kwargs)
+            continue
+        b = structgen.generate(prompt, model=drafted, **kwargs)
+        assert (b.text, b.tokens, b.forced) == (a.text, a.tokens, a.forced)
+        assert np.allclose(b.logprobs, a.logprobs)
+        assert [x.text for x in b.attempts] == [x.text for x in a.attempts]
+        assert b.timings.draft_accepted <= b.timings.draft_tokens
+        took += b.timings.draft_accepted
+    if pull >= 30.0:
+        assert took > 0 and drafted.steps < plain.steps
+
+
+# --- the real model -----------------------------------------------------------------------------------------------
+
+DOCUMENT = ("Invoice INV-20931 from Northwind Traders, 14 Harbour Street, Portsmouth, to Contoso Pharmaceuticals, "
+            "due 2026-03-14, total 1,284.50 EUR. Contact: Maria Anders, maria.anders@northwind.example.")
+INVOICE = {"type": "object", "required": ["number", "seller", "seller_address", "buyer", "contact_email"],
+           "properties": {"number": {"type": "string"}, "seller": {"type": "string"},
+                          "seller_address": {"type": "string"}, "buyer": {"type": "string"},
+                          "contact_email": {"type": "string"}}}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[structgen.LlamaCpp]:
+    m = structgen.LlamaCpp(n_ctx=2048, n_seq_max=2, prefix_cache=2)
+    yield m
+    m.close()
+
+
+def test_an_extraction_takes_drafts_and_stays_valid(engine: structgen.LlamaCpp) -> None:
+    assert engine.speculate > 0       # on by default
+    r = structgen.generate(f"Extract the invoice fields.\n\n{DOCUMENT}", schema=INVOICE, model=engine,
+                           max_tokens=200)
+    import jsonschema
+
+    jsonschema.validate(r.value, INVOICE)
+    assert r.timings.draft_tokens > 0
+    assert 0 < r.timings.draft_accepted <= r.timings.draft_tokens   # copied text is taken from the draft
+
+
+def test_the_same_call_twice_gives_the_same_answer(engine: structgen.LlamaCpp) -> None:
+    prompt = f"Extract the invoice fields.\n\n{DOCUMENT}"
+    first = structgen.generate(prompt, schema=INVOICE, model=engine, max_tokens=200, temperature=0.8, seed=3)
+    again = structgen.generate(prompt, schema=INVOICE, model=engine, max_tokens=200, temperature=0.8, seed=3)
+    assert (again.text, again.logprobs) == (first.text, first.logprobs)
+
+
+def test_a_stream_adds_up_to_the_reply(engine: structgen.LlamaCpp) -> None:
+    prompt = f"Extract the invoice fields.\n\n{DOCUMENT}"
+    events = list(structgen.stream(prompt, schema=INVOICE, model=engine, max_tokens=200))
+    done = events[-1]
+    assert isinstance(done, structgen.Done)
+    last_reset = max((i for i, e in enumerate(events) if isinstance(e, structgen.Reset)), default=-1)
+    deltas = [e for e in events[last_reset + 1:] if isinstance(e, structgen.Delta)]   # a back-off resends
+    assert deltas and deltas[-1].snapshot == done.result.text
+    assert "".join(d.text for d in deltas) == done.result.text
+    assert [t for d in deltas for t in d.tokens] == list(done.result.tokens)
+
+
+def test_speculate_off_and_bad_values() -> None:
+    with pytest.raises(structgen.InvalidArgument, match="speculate"):
+        structgen.LlamaCpp(speculate=-1)
+    m = structgen.LlamaCpp(n_ctx=1024, n_seq_max=1, speculate=0)
+    try:
+        r = structgen.generate(f"Extract the invoice fields.\n\n{DOCUMENT}", schema=INVOICE, model=m, max_tokens=200)
+        assert r.timings.draft_tokens == 0
+    finally:
+        m.close()
+    det = structgen.LlamaCpp(n_ctx=1024, n_seq_max=1, deterministic=True, speculate=4)
+    try:
+        assert det.speculate == 0     # the batch-invariant mode never drafts
+    finally:
+        det.close()
