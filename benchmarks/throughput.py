@@ -3,7 +3,8 @@ same run.
 
 Configurations (``CONFIGS``):
 - ``structgen``: ``structgen.generate(..., model=LlamaCpp(...))`` unconstrained (``schema=None``), constrained
-  without fast-forward, and constrained with fast-forward (forced tokens decoded as one batch);
+  without fast-forward, and constrained with fast-forward (forced tokens decoded as one batch), each with the
+  engine's default drafts (``LlamaCpp(speculate=...)``), and constrained with fast-forward and no drafts;
 - ``llama-cpp-python``: ``Llama.create_chat_completion`` plain, and with ``LlamaGrammar.from_json_schema``;
 - ``outlines``: ``outlines.Generator(outlines.from_llamacpp(Llama(...)), outlines.json_schema(schema))``
   (numba must be installed: without it outlines 1.3.3 silently generates unconstrained).
@@ -42,11 +43,13 @@ from .report import INSTALL_HINT, MissingBenchDependency, machine, machine_line,
 OURS_UNCONSTRAINED = "structgen unconstrained"
 OURS_CONSTRAINED = "structgen constrained"
 OURS_FF = "structgen constrained+ff"
+OURS_FF_NO_DRAFTS = "structgen constrained+ff, no drafts"
 LCP_PLAIN = "llama-cpp-python"
 LCP_GRAMMAR = "llama-cpp-python LlamaGrammar"
 OUTLINES = "outlines"
-CONFIGS: tuple[str, ...] = (OURS_UNCONSTRAINED, OURS_CONSTRAINED, OURS_FF, LCP_PLAIN, LCP_GRAMMAR, OUTLINES)
-CONSTRAINED = frozenset({OURS_CONSTRAINED, OURS_FF, LCP_GRAMMAR, OUTLINES})
+CONFIGS: tuple[str, ...] = (OURS_UNCONSTRAINED, OURS_CONSTRAINED, OURS_FF, OURS_FF_NO_DRAFTS, LCP_PLAIN,
+                            LCP_GRAMMAR, OUTLINES)
+CONSTRAINED = frozenset({OURS_CONSTRAINED, OURS_FF, OURS_FF_NO_DRAFTS, LCP_GRAMMAR, OUTLINES})
 
 # (constrained+ff ÷ unconstrained, ÷ LlamaGrammar, ÷ outlines) from the issue, per setting.
 TARGETS: dict[str, dict[str, float]] = {
@@ -97,7 +100,8 @@ def _setup_ours(config: str, settings: Settings, prompts: list[Extraction]) -> _
     import structgen
 
     model = structgen.LlamaCpp(settings.model_path, n_gpu_layers=settings.n_gpu_layers, n_ctx=settings.n_ctx,
-                               n_threads=_threads(settings), flash_attn=settings.flash_attn)
+                               n_threads=_threads(settings), flash_attn=settings.flash_attn,
+                               speculate=0 if config == OURS_FF_NO_DRAFTS else None)
 
     def call(index: int, max_tokens: int) -> dict[str, Any]:
         p = prompts[index]
@@ -105,8 +109,8 @@ def _setup_ours(config: str, settings: Settings, prompts: list[Extraction]) -> _
         t0 = time.perf_counter()
         try:
             r = structgen.generate(p.prompt(), schema, model=model, temperature=0.0, max_tokens=max_tokens,
-                                   fast_forward=config == OURS_FF, schema_in_prompt=False, max_attempts=1,
-                                   seed=0)
+                                   fast_forward=config in (OURS_FF, OURS_FF_NO_DRAFTS), schema_in_prompt=False,
+                                   max_attempts=1, seed=0)
         except structgen.StructgenError as exc:
             return {"error": f"{type(exc).__name__}: {exc}", "wall_ms": (time.perf_counter() - t0) * 1000}
         wall = (time.perf_counter() - t0) * 1000
@@ -319,6 +323,7 @@ def _ratios(rows: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
         "vs_llamagrammar": ratio(OURS_FF, LCP_GRAMMAR),
         "vs_outlines": ratio(OURS_FF, OUTLINES),
         "vs_llama_cpp_python_plain": ratio(OURS_FF, LCP_PLAIN),
+        "drafts_vs_no_drafts": ratio(OURS_FF, OURS_FF_NO_DRAFTS),
     }
     setting = ("gpu" if settings.n_gpu_layers != 0 else
                "gemma-cpu" if "gemma" in os.path.basename(settings.model_path).lower() else
@@ -348,7 +353,8 @@ def markdown(report: dict[str, Any]) -> str:
         markdown_table(headers, rows),
         "",
         f"structgen constrained+ff ÷ unconstrained {ratios['ff_vs_unconstrained']}, "
-        f"÷ LlamaGrammar {ratios['vs_llamagrammar']}, ÷ outlines {ratios['vs_outlines']}",
+        f"÷ LlamaGrammar {ratios['vs_llamagrammar']}, ÷ outlines {ratios['vs_outlines']}, "
+        f"÷ itself without drafts {ratios['drafts_vs_no_drafts']}",
     ]
     if "targets" in ratios:
         lines.append(f"Targets ({ratios['target_setting']}): " + ", ".join(

@@ -179,11 +179,11 @@ class Loop:
 
     def draft(self, s: Sequence_) -> list[int]:
         """Up to ``options.speculate`` tokens to decode after ``s.pending`` in the same model step, guessed from
-        ``s``'s own context (``lookup``) and cut where the grammar would refuse them; [] for none. ``verify`` then
-        reads the step's logits row by row."""
+        ``s``'s own context (``lookup``) and cut where the grammar (if any) would refuse them; [] for none.
+        ``verify`` then reads the step's logits row by row."""
         m = s.matcher
         k = min(self.options.speculate, self.options.max_tokens - len(s.tokens))
-        if k <= 0 or m is None or not s.live or not s.pending or m.is_stopped():
+        if k <= 0 or not s.live or not s.pending or (m is not None and m.is_stopped()):
             return []
         if s.lookup is None:
             s.lookup = PromptLookup(s.context)
@@ -192,7 +192,7 @@ class Loop:
             if token in self.eos:
                 del guess[i:]
                 break
-        return guess[: m.valid_prefix(guess)] if guess else guess
+        return guess[: m.valid_prefix(guess)] if guess and m is not None else guess
 
     def verify(self, s: Sequence_, rows: NDArray[np.float32]) -> None:
         """``step`` over a speculative model step: ``rows[0]`` are the logits after ``s.pending``'s last token,
