@@ -50,14 +50,23 @@ class NumberRuns:
     inside a string, closed one that the string never opened (``"...purchase is 100.0}}}``), the mark of a small
     model that believes the JSON already ended while the grammar still holds it inside a string (``decode.Loop``
     re-decides that token).
+
+    And the strings written as items of an array: ``repeated`` is, when the last text fed closed an array item of at
+    least ``REPEATED_ITEM_BYTES`` bytes equal to an earlier item of the same array, how many bytes back from the end
+    of that text the item's opening quote is (else 0). A small model that starts writing an array's items again
+    (``["a@x.org", "b@x.org", "location: Room 4", "location: Room 4", ...``) rarely stops before ``max_tokens``;
+    ``decode.Loop`` re-decides where the copy began.
     """
 
-    __slots__ = ("_escape", "_exponent", "_in_string", "_open", "_run", "digits", "stray")
+    __slots__ = ("_containers", "_escape", "_exponent", "_in_string", "_item", "_open", "_run", "digits",
+                 "repeated", "stray")
 
     def __init__(self, digits: int) -> None:
         self.digits = digits
         self._in_string = self._escape = self._exponent = self.stray = False
-        self._run = self._open = 0
+        self._run = self._open = self.repeated = 0
+        self._containers: list[set[bytes] | None] = []   # outside strings: an array's items so far, or None ({})
+        self._item: bytearray | None = None              # the string being written, if it is an array item
 
     def room(self) -> int | None:
         """How many more digits may follow now (None: inside a string, where digits are text)."""
@@ -68,15 +77,19 @@ class NumberRuns:
     def feed(self, text: bytes) -> None:
         """Advance over the bytes of the next token(s)."""
         self.stray = False
+        self.repeated = 0
         open_before = self._in_string      # only a string already open when this text began can go stray
-        for b in text:
+        for at, b in enumerate(text):
             if self._in_string:
+                if self._item is not None and not (b == 0x22 and not self._escape):
+                    self._item.append(b)
                 if self._escape:
                     self._escape = False
                 elif b == 0x5C:      # backslash
                     self._escape = True
                 elif b == 0x22:      # closing quote
                     self._in_string = open_before = False
+                    self._close_item(len(text) - at)
                 elif b in (0x7B, 0x5B):             # { [ opened inside the string
                     self._open += 1
                 elif b in (0x7D, 0x5D):             # } ] closed: one the string opened, or a stray one
@@ -92,7 +105,30 @@ class NumberRuns:
                     self._in_string = True
                     self._exponent = False
                     self._open = 0
+                    self._item = bytearray() if self._containers and self._containers[-1] is not None else None
+                elif b == 0x5B:                     # [
+                    self._containers.append(set())
+                elif b == 0x7B:                     # {
+                    self._containers.append(None)
+                elif b in (0x5D, 0x7D) and self._containers:
+                    self._containers.pop()
                 elif b in (0x65, 0x45):             # e, E: an exponent's digits come next (or the end of true/false)
                     self._exponent = True
                 elif b not in (0x2B, 0x2D):         # a sign keeps the exponent state; anything else ends it
                     self._exponent = False
+
+    def _close_item(self, back: int) -> None:
+        """An array item's string has just closed, ``back`` bytes before the end of the text being fed."""
+        item, self._item = self._item, None
+        if item is None or not self._containers:
+            return
+        items = self._containers[-1]
+        assert items is not None
+        key = bytes(item)
+        if len(key) >= REPEATED_ITEM_BYTES and key in items:
+            self.repeated = back + len(key) + 1
+        items.add(key)
+
+
+REPEATED_ITEM_BYTES = 8
+"""Array items shorter than this may repeat (``["yes", "no", "yes"]``) without being taken for a loop."""

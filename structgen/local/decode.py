@@ -294,8 +294,12 @@ class Loop:
         if (s.numbers is not None and s.numbers.stray and s.backoffs < self.options.back_off
                 and self._stray_closer(s)):
             return
+        if self._repeated_item(s):
+            return
         if self._check_room(s, m) and m is not None and self.options.fast_forward:
             s.pending += self._take_forced(s, m)
+            if self._repeated_item(s):
+                return
             self._check_room(s, m)
         if s.live and m is not None and m.is_stopped():
             self._finish_stopped(s, m)  # complete: what is pending need not be decoded
@@ -315,9 +319,32 @@ class Loop:
         r = repeat_start(s.tokens, s.logprobs, s.forced)
         if r is None or not self._rewind(s, r, {s.tokens[r]}):
             return False
+        self._penalise(s)
+        return True
+
+    def _penalise(self, s: Sequence_) -> None:
+        """After a back-off from a repeat, ``s`` decodes as a retry would: with a frequency penalty per back-off."""
         s.params = self.params.after_cut(s.backoffs)
         if s.params.has_penalties and s.counts is None:
             s.counts = np.bincount(np.asarray(s.tokens, dtype=np.intp), minlength=self.n_vocab).astype(np.int32)
+
+    def _repeated_item(self, s: Sequence_) -> bool:
+        """If the text just written closed an array item that repeats an earlier item of the same array
+        (``NumberRuns.repeated``), take ``s`` back to the last sampled token at or before the one that opened the
+        copy (the choice to write another item: a ``,`` or ``","``), rule that token out there and go on as after a
+        repeat. False (nothing changed) when there is no such item or no back-off left."""
+        back = s.numbers.repeated if s.numbers is not None else 0
+        if not back or s.backoffs >= self.options.back_off:
+            return False
+        r, covered = len(s.tokens), 0
+        while r > 0 and covered < back:
+            r -= 1
+            covered += len(self.texts[s.tokens[r]])
+        while r > 0 and s.forced[r]:
+            r -= 1
+        if r <= 0 or not self._rewind(s, r, {s.tokens[r]}):
+            return False
+        self._penalise(s)
         return True
 
     def _stray_closer(self, s: Sequence_) -> bool:
@@ -384,8 +411,7 @@ class Loop:
             raise GenerationError(f"grammar engine rejected its own forced tokens: {m.error()}")
         s.tokens.extend(forced)
         if s.numbers is not None:
-            for token in forced:
-                s.numbers.feed(self.texts[token])
+            s.numbers.feed(b"".join(self.texts[token] for token in forced))
         s.logprobs.extend([0.0] * len(forced))
         s.model_logprobs.extend([None] * len(forced))
         s.forced.extend([True] * len(forced))

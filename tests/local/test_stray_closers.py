@@ -1,5 +1,6 @@
 """A model that writes ``}}`` inside a JSON string as if the value had ended (then prose into the string until
-max_tokens) is taken back one token, and the string ends there: scripted logits over the real vocabulary."""
+max_tokens) is taken back one token, and the string ends there; one that writes an array's item again is taken back
+to where the copy began: scripted logits over the real vocabulary."""
 
 from __future__ import annotations
 
@@ -48,3 +49,82 @@ def test_without_the_back_off_the_string_runs_to_max_tokens(monkeypatch: pytest.
     with pytest.raises(structgen.TruncatedOutput):
         structgen.generate("Write a note.", schema=NOTE, model=model, temperature=0.0, max_tokens=64,
                            max_attempts=1)
+
+
+# --- an array whose items start over -------------------------------------------------------------------------------
+
+TAGS = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["tags"], "additionalProperties": False}
+
+
+class _Scripted(RandomLogitsModel):
+    """Logits that favour the next token of ``script`` by how many tokens the sequence has generated (so a model
+    taken back replays its script from there), with ``fallback`` as the second choice everywhere."""
+
+    def __init__(self, script: list[int], fallback: list[int]) -> None:
+        super().__init__(seed=0)
+        self.script, self.fallback = script, fallback
+        self.origin = 0
+        self.generated: dict[int, int] = {}
+
+    def _row(self, n: int) -> np.ndarray:
+        row = np.zeros(self.n_vocab, dtype=np.float32)
+        for i, token in enumerate(self.fallback):
+            row[token] = 10.0 - i
+        if n < len(self.script):
+            row[self.script[n]] = 20.0
+        return row
+
+    def prefill(self, tokens: list[int]) -> np.ndarray:   # type: ignore[override]
+        self.origin = len(tokens)
+        self.generated = {0: 0}
+        return self._row(0)
+
+    def decode(self, items):  # type: ignore[no-untyped-def]
+        out = []
+        for seq, tokens, start, *_rows in items:
+            self.generated[seq] = start + len(tokens) - self.origin
+            out.append(self._row(self.generated[seq]))
+        return out
+
+
+def _tags_model() -> _Scripted:
+    probe = RandomLogitsModel(seed=0)
+    tok = probe._model.tokenize
+    item = tok('"hello world"', add_special=False, parse_special=False)
+    other = tok('"good morning"', add_special=False, parse_special=False)
+    head = tok('{"tags":[', add_special=False, parse_special=False)
+    comma = tok(",", add_special=False, parse_special=False)
+    script = head + item + comma + other + comma + (item + comma) * 20
+    return _Scripted(script, tok('"]}', add_special=False, parse_special=False)
+                     + tok("]}", add_special=False, parse_special=False))
+
+
+def test_an_array_item_written_again_is_taken_back() -> None:
+    r = structgen.generate("Tags?", schema=TAGS, model=_tags_model(), temperature=0.0, max_tokens=200, chat=False)
+    assert r.value["tags"][:2] == ["hello world", "good morning"]
+    assert r.value["tags"].count("hello world") == 1          # the copy was taken back, the array ended
+    assert len(r.attempts) == 1 and r.attempts[0].discarded > 0
+
+
+def test_without_the_back_off_the_items_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "MAX_BACK_OFFS", 0)
+    r = structgen.generate("Tags?", schema=TAGS, model=_tags_model(), temperature=0.0, max_tokens=200, chat=False,
+                           max_attempts=1)
+    assert r.value["tags"].count("hello world") > 5
+
+
+def test_short_items_may_repeat() -> None:
+    from structgen.compile.number_bound import NumberRuns
+
+    runs = NumberRuns(12)
+    runs.feed(b'{"a":["yes","no","yes"')
+    assert runs.repeated == 0                                    # under REPEATED_ITEM_BYTES
+    runs.feed(b',"hello world","x","hello world"')
+    assert runs.repeated == len('"hello world"')                 # bytes back to the copy's opening quote
+    keys = NumberRuns(12)
+    keys.feed(b'{"a":"hello world","b":"hello world"}')            # object values are not array items
+    assert keys.repeated == 0
+    nested = NumberRuns(12)
+    nested.feed(b'[["hello world"],["hello world"]]')              # each array keeps its own items
+    assert nested.repeated == 0
