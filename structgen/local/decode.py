@@ -6,6 +6,14 @@ goes to the model in one batched decode, so forced text costs no extra model ste
 (llama.cpp decodes asynchronously on a GPU) the loop computes each sequence's next mask, which depends
 only on the grammar state, not on the logits. The loop fails closed: a matcher error, an empty mask or a
 token the grammar rejects is a typed error, never unconstrained text.
+
+A lone sequence may also send a draft after its tokens (``Loop.draft``, ``structgen.local.lookup``), verified row by
+row (``Loop.verify``); and a sequence that starts repeating itself is taken back and re-decided in place (the
+back-offs).
+
+Why it is long: sampling, forced tokens, drafts and back-offs all move the same sequence's tokens, positions, KV and
+grammar state in one step, and each must leave the others' bookkeeping exact; split apart they would share that state
+through a wider interface than the loop itself.
 """
 
 from __future__ import annotations
@@ -183,6 +191,9 @@ class Loop:
         ``verify`` then reads the step's logits row by row."""
         m = s.matcher
         k = min(self.options.speculate, self.options.max_tokens - len(s.tokens))
+        n_ctx = getattr(self.model, "n_ctx", None)   # a draft past the context would fail the whole step
+        if isinstance(n_ctx, int):
+            k = min(k, n_ctx - s.pos - len(s.pending))
         if k <= 0 or not s.live or not s.pending or (m is not None and m.is_stopped()):
             return []
         if s.lookup is None:

@@ -442,8 +442,7 @@ class Scheduler:
         sequence leaves the model's batch nearly empty, and a drafted token costs less than a step of its own.
         With more sequences (or a prompt) in the step, the batch is already doing that work."""
         assert t.loop is not None and s is not None
-        room = self.model.n_ctx - pos - len(tokens)
-        s.draft = t.loop.draft(s)[: max(0, room)]
+        s.draft = t.loop.draft(s)
         return (t, s, tokens + s.draft, pos) if s.draft else (t, s, tokens, pos)
 
     def _share_in_flight(self, t: Ticket) -> bool:

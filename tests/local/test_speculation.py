@@ -133,6 +133,22 @@ def test_drafts_never_change_the_reply(temperature: float, pull: float) -> None:
         assert took > 0 and drafted.steps < plain.steps
 
 
+def test_no_draft_runs_past_the_context() -> None:
+    """Near the end of the context a draft is cut to the room left: the request ends as it would without drafts
+    (here: the same typed error once the reply reaches n_ctx), not with a draft that overflows the step."""
+    outcomes = []
+    for k in (0, 3):
+        model = CopyingModel(speculate=k, pull=30.0)
+        model.n_ctx = 64 + 30    # type: ignore[misc]   # the stand-in's prompt is at most 64 tokens
+        try:
+            r = structgen.generate(PROMPTS[0], model=model, schema=RECORD, temperature=0.0, max_tokens=120,
+                                   chat=False, max_attempts=1)
+            outcomes.append(r.text)
+        except structgen.StructgenError as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes[0] == outcomes[1]
+
+
 # --- the real model -----------------------------------------------------------------------------------------------
 
 DOCUMENT = ("Invoice INV-20931 from Northwind Traders, 14 Harbour Street, Portsmouth, to Contoso Pharmaceuticals, "
