@@ -209,7 +209,7 @@ class Loop:
         """``step`` over a speculative model step: ``rows[0]`` are the logits after ``s.pending``'s last token,
         ``rows[j]`` after the draft's ``j``-th. Each row is sampled exactly as a step of its own would sample it;
         drafted tokens are kept while the picks (and the tokens the grammar forces after them) agree with them, and
-        the KV of the rest is dropped. The text is the one decoding without a draft gives."""
+        the KV of the rest is dropped. From the same logits, the same picks as without the draft."""
         draft, s.draft = s.draft, []
         base = s.pos - len(draft)       # the draft's first position: ``s.pos`` was advanced past the whole step
         kept = 0

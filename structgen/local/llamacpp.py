@@ -89,8 +89,9 @@ class LlamaCpp:
     tokens guessed from the request's own prompt and output are decoded with the chosen token and kept while the
     sampler picks them, so a value copied from the document takes fewer model steps. None: ``SPECULATE_DEFAULT``;
     0: off. Off in deterministic mode (a draft changes the batch a sequence's logits come from). The sampling is
-    the same as without drafts, on logits computed in a batch of a few tokens, which can differ in their last bits
-    from a one-token step's (a near-tie can then go the other way).
+    the same as without drafts, on logits computed in a batch of a few tokens, which llama.cpp does not compute
+    exactly as a one-token step's (on CPU without flash attention, up to 0.8 in a logit): a near-tie can then go the
+    other way.
     """
 
     def __init__(

@@ -5,8 +5,8 @@ text the prompt or an earlier value already holds. When the last few tokens of a
 tokens that followed them then are a good guess of what follows now. The decode loop sends that guess (the draft)
 to the model in the same batch as the token just chosen, reads the logits of every drafted position, and keeps the
 drafted tokens for as long as the sampler, run on those logits as it would have been run step by step, picks them
-(``decode.Loop.verify``). The text is the one decoding without a draft gives; the draft only changes how many model
-steps it takes.
+(``decode.Loop.verify``). The sampler makes the same picks from the same logits; the draft only changes how many model
+steps a reply takes (llama.cpp's logits themselves depend a little on the batch they come from: see ``LlamaCpp``).
 
 On a CPU a drafted token is not free (each adds about a third of a one-token step on SmolLM2, 2 cores), so drafts
 are short, only proposed from a match of at least ``MIN_MATCH`` tokens, and cut where the grammar would refuse them.
