@@ -40,6 +40,11 @@ DecodeItem = tuple[int, Sequence[int], int] | tuple[int, Sequence[int], int, int
 """``(seq, tokens, start_pos)``, or ``(seq, tokens, start_pos, rows)``: one sequence's part of a batched decode."""
 
 
+def logit_rows(item: DecodeItem) -> int:
+    """How many of a ``DecodeItem``'s last tokens want logits: its ``rows`` field, 1 when it has none."""
+    return item[3] if len(item) > 3 else 1
+
+
 class StepModel(Protocol):
     """What the loop needs from a model: batched decode of several sequences sharing one KV cache."""
 

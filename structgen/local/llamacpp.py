@@ -19,7 +19,7 @@ from ..result import Result
 from .binding import LlamaContext, LlamaModel
 from .chat import CHATML_TEMPLATE, ChatTemplate
 from .context_lock import ContextLock
-from .decode import DecodeItem
+from .decode import DecodeItem, logit_rows
 from .engine import prepare, run_attempts, shared_head
 from .models import resolve_model_path
 from .prefix_cache import KvSequences
@@ -323,7 +323,7 @@ class LlamaCpp:
     def _launch(self, items: Sequence[DecodeItem]) -> Callable[[], list[NDArray[np.float32]]]:
         batch: list[tuple[int, int, int, bool]] = []
         last_index = [0] * len(items)
-        rows = [item[3] if len(item) > 3 else 1 for item in items]
+        rows = [logit_rows(item) for item in items]
         # One stream per sequence: llama.cpp puts sequences in one micro-batch only while their ids follow each
         # other in batch order, so the batch goes in sequence order (else it runs as several model passes).
         order = range(len(items)) if self.kv_unified else sorted(range(len(items)), key=lambda k: items[k][0])

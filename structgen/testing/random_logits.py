@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..compile.matchers import Backend, Vocab, get_backend
 from ..errors import InvalidArgument
 from ..local.binding import LlamaModel
-from ..local.decode import DecodeItem
+from ..local.decode import DecodeItem, logit_rows
 from ..local.models import resolve_model_path
 from ..local.run import run_local
 from ..request import Message, Request, as_messages
@@ -80,7 +80,7 @@ class RandomLogitsModel:
         """Fresh random logits for each item (positions past ``n_ctx`` are refused, as by ``LlamaCpp``)."""
         if max((item[2] + len(item[1]) for item in items), default=0) > self.n_ctx:
             raise InvalidArgument(f"generation reached n_ctx={self.n_ctx} tokens; raise n_ctx or lower max_tokens")
-        rows = [item[3] if len(item) > 3 else 1 for item in items]
+        rows = [logit_rows(item) for item in items]
         return [self._logits() if r == 1 else np.stack([self._logits() for _ in range(r)]) for r in rows]
 
     def decode_async(self, items: Sequence[DecodeItem]) -> Callable[[], list[NDArray[np.float32]]]:

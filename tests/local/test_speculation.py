@@ -17,6 +17,7 @@ import pytest
 from numpy.typing import NDArray
 
 import structgen
+from structgen.local.decode import logit_rows
 from structgen.local.lookup import PromptLookup
 from structgen.testing.random_logits import RandomLogitsModel
 
@@ -85,7 +86,7 @@ class CopyingModel(RandomLogitsModel):
         out: list[NDArray[np.float32]] = []
         for item in items:
             seq, tokens, start = item[:3]
-            rows = item[3] if len(item) > 3 else 1
+            rows = logit_rows(item)
             history = self.history[seq]
             assert len(history) == start, f"sequence {seq} decoded at {start} but its cache ends at {len(history)}"
             got = []
