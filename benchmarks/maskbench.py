@@ -14,8 +14,10 @@ Engines:
   which the matcher build repeats) + ``get_backend(name).compile`` + ``new_matcher().fill_mask`` — what
   ``generate`` runs. structgen also validates every finished text (``CompiledSchema.validate``) and resamples
   on failure, so an instance counts as accepted only if the grammar *and* the validator accept it; the
-  grammar-only count is reported beside it. Schemas llguidance refuses strictly but structgen compiles
-  with a relaxed grammar (``CompiledSchema.relaxed``) are counted as ``relaxed``.
+  grammar-only count is reported beside it. The schema's own semantics are measured: ``extra_properties=True``,
+  since by default structgen's grammar lets a model write only the properties a schema names (an instance
+  with others, valid for the schema, would count as too strict here). Schemas llguidance refuses strictly but
+  structgen compiles with a relaxed grammar (``CompiledSchema.relaxed``) are counted as ``relaxed``.
 - ``llguidance``: ``LLMatcher(tokenizer, LLMatcher.grammar_from_json_schema(schema, overrides=<same
   options>))`` + ``llguidance.numpy.fill_next_token_bitmask`` — the library alone, same tokenizer.
 
@@ -68,7 +70,7 @@ def _setup(model_path: str | None, backend: str) -> _State:
 
     vocab = RandomLogitsModel(model_path).vocab   # vocabulary only: no weights are loaded
     state = _State(vocab=vocab, backend=get_backend(backend), tokenizer=tokenizer_for(vocab),
-                   options=structgen.JsonOptions(whitespace="compact"),
+                   options=structgen.JsonOptions(whitespace="compact", extra_properties=True),
                    row=np.zeros(vocab.mask_words, dtype=np.int32))
     warm = {"type": "object", "properties": {"a": {"type": "integer"}}}
     for engine in ("structgen", RAW):   # one-time lazy setup (per-vocabulary indexes) is not a schema's TTFM

@@ -47,6 +47,7 @@ async def agenerate(
     fast_forward: bool = True,
     json_whitespace: str = "compact",
     number_digits: int | None = DEFAULT_DIGITS,
+    extra_properties: bool = False,
     model_logprobs: bool = False,
     strict: bool = False,
     timeout: float | None = None,

@@ -68,6 +68,7 @@ def generate(
     fast_forward: bool = True,
     json_whitespace: str = "compact",
     number_digits: int | None = DEFAULT_DIGITS,
+    extra_properties: bool = False,
     model_logprobs: bool = False,
     strict: bool = False,
     timeout: float | None = None,
@@ -94,8 +95,10 @@ def generate(
     to the validator; every value is still validated against the whole schema); ``strict=True`` refuses such a
     schema with a ``SchemaError`` instead. ``number_digits``: a local model writes JSON numbers with at most this
     many digits in a row (integer part, fraction; exponents 3) unless the schema's own numbers have more; None:
-    unbounded. ``timeout``: seconds from the call (waiting included) after which a
-    local request gives up with ``DeadlineExceeded``. ``priority``: on a local model, requests with a lower value
+    unbounded. ``extra_properties``: let a local model write object properties the schema does not name where
+    the schema allows them (no ``additionalProperties``); by default it writes only the named ones, as llama.cpp
+    and xgrammar do. ``timeout``: seconds from the call (waiting included) after which a local request gives up
+    with ``DeadlineExceeded``. ``priority``: on a local model, requests with a lower value
     are admitted first, and while one is prefilling its prompt the engine holds the requests of higher values
     (background work, e.g. ``/v1/batches``, runs at 1); equal values are served first come, first served.
     ``tools``: functions the model may call instead of answering (OpenAI function definitions or Pydantic models);
@@ -142,7 +145,7 @@ def build_request(target: Any, prompt: str | Sequence[Message], schema: SchemaLi
     if digits is not None and (isinstance(digits, bool) or not isinstance(digits, int) or digits < 1):
         raise InvalidArgument(f"number_digits must be a positive integer or None, got {digits!r}")
     json_options = JsonOptions(whitespace=fields.pop("json_whitespace"), strict=fields.pop("strict"),
-                               number_digits=digits)
+                               number_digits=digits, extra_properties=bool(fields.pop("extra_properties")))
     compiled = compile_fn(schema, json_options)
     tools, tool_choice, parallel = fields.pop("tools"), fields.pop("tool_choice"), fields.pop("parallel_tool_calls")
     source, think = fields.pop("source"), fields.pop("think")

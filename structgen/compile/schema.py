@@ -25,6 +25,7 @@ from ..errors import GrammarError, InvalidArgument, SchemaError
 from ..result import Relaxation
 from . import regex_match
 from ._locations import first_line, json_pointer
+from .closed import close_objects
 from .depth import MAX_SCHEMA_DEPTH, check_depth
 from .emptiness import check_grammar_productive, check_schema_finite
 from .hint import outline
@@ -56,12 +57,16 @@ class JsonOptions:
     grammar cannot enforce in full (``SchemaError`` listing what would be relaxed) instead of relaxing it.
     ``number_digits``: the most digits in a row a number's integer part or fraction may have when a local model
     writes it (its exponent: 3), unless the schema's own numbers are written with more; None: unbounded
-    (see ``compile/number_bound.py``)."""
+    (see ``compile/number_bound.py``). ``extra_properties``: whether the model may write properties a JSON Schema
+    does not name where the schema leaves that open (an object with ``properties`` and no
+    ``additionalProperties``); False: only the named ones, as llama.cpp's and xgrammar's grammars do (see
+    ``compile/closed.py``; the validator still follows the schema as written)."""
 
     whitespace: str = "compact"
     lenient: bool = False
     strict: bool = False
     number_digits: int | None = DEFAULT_DIGITS
+    extra_properties: bool = False
 
     def compile_options(self) -> JsonCompileOptions:
         """The llguidance ``JsonCompileOptions`` for these settings."""
@@ -345,19 +350,8 @@ def _compile_pydantic(tp: Any, options: JsonOptions, checked: bool = True) -> Co
                 from None
 
     deferred = None if checked else functools.partial(_compile_pydantic, tp, options, True)
-    return _json_compiled(_closed_objects(schema), validate, options, source=tp, deferred=deferred)
-
-
-def _closed_objects(node: Any) -> Any:
-    """Pydantic ignores unknown keys; a model should not spend tokens on them, so the grammar forbids them."""
-    if isinstance(node, dict):
-        out = {k: _closed_objects(v) for k, v in node.items()}
-        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(node, list):
-        return [_closed_objects(v) for v in node]
-    return node
+    # Pydantic ignores unknown keys: whatever ``extra_properties`` says, a model should not spend tokens on them.
+    return _json_compiled(close_objects(schema), validate, options, source=tp, deferred=deferred)
 
 
 def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], options: JsonOptions,
@@ -365,9 +359,12 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                    text: str | None = None) -> CompiledSchema:
     compile_opts = options.compile_options()
     digits = options.number_digits or 0
+    enforced = schema if options.extra_properties else close_objects(schema)
+    if enforced is not schema:
+        text = None
     try:
         # ``text`` is the schema already serialised: llguidance would serialise the dict again (half its cost here).
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(text or schema, overrides=compile_opts)
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(text or enforced, overrides=compile_opts)
     except ValueError as exc:
         raise SchemaError(f"not a JSON object: {exc}") from exc
     if deferred is not None:
@@ -375,12 +372,16 @@ def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], optio
                               hint=functools.partial(outline, schema), source=source, deferred_check=deferred,
                               number_bound=digits)
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error and enforced is not schema and "Unsatisfiable" in messages[0]:
+        # Closing is a preference: whether the schema can be satisfied is the schema's own matter.
+        return _json_compiled(schema, validate, dataclasses.replace(options, extra_properties=True), source,
+                              deferred, text)
     relaxations: tuple[Relaxation, ...] = ()
     if is_error and not options.lenient:
         if "Unsatisfiable" in messages[0]:
             raise SchemaError(f"the schema cannot be satisfied: {first_line(messages[0])}",
                               pointer=_locate(schema, messages[0]))
-        grammar, relaxations, relaxed_messages = relax_json_schema(schema, dict(compile_opts), messages[0])
+        grammar, relaxations, relaxed_messages = relax_json_schema(enforced, dict(compile_opts), messages[0])
         if options.strict:
             raise SchemaError("strict=True: the grammar cannot enforce all of this schema: "
                               + "; ".join(str(r) for r in relaxations[:8]), pointer=relaxations[0].pointer)

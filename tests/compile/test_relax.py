@@ -31,7 +31,8 @@ CLASSES: list[tuple[str, dict[str, Any], str, str]] = [
     ("uniqueItems", {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uniqueItems",
      "/uniqueItems"),
     ("minProperties with optional keys", {"type": "object", "properties": {"a": {"type": "string"}},
-                                          "minProperties": 1}, "minProperties", "/minProperties"),
+                                          "additionalProperties": True, "minProperties": 1},
+     "minProperties", "/minProperties"),
     ("look-around", {"type": "string", "pattern": "^(?=a)ab$"}, "pattern", "/pattern"),
     ("overlapping patternProperties", {"type": "object", "patternProperties": {"a": {"type": "integer"},
                                                                                "^.{1,3}$": {"type": "string"}}},
@@ -52,12 +53,18 @@ def test_each_refusal_class_compiles_relaxed_and_says_what(label: str, schema: d
 
 def test_min_properties_with_optional_keys_admits_every_count() -> None:
     # llguidance's lenient mode made this grammar refuse "}" after both keys; left out, it admits them all.
-    compiled = compile_schema({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}},
-                               "minProperties": 1})
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}},
+              "minProperties": 1}
+    compiled = compile_schema(schema, JsonOptions(extra_properties=True))
     for text in ('{"a":60,"b":true}', '{"a":1}', '{"b":false}', '{}'):
         assert grammar_accepts(compiled.grammar, text), text
     with pytest.raises(ValueError, match=r"should be non-empty|does not have enough properties"):
         compiled.validate("{}")
+    # Closed to the named keys (the default), the count is the grammar's to enforce, and it does.
+    closed = compile_schema(schema)
+    assert not closed.relaxed
+    assert [grammar_accepts(closed.grammar, t) for t in ('{"a":60,"b":true}', '{"a":1}', '{"b":false}', '{}')] \
+        == [True, True, True, False]
 
 
 def test_the_validator_still_enforces_what_the_grammar_does_not() -> None:
@@ -121,7 +128,8 @@ def test_a_dangling_ref_is_malformed_not_relaxed() -> None:
 
 
 def _relaxed_sample(n: int) -> list[tuple[str, Any, list[Any]]]:
-    """``n`` MaskBench files (fixed shuffle) that compile only relaxed, with their valid instances."""
+    """``n`` MaskBench files (fixed shuffle) that compile only relaxed, with their valid instances. Compiled with
+    the schema's own semantics (``extra_properties``): closing objects narrows on purpose (test_closed.py)."""
     files = sorted(MASKBENCH.glob("*.json"))
     random.Random(16).shuffle(files)
     picked = []
@@ -131,7 +139,7 @@ def _relaxed_sample(n: int) -> list[tuple[str, Any, list[Any]]]:
         if not valid:
             continue
         try:
-            compiled = compile_schema(doc["schema"])
+            compiled = compile_schema(doc["schema"], JsonOptions(extra_properties=True))
         except structgen.StructgenError:
             continue
         if compiled.relaxed:

@@ -11,6 +11,8 @@ import structgen
 from structgen.local import engine
 from structgen.testing.random_logits import RandomLogitsModel
 
+from ..scripted import ScriptedModel
+
 NOTE = {"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"],
         "additionalProperties": False}
 
@@ -57,38 +59,7 @@ TAGS = {"type": "object", "properties": {"tags": {"type": "array", "items": {"ty
         "required": ["tags"], "additionalProperties": False}
 
 
-class _Scripted(RandomLogitsModel):
-    """Logits that favour the next token of ``script`` by how many tokens the sequence has generated (so a model
-    taken back replays its script from there), with ``fallback`` as the second choice everywhere."""
-
-    def __init__(self, script: list[int], fallback: list[int]) -> None:
-        super().__init__(seed=0)
-        self.script, self.fallback = script, fallback
-        self.origin = 0
-        self.generated: dict[int, int] = {}
-
-    def _row(self, n: int) -> np.ndarray:
-        row = np.zeros(self.n_vocab, dtype=np.float32)
-        for i, token in enumerate(self.fallback):
-            row[token] = 10.0 - i
-        if n < len(self.script):
-            row[self.script[n]] = 20.0
-        return row
-
-    def prefill(self, tokens: list[int]) -> np.ndarray:   # type: ignore[override]
-        self.origin = len(tokens)
-        self.generated = {0: 0}
-        return self._row(0)
-
-    def decode(self, items):  # type: ignore[no-untyped-def]
-        out = []
-        for seq, tokens, start, *_rows in items:
-            self.generated[seq] = start + len(tokens) - self.origin
-            out.append(self._row(self.generated[seq]))
-        return out
-
-
-def _tags_model() -> _Scripted:
+def _tags_model() -> ScriptedModel:
     probe = RandomLogitsModel(seed=0)
     tok = probe._model.tokenize
     item = tok('"hello world"', add_special=False, parse_special=False)
@@ -96,7 +67,7 @@ def _tags_model() -> _Scripted:
     head = tok('{"tags":[', add_special=False, parse_special=False)
     comma = tok(",", add_special=False, parse_special=False)
     script = head + item + comma + other + comma + (item + comma) * 20
-    return _Scripted(script, tok('"]}', add_special=False, parse_special=False)
+    return ScriptedModel(script, tok('"]}', add_special=False, parse_special=False)
                      + tok("]}", add_special=False, parse_special=False))
 
 
