@@ -72,7 +72,9 @@ def _node(node: Any, root: Any, depth: int) -> str:
     if kind == "array" or (kind is None and "items" in node):
         items = node.get("items")
         inner = _node(items, root, depth + 1) if isinstance(items, dict) else "any value"
-        return f"[{inner}, ...]" + _described(node)
+        # "[string]", not "[string, ...]": the ellipsis read as "keep going" (a model listed the prompt's other
+        # lines as items); on 72 fresh MaskBench schemas the short form took 8 % less time, as valid.
+        return f"[{inner}]" + _described(node)
     if isinstance(kind, list):
         return " or ".join(str(k) for k in kind) + _described(node)
     return (kind if isinstance(kind, str) else "any value") + _described(node)
