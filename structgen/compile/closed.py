@@ -27,6 +27,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from .emptiness import resolve_ref
+
 __all__ = ["close_objects"]
 
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
@@ -107,7 +109,7 @@ class _Closer:
                 ref = node.get("$ref")
                 if isinstance(ref, str) and _normal(ref) not in frozen:
                     frozen.add(_normal(ref))
-                    todo.append(_resolve(self.root, ref))
+                    todo.append(resolve_ref(self.root, "#" + _normal(ref)))
         return frozen
 
     def _closable(self, node: dict[str, Any]) -> bool:
@@ -143,7 +145,7 @@ class _Closer:
         ref = node.get("$ref")
         if isinstance(ref, str) and _normal(ref) not in seen:
             seen.add(_normal(ref))
-            branches.append(_resolve(self.root, ref))
+            branches.append(resolve_ref(self.root, "#" + _normal(ref)))
         names: set[str] = set()
         for branch in branches:
             if not isinstance(branch, dict):
@@ -190,16 +192,3 @@ def _normal(ref: str) -> str:
 
 def _pointer(parent: str, key: str | int) -> str:
     return f"{parent}/{str(key).replace('~', '~0').replace('/', '~1')}"
-
-
-def _resolve(root: Any, ref: str) -> Any:
-    target = root
-    for part in _normal(ref).split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(target, dict):
-            target = target.get(part)
-        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
-            target = target[int(part)]
-        else:
-            return None
-    return target
