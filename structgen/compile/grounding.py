@@ -43,6 +43,7 @@ from .._unicode import check_text
 from ..errors import InvalidArgument, SchemaError
 from ..result import Relaxation
 from ._locations import first_line, json_pointer
+from .closed import close_objects
 from .emptiness import resolve_ref
 from .schema import CompiledSchema, JsonOptions, _Invalid, check_llguidance, compile_schema, named_grammars
 from .source_text import LABEL, json_numbers, locate, source_dates, written_at, written_numbers
@@ -124,8 +125,10 @@ def _ground_text(source: str) -> CompiledSchema:
 def _ground_json(compiled: CompiledSchema, source: str, options: JsonOptions) -> CompiledSchema:
     schema = compiled.json_schema
     assert schema is not None
-    builder = _Builder(schema, source, options)
-    start = builder.expr(schema, ())
+    # The grammar closes objects as the ungrounded one does (closed.py); what is checked is the schema as written.
+    enforced = schema if options.extra_properties else close_objects(schema)
+    builder = _Builder(enforced, source, options)
+    start = builder.expr(enforced, ())
     if not builder.grounded:
         return compiled   # nothing to ground: the schema has no plain strings
     grammar = builder.grammar(start)

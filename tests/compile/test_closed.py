@@ -144,3 +144,17 @@ def _at(node: Any, pointer: str) -> Any:
     for part in pointer.split("/")[1:]:
         node = node[int(part)] if isinstance(node, list) else node[part]
     return node
+
+
+def test_grounded_grammars_close_objects_too() -> None:
+    from structgen.compile.grounding import ground
+
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "meta": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+                 "minProperties": 1}}}   # minProperties: not a shape grounding builds itself (llguidance's rule)
+    source = "Ada Lovelace wrote notes."
+    for options, extra_ok in ((JsonOptions(), False), (JsonOptions(extra_properties=True), True)):
+        grounded = ground(compile_schema(schema, options), source, options)
+        assert grammar_accepts(grounded.grammar, '{"name":"Ada Lovelace","meta":{"n":1}}')
+        assert grammar_accepts(grounded.grammar, '{"name":"Ada Lovelace","meta":{"n":1,"x":2}}') is extra_ok
