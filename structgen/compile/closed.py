@@ -5,8 +5,9 @@ grammar that follows the letter of ``{"type": "object", "properties": {...}}`` l
 A small model does: ``"": "json"``, ``"location:{string}": "..."``, a second copy of a nested object under a new
 key, each costing tokens and none wanted. Like llama.cpp's and xgrammar's grammars (and OpenAI's strict mode),
 structgen's grammar therefore admits only the named properties where the schema is silent
-(``JsonOptions.extra_properties=False``, the default). Every value this grammar admits is valid for the schema as
-written, and the validator still checks against that schema; only what the model may *write* narrows.
+(``JsonOptions.extra_properties=False``, the default). Every value the closed grammar admits, the grammar of the
+schema as written admits too, and the validator still checks against that schema; only what the model may *write*
+narrows.
 
 Closing is only safe where no other part of the schema adds properties at the same place, since
 ``additionalProperties`` sees its own object's ``properties`` alone. So an object is left as it is when
@@ -14,8 +15,8 @@ Closing is only safe where no other part of the schema adds properties at the sa
 * it says ``additionalProperties``, ``unevaluatedProperties`` or ``propertyNames`` itself, or has no (or empty)
   ``properties``;
 * a ``required`` name is not among its ``properties``, or ``minProperties`` asks for more than it names;
-* its own ``allOf``/``anyOf``/``oneOf``/``then``/``else``/``dependentSchemas``/``$ref`` mention property names it
-  does not list;
+* its own ``allOf``/``anyOf``/``oneOf``/``then``/``else``/``dependentSchemas``/``dependentRequired``/``$ref``
+  mention property names it does not list;
 * it is combined with properties from elsewhere: a branch of an ``allOf`` of several, of an ``anyOf``/``oneOf`` or
   ``then``/``else`` under an object that describes properties itself, or a ``$ref`` target used so;
 * it sits under ``not`` or ``if`` (narrowing a negated or tested schema would widen what passes);
