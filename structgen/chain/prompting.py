@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..compile.refs import follow_refs
 from ..compile.schema import CompiledSchema
 from ..request import Request
 
@@ -60,19 +61,10 @@ class _TooComplex(Exception):
 
 
 def _resolve(node: Any, root: dict[str, Any]) -> Any:
-    for _ in range(8):
-        if not isinstance(node, dict) or "$ref" not in node:
-            return node
-        ref = node["$ref"]
-        if not isinstance(ref, str) or not ref.startswith("#/"):
-            raise _TooComplex(ref)
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            raise _TooComplex(ref)
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    raise _TooComplex("$ref loop")
+    followed = follow_refs(node, root)
+    if followed is None:
+        raise _TooComplex(str(node.get("$ref")))
+    return followed
 
 
 def _shape(node: Any, root: dict[str, Any], depth: int) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from .emptiness import resolve_ref
+from .refs import resolve_ref
 
 __all__ = ["close_objects"]
 

@@ -16,12 +16,12 @@ The JSON check is deliberately one-sided: it only reports nodes whose every path
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ..errors import GrammarError, SchemaError
+from .refs import resolve_ref
 
-__all__ = ["check_grammar_productive", "check_schema_finite", "resolve_ref"]
+__all__ = ["check_grammar_productive", "check_schema_finite"]
 
 
 def check_grammar_productive(parser: Any, name: str | None = None) -> None:
@@ -39,23 +39,6 @@ def check_grammar_productive(parser: Any, name: str | None = None) -> None:
         stuck = sorted({o for o, _ in rules} - productive)[:5]
         raise GrammarError(f"the grammar's language is empty: 'start' never finishes (rules that cannot end: "
                            f"{', '.join(stuck)})", file=name)
-
-
-def resolve_ref(root: Mapping[str, Any], ref: str) -> Any:
-    """The node a local ``$ref`` (``#``, ``#/$defs/X``, JSON-pointer escapes undone) points at in ``root``; None
-    for a remote ref or one that does not resolve."""
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    for part in ref[1:].split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def check_schema_finite(root: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ from ..errors import InvalidArgument, SchemaError
 from ..result import Relaxation
 from ._locations import first_line, json_pointer
 from .closed import close_objects
-from .emptiness import resolve_ref
+from .refs import resolve_ref
 from .schema import CompiledSchema, JsonOptions, _Invalid, check_llguidance, compile_schema, named_grammars
 from .source_text import LABEL, json_numbers, locate, source_dates, written_at, written_numbers
 

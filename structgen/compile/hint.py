@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .refs import follow_refs
+
 __all__ = ["OUTLINE_LIMIT", "outline"]
 
 OUTLINE_LIMIT = 1200
@@ -36,20 +38,11 @@ def outline(schema: Any) -> str:
 
 
 def _resolve(node: Any, root: Any) -> Any:
-    for _ in range(8):
-        if not isinstance(node, dict) or not isinstance(node.get("$ref"), str):
-            return node
-        ref = node["$ref"]
-        if not ref.startswith("#"):
-            return {k: v for k, v in node.items() if k != "$ref"}
-        target: Any = root
-        for part in ref.lstrip("#/").split("/") if ref != "#" else ():
-            part = part.replace("~1", "/").replace("~0", "~")
-            target = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(target, dict):
-            return {k: v for k, v in node.items() if k != "$ref"}
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return {}
+    """The node with its ``$ref``s followed; where one cannot be followed, what the node says besides it."""
+    followed = follow_refs(node, root)
+    if followed is None:
+        return {k: v for k, v in node.items() if k != "$ref"}
+    return followed
 
 
 def _node(node: Any, root: Any, depth: int) -> str:
