@@ -14,10 +14,10 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from ..compile import regex_match
 from ..compile.ecma_regex import python_pattern
+from ..compile.refs import resolve_ref
 
 __all__ = ["coerce_to_schema"]
 
@@ -173,18 +173,7 @@ class _Coercer:
 
     def lookup(self, ref: Any) -> Any:
         """The schema a local ``$ref`` (``#``, ``#/$defs/X``, ``#/definitions/X`` ...) points at."""
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            return None
-        node: Any = self.root
-        for part in (p for p in ref[1:].split("/") if p):
-            part = unquote(part).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping):
-                node = node.get(part)
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                return None
-        return node
+        return resolve_ref(self.root, ref) if isinstance(ref, str) else None
 
     def resolve(self, schema: Any) -> Any:
         """``schema`` with ``$ref`` followed (sibling keywords kept); unresolvable refs stay as they are."""

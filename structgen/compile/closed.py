@@ -110,7 +110,7 @@ class _Closer:
                 ref = node.get("$ref")
                 if isinstance(ref, str) and _normal(ref) not in frozen:
                     frozen.add(_normal(ref))
-                    todo.append(resolve_ref(self.root, "#" + _normal(ref)))
+                    todo.append(resolve_ref(self.root, ref))
         return frozen
 
     def _closable(self, node: dict[str, Any]) -> bool:
@@ -146,7 +146,7 @@ class _Closer:
         ref = node.get("$ref")
         if isinstance(ref, str) and _normal(ref) not in seen:
             seen.add(_normal(ref))
-            branches.append(resolve_ref(self.root, "#" + _normal(ref)))
+            branches.append(resolve_ref(self.root, ref))
         names: set[str] = set()
         for branch in branches:
             if not isinstance(branch, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = ["MAX_CHAIN", "follow_refs", "resolve_ref"]
 
@@ -12,13 +13,13 @@ MAX_CHAIN = 8
 
 
 def resolve_ref(root: Mapping[str, Any], ref: str) -> Any:
-    """The node a local ``$ref`` (``#``, ``#/$defs/X``, JSON-pointer escapes undone) points at in ``root``; None
-    for a remote ref, an anchor, or one that does not resolve."""
+    """The node a local ``$ref`` (``#``, ``#/$defs/X``; percent- and JSON-pointer escapes undone) points at in
+    ``root``; None for a remote ref, an anchor, or one that does not resolve."""
     if ref != "#" and not ref.startswith("#/"):   # remote, or a plain-name anchor ("#foo"): not followed here
         return None
     node: Any = root
     for part in ref[1:].split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
+        part = unquote(part).replace("~1", "/").replace("~0", "~")   # a URI fragment: "%20" is a space
         if isinstance(node, Mapping) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):

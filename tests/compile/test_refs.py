@@ -37,3 +37,9 @@ def test_the_outline_reads_through_refs_and_past_ones_it_cannot_follow() -> None
     text = outline(schema)
     assert '"pet" (optional): {"name" (optional): string}' in text
     assert '"far" (optional): any value, elsewhere' in text
+
+
+def test_a_percent_encoded_pointer_resolves_as_a_uri_fragment() -> None:
+    root = {"$defs": {"a b": {"type": "integer"}, "50%": {"type": "string"}}}
+    assert resolve_ref(root, "#/$defs/a%20b") == {"type": "integer"}
+    assert resolve_ref(root, "#/$defs/50%25") == {"type": "string"}
