@@ -351,7 +351,9 @@ def _compile_pydantic(tp: Any, options: JsonOptions, checked: bool = True) -> Co
 
     deferred = None if checked else functools.partial(_compile_pydantic, tp, options, True)
     # Pydantic ignores unknown keys: whatever ``extra_properties`` says, a model should not spend tokens on them.
-    return _json_compiled(close_objects(schema), validate, options, source=tp, deferred=deferred)
+    # Closed here (the closed schema is the one hosted servers and prompts see), so not again in _json_compiled.
+    return _json_compiled(close_objects(schema), validate, dataclasses.replace(options, extra_properties=True),
+                          source=tp, deferred=deferred)
 
 
 def _json_compiled(schema: dict[str, Any], validate: Callable[[str], Any], options: JsonOptions,
