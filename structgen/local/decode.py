@@ -30,7 +30,7 @@ from ..compile.matchers import Matcher, Vocab
 from ..compile.number_bound import NumberRuns
 from ..errors import GenerationError, InvalidArgument, TruncatedOutput
 from ..request import SamplingParams
-from .lookup import PromptLookup
+from .lookup import MAX_PROPOSALS, PromptLookup
 from .repetition import LOOP_CHECK_EVERY, looping, repeat_start
 from .restrict import only as _only
 from .restrict import without as _without
@@ -202,13 +202,22 @@ class Loop:
         if k <= 0 or not s.live or not s.pending or (m is not None and m.is_stopped()):
             return []
         if s.lookup is None:
-            s.lookup = PromptLookup(s.context)
-        guess = s.lookup.propose(s.tokens, k, s.backoffs)
-        for i, token in enumerate(guess):
-            if token in self.eos:
-                del guess[i:]
-                break
-        return guess[: m.valid_prefix(guess)] if guess and m is not None else guess
+            tokenize = getattr(self.model, "tokenize", None)
+            s.lookup = PromptLookup(s.context, texts=self.model.vocab.texts() if tokenize else None,
+                                    tokenize=(lambda text: tokenize(text, special=False)) if tokenize else None)
+        best: list[int] = []
+        for guess in s.lookup.proposals(s.tokens, k, s.backoffs, limit=1 if m is None else MAX_PROPOSALS):
+            for i, token in enumerate(guess):
+                if token in self.eos:
+                    del guess[i:]
+                    break
+            if m is not None:
+                del guess[m.valid_prefix(guess):]
+            if len(guess) > len(best):
+                best = guess
+                if len(best) == k:
+                    break
+        return best
 
     def verify(self, s: Sequence_, rows: NDArray[np.float32]) -> None:
         """``step`` over a speculative model step: ``rows[0]`` are the logits after ``s.pending``'s last token,

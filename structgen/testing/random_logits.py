@@ -61,6 +61,10 @@ class RandomLogitsModel:
         text = " ".join(m["content"] for m in as_messages(prompt, system)) if chat else str(prompt)
         return self._model.tokenize(text, add_special=False, parse_special=False)[:64] or [0]
 
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """Text to token ids with the GGUF's own tokenizer (the decode loop's drafts look text up with it)."""
+        return self._model.tokenize(text, add_special=False, parse_special=special)
+
     def _logits(self) -> NDArray[np.float32]:
         # Drawing 50k-260k normals per step dominates a fuzz run; a pool of fresh-looking rows (random row,
         # random cyclic shift) is as good at steering the sampler somewhere new and costs one copy.

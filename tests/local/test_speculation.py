@@ -46,6 +46,81 @@ def test_lookup_follows_tokens_taken_back() -> None:
     assert lookup.propose([9, 3, 4, 9, 3], 1, version=1) == [4]
 
 
+def test_lookup_offers_other_guesses_best_first() -> None:
+    """A grammar that refuses the first guess may take another: longer matches first, then later occurrences
+    before earlier ones, no guess twice, at most ``limit``."""
+    lookup = PromptLookup([7, 5, 6, 1, 2, 5, 6, 3, 4, 5, 6, 8, 9])
+    # "7 5 6" occurred once (then 1 2); "5 6" three times: latest first, and 1 2 is not offered again.
+    assert list(lookup.proposals([7, 5, 6], 2)) == [[1, 2], [8, 9], [3, 4]]
+    assert list(lookup.proposals([7, 5, 6], 2, limit=2)) == [[1, 2], [8, 9]]
+    assert list(lookup.proposals([7, 5, 6], 2, limit=0)) == []
+
+
+# A toy vocabulary in which a word copied after a quote is another token than the same word after a space, as in
+# BPE vocabularies: the token n-grams of a copied value match nowhere in its document, its bytes do.
+TEXTS = [b"", b" Maria", b" Lopez", b",", b'"', b"Maria", b"Lopez", b" works", b" ", b"Dr."]
+TEXTS += [bytes([c]) for c in range(33, 127)]                   # every other character, one token each
+
+
+def toy_tokenize(text: str) -> list[int]:
+    """Longest match first over ``TEXTS``."""
+    data, out = text.encode(), []
+    while data:
+        best = max((i for i, t in enumerate(TEXTS) if t and data.startswith(t)), key=lambda i: len(TEXTS[i]))
+        out.append(best)
+        data = data[len(TEXTS[best]):]
+    return out
+
+
+def test_lookup_matches_a_copied_value_by_its_text() -> None:
+    prompt = [9, 1, 2, 3, 7]                                     # 'Dr. Maria Lopez, works'
+    plain = PromptLookup(prompt)
+    assert list(plain.proposals([4, 5], 2)) == []                # '"Maria': no token n-gram occurred before
+    lookup = PromptLookup(prompt, texts=TEXTS, tokenize=toy_tokenize)
+    assert list(lookup.proposals([4, 5], 2)) == [[2, 3]]         # ' Lopez,' followed 'Maria' in the document
+    assert lookup.propose([4, 5], 1) == [2]
+    assert lookup.propose([4, 5, 2, 8, 8], 2) == []              # 'pez  ' (bytes) never occurred
+
+
+def test_lookup_text_follows_tokens_taken_back() -> None:
+    lookup = PromptLookup([9, 1, 2, 3, 7], texts=TEXTS, tokenize=toy_tokenize)
+    assert lookup.propose([4, 5], 1) == [2]
+    # A back-off took '"Maria' back and the sequence wrote it again: the text is '..."Maria', not '..."Maria"Maria'
+    # (where the latest 'Maria' would be followed by '"').
+    assert lookup.propose([4, 5], 1, version=1) == [2]
+
+
+def test_lookup_drops_a_text_guess_the_tokenizer_changed() -> None:
+    """A tokenizer that adds a leading space (SentencePiece's) turns ' Lopez' into '  Lopez': not what followed."""
+    lookup = PromptLookup([9, 1, 2, 3, 7], texts=TEXTS, tokenize=lambda text: toy_tokenize(" " + text))
+    assert lookup.propose([4, 5], 2) == []
+
+
+class RefusingMatcher:
+    """A grammar stand-in that refuses token 1 anywhere (``valid_prefix`` is all the draft needs)."""
+
+    def is_stopped(self) -> bool:
+        return False
+
+    def valid_prefix(self, tokens: Sequence[int]) -> int:
+        return next((i for i, t in enumerate(tokens) if t == 1), len(tokens))
+
+
+def test_a_draft_takes_the_first_guess_the_grammar_accepts() -> None:
+    from types import SimpleNamespace
+
+    from structgen.local.decode import Loop, LoopOptions, Sequence_
+    from structgen.request import SamplingParams
+
+    model = SimpleNamespace(n_vocab=16, eos_ids=(0,), vocab=None)
+    seq = Sequence_(seq=0, matcher=RefusingMatcher(), rng=np.random.default_rng(0), seed=0, pos=9,  # type: ignore[arg-type]
+                    context=[5, 6, 2, 3, 5, 6, 1, 2], tokens=[5, 6], pending=[6])
+    loop = Loop(model, [seq], SamplingParams(), LoopOptions(speculate=2))  # type: ignore[arg-type]
+    assert loop.draft(seq) == [2, 3]          # the latest "5 6" led to 1 (refused); the earlier one to 2 3
+    seq.matcher = None                        # without a grammar: the first guess, as it was
+    assert loop.draft(seq) == [1, 2]
+
+
 # --- the loop's bookkeeping, exactly ------------------------------------------------------------------------------
 
 
