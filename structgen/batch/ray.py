@@ -152,14 +152,21 @@ def _version(ray: Any) -> tuple[int, ...]:
 
 def probe_nodes(ray: Any, model: str | None) -> None:
     """Check that every alive node with CPUs can find ``model``; raise ``ModelNotFound`` naming those that
-    cannot."""
+    cannot. A node that leaves before its probe runs is passed over: no worker will be placed there either."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(num_cpus=0)(_find_model)
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
     refs = {n["NodeManagerAddress"] + " " + n["NodeID"][:12]: probe.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(model) for n in nodes}
-    missing = {node: problem for node, problem in zip(refs, ray.get(list(refs.values())), strict=True) if problem}
+    missing: dict[str, str] = {}
+    for node, ref in refs.items():
+        try:
+            problem = ray.get(ref)
+        except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError):
+            continue   # the node left between the listing and the probe (Ray lists a removed node for a while)
+        if problem:
+            missing[node] = problem
     if missing:
         said = "; ".join(f"node {node}: {problem}" for node, problem in missing.items())
         raise ModelNotFound(f"the model must exist on every Ray node: {said}")
