@@ -40,4 +40,4 @@ def follow_refs(node: Any, root: Mapping[str, Any]) -> Any:
         if not isinstance(target, Mapping):
             return None
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return None if isinstance(node, Mapping) and "$ref" in node else node
+    return None if isinstance(node, Mapping) and isinstance(node.get("$ref"), str) else node
