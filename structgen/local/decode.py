@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Protocol
 
 import numpy as np
@@ -206,7 +207,12 @@ class Loop:
             s.lookup = PromptLookup(s.context, texts=self.model.vocab.texts() if tokenize else None,
                                     tokenize=(lambda text: tokenize(text, special=False)) if tokenize else None)
         best: list[int] = []
-        for guess in s.lookup.proposals(s.tokens, k, s.backoffs, limit=1 if m is None else MAX_PROPOSALS):
+        # Text the grammar forces but leaves the tokens of to the model (a key's ``":"``) first: spelled as before.
+        forced = m.forced_bytes() if m is not None else b""
+        guesses = s.lookup.proposals(s.tokens, k, s.backoffs, limit=1 if m is None else MAX_PROPOSALS)
+        if forced:
+            guesses = chain([s.lookup.spelling(forced, s.tokens, s.backoffs)[:k]], guesses)
+        for guess in guesses:
             for i, token in enumerate(guess):
                 if token in self.eos:
                     del guess[i:]

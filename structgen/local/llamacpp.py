@@ -30,7 +30,7 @@ STREAMS_SEQ_MAX = 8
 until it is used)."""
 STREAMS_PREFIX_CACHE = 2
 """Default ``prefix_cache`` with one KV stream per sequence (each entry is a whole stream; 4 with a shared cache)."""
-SPECULATE_DEFAULT = 2
+SPECULATE_DEFAULT = 3
 """Draft tokens a lone sequence verifies per model step (``structgen.local.lookup``; ``speculate``). Chosen by
 ``structgen bench serve`` (one client) and ``bench throughput`` on a 2-core CPU, where a drafted token costs about a
 third of a step of its own: see docs/benchmarks/index.md, "The plain request"."""

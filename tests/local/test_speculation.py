@@ -102,6 +102,11 @@ class RefusingMatcher:
     def is_stopped(self) -> bool:
         return False
 
+    forced = b""
+
+    def forced_bytes(self) -> bytes:
+        return self.forced
+
     def valid_prefix(self, tokens: Sequence[int]) -> int:
         return next((i for i, t in enumerate(tokens) if t == 1), len(tokens))
 
@@ -119,6 +124,44 @@ def test_a_draft_takes_the_first_guess_the_grammar_accepts() -> None:
     assert loop.draft(seq) == [2, 3]          # the latest "5 6" led to 1 (refused); the earlier one to 2 3
     seq.matcher = None                        # without a grammar: the first guess, as it was
     assert loop.draft(seq) == [1, 2]
+
+
+def test_forced_text_is_spelled_as_the_context_last_wrote_it() -> None:
+    """Text a grammar forces but whose tokens it leaves to the model: the latest place the context wrote it in whole
+    tokens gives the spelling; text found only across token boundaries does not count."""
+    texts = [b"", b'"', b":", b'":', b'":"', b"a", b"b", b'a"', b"x"]
+    tokenize = lambda text: {'":"': [4], '":"x': [4, 8]}.get(text, [])   # noqa: E731   (the tokenizer's own spelling)
+    lookup = PromptLookup([5, 3, 1, 6], texts=texts, tokenize=tokenize)    # a ": " b
+    assert lookup.spelling(b'":"', []) == [3, 1]               # nothing generated yet: as the prompt wrote it
+    assert lookup.spelling(b'":"', [6, 4]) == [4]              # the latest whole-token writing wins
+    assert lookup.spelling(b'":"', [7, 2, 1], version=1) == [3, 1]  # a" : ": the later one straddles a token
+    assert lookup.spelling(b'":"x', []) == [4, 8]              # never written whole: the tokenizer's spelling
+    assert lookup.spelling(b"", []) == []
+    assert PromptLookup([5, 3, 1]).spelling(b'":"', []) == []   # no vocabulary: nothing to spell with
+
+
+def test_a_tokenizer_spelling_stops_where_it_leaves_the_forced_text() -> None:
+    lookup = PromptLookup([], texts=TEXTS, tokenize=lambda text: toy_tokenize(" " + text))
+    assert lookup.spelling(b"Maria", []) == []                 # ' Maria': a space the grammar did not force
+    lookup = PromptLookup([], texts=TEXTS, tokenize=toy_tokenize)
+    assert lookup.spelling(b'"Maria', []) == [4, 5]
+
+
+def test_a_draft_spells_forced_text_first() -> None:
+    from types import SimpleNamespace
+
+    from structgen.local.decode import Loop, LoopOptions, Sequence_
+    from structgen.request import SamplingParams
+
+    model = SimpleNamespace(n_vocab=len(TEXTS), eos_ids=(0,), vocab=SimpleNamespace(texts=lambda: TEXTS),
+                            tokenize=lambda text, special: toy_tokenize(text))
+    matcher = RefusingMatcher()
+    seq = Sequence_(seq=0, matcher=matcher, rng=np.random.default_rng(0), seed=0, pos=9,  # type: ignore[arg-type]
+                    context=[9, 1, 2, 3], tokens=[4, 5], pending=[5])
+    loop = Loop(model, [seq], SamplingParams(), LoopOptions(speculate=2))  # type: ignore[arg-type]
+    assert loop.draft(seq) == [2, 3]           # nothing forced: the document's ' Lopez,' after 'Maria'
+    matcher.forced = b'",'
+    assert loop.draft(seq) == [4, 3]           # '",' is forced: spelled by the tokenizer, before any lookup
 
 
 # --- the loop's bookkeeping, exactly ------------------------------------------------------------------------------

@@ -131,6 +131,12 @@ class Matcher(Protocol):
     def forced_tokens(self) -> list[int]:
         """Tokens the grammar forces next (fast-forward); may be empty."""
 
+    def forced_bytes(self) -> bytes:
+        """Bytes the grammar forces next, however they will be tokenized; may run past ``forced_tokens`` (where a
+        token that starts inside them could also run on past them, the tokens are the model's choice, the bytes are
+        not: after ``"city`` the grammar forces ``":"``, which the model may write as ``":"`` or ``":`` ``"``).
+        Speculative drafts guess their spelling; b"" where the backend cannot say."""
+
     def valid_prefix(self, tokens: Sequence[int]) -> int:
         """How many of ``tokens``, in a row from here, the grammar would accept (nothing is consumed): where a
         speculative draft is cut."""

@@ -131,6 +131,10 @@ class LLGuidanceMatcher:
         """Fast-forward tokens the grammar forces."""
         return self._m.compute_ff_tokens()
 
+    def forced_bytes(self) -> bytes:
+        """Bytes the grammar forces next, past the forced tokens where their tokenization is the model's choice."""
+        return bytes(self._m.compute_ff_bytes())
+
     def valid_prefix(self, tokens: Sequence[int]) -> int:
         """How many of ``tokens`` the grammar accepts in a row from here (nothing consumed)."""
         return int(self._m.validate_tokens(list(tokens))) if tokens else 0

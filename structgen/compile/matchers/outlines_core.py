@@ -78,6 +78,10 @@ class OutlinesCoreMatcher:
         allowed = self._guide.get_tokens()
         return list(allowed) if len(allowed) == 1 and allowed[0] != self._eos else []
 
+    def forced_bytes(self) -> bytes:
+        """Not known to an outlines-core index (it is token-level): b""."""
+        return b""
+
     def valid_prefix(self, tokens: Sequence[int]) -> int:
         """How many of ``tokens`` the guide accepts in a row from here (nothing consumed)."""
         if self._error is not None:
