@@ -60,6 +60,7 @@ def test_lookup_offers_other_guesses_best_first() -> None:
 # BPE vocabularies: the token n-grams of a copied value match nowhere in its document, its bytes do.
 TEXTS = [b"", b" Maria", b" Lopez", b",", b'"', b"Maria", b"Lopez", b" works", b" ", b"Dr."]
 TEXTS += [bytes([c]) for c in range(33, 127)]                   # every other character, one token each
+TEXTS += [b"Max"]
 
 
 def toy_tokenize(text: str) -> list[int]:
@@ -80,6 +81,17 @@ def test_lookup_matches_a_copied_value_by_its_text() -> None:
     assert list(lookup.proposals([4, 5], 2)) == [[2, 3]]         # ' Lopez,' followed 'Maria' in the document
     assert lookup.propose([4, 5], 1) == [2]
     assert lookup.propose([4, 5, 2, 8, 8], 2) == []              # 'pez  ' (bytes) never occurred
+
+
+def test_lookup_matches_a_value_s_first_bytes_at_a_word_start() -> None:
+    """A value's first bytes after JSON's punctuation (too short for the byte lookup) are looked up where a word
+    begins: not inside another word, and not from one byte."""
+    def ids(text: str) -> list[int]:
+        return toy_tokenize(text)
+
+    lookup = PromptLookup(ids("Dr. Maria, LiMax"), texts=TEXTS, tokenize=toy_tokenize)
+    assert lookup.propose(ids('{"name":"Ma'), 2) == ids("ri")    # Ma-ria, not Li-Ma-x: that Ma is inside a word
+    assert lookup.propose(ids('{"name":"M'), 2, version=1) == []  # one byte: too weak a guess
 
 
 def test_lookup_text_follows_tokens_taken_back() -> None:
