@@ -158,7 +158,7 @@ class PromptLookup:
         return self._tokens_at(at, k) if at >= 0 else []
 
     def _word_start(self) -> int:
-        """A value's first bytes, right after JSON's punctuation (``"2``, ``:4``): too short, or too new, for the byte
+        """A value's first bytes, right after JSON's punctuation (``"20``, ``:42``): too short, or too new, for the byte
         lookup, they are looked up as the start of a word (after a byte that is not a letter or digit), latest first;
         where that word goes on, or -1."""
         data = self._bytes
