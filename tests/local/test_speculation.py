@@ -174,6 +174,12 @@ def test_a_draft_spells_forced_text_first() -> None:
     assert loop.draft(seq) == [2, 3]           # nothing forced: the document's ' Lopez,' after 'Maria'
     matcher.forced = b'",'
     assert loop.draft(seq) == [4, 3]           # '",' is forced: spelled by the tokenizer, before any lookup
+    asked: list[str] = []
+    model.tokenize = lambda text, special: asked.append(text) or toy_tokenize(text)
+    seq.lookup = None
+    matcher.forced = b"!" * 100_000            # a long forced literal (fast-forward off): spelled a piece at a time
+    assert loop.draft(seq) == toy_tokenize("!!")
+    assert asked and max(map(len, asked)) <= 64
 
 
 # --- the loop's bookkeeping, exactly ------------------------------------------------------------------------------
