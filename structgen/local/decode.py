@@ -37,9 +37,6 @@ from .restrict import only as _only
 from .restrict import without as _without
 from .sampler import sample_token
 
-FORCED_BYTES_PER_TOKEN = 16
-"""Bytes of forced text a draft spells per draft token (``Loop.draft``)."""
-
 DecodeItem = tuple[int, Sequence[int], int] | tuple[int, Sequence[int], int, int]
 """``(seq, tokens, start_pos)``, or ``(seq, tokens, start_pos, rows)``: one sequence's part of a batched decode."""
 
@@ -214,9 +211,7 @@ class Loop:
         forced = m.forced_bytes() if m is not None else b""
         guesses = s.lookup.proposals(s.tokens, k, s.backoffs, limit=1 if m is None else MAX_PROPOSALS)
         if forced:
-            # (k tokens write at most a few bytes each: a long forced literal is spelled a piece at a time)
-            guesses = chain([s.lookup.spelling(forced[:FORCED_BYTES_PER_TOKEN * k], s.tokens, s.backoffs)[:k]],
-                            guesses)
+            guesses = chain([s.lookup.spelling(forced, s.tokens, k, s.backoffs)], guesses)
         for guess in guesses:
             for i, token in enumerate(guess):
                 if token in self.eos:

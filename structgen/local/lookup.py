@@ -44,6 +44,10 @@ WORD_MAX = 12
 WORD_TRIES = 8
 """Occurrences of a word start checked for a word boundary before it."""
 
+SPELLED_BYTES_PER_TOKEN = 16
+"""Bytes of a forced text ``PromptLookup.spelling`` spells per token asked for: a long forced literal (fast-forward off)
+is spelled a piece at a time."""
+
 SPELLING_TRIES = 16
 """Occurrences of a forced text ``PromptLookup.spelling`` checks for token boundaries before it tokenizes the text."""
 
@@ -64,7 +68,7 @@ class PromptLookup:
     first bytes, too few for that, are looked up where a word begins (``_word_start``: ~1.5 % less decode time on the
     documents). ``spelling`` gives the tokens of a text the grammar forces (``Matcher.forced_bytes``)."""
 
-    __slots__ = ("_bytes", "_index", "_prompt_bytes", "_prompt_len", "_starts", "_text", "_tokens", "_version")
+    __slots__ = ("_bytes", "_index", "_prompt_len", "_starts", "_text", "_tokens", "_version")
 
     def __init__(self, prompt: Sequence[int], *, texts: Sequence[bytes] | None = None,
                  tokenize: Callable[[str], list[int]] | None = None) -> None:
@@ -76,7 +80,6 @@ class PromptLookup:
         # The text lookup needs both: each token's bytes, and the tokenizer to turn found text back into tokens.
         self._text = (texts, tokenize) if texts is not None and tokenize is not None else None
         self._bytes = bytearray(b"".join(self._text[0][t] for t in self._tokens) if self._text else b"")
-        self._prompt_bytes = len(self._bytes)
         # Where each token's text begins in ``_bytes`` (and, last, where the text ends): the token boundaries.
         self._starts = list(accumulate((len(self._text[0][t]) for t in self._tokens), initial=0)) if self._text else []
 
@@ -113,10 +116,12 @@ class PromptLookup:
         if guess and tuple(guess) not in seen:
             yield guess
 
-    def spelling(self, text: bytes, generated: Sequence[int], version: int = 0) -> list[int]:
-        """Tokens that write ``text``: as the context last wrote it in whole tokens (a model keeps its own spelling
-        of the JSON between a key and its value, ``":`` ``"`` or ``":"``), else as the tokenizer writes it; as much
-        of that as writes a prefix of ``text``. [] without the text lookup's vocabulary and tokenizer."""
+    def spelling(self, text: bytes, generated: Sequence[int], k: int, version: int = 0) -> list[int]:
+        """Up to ``k`` tokens that write ``text`` (its first ``SPELLED_BYTES_PER_TOKEN * k`` bytes): as the context
+        last wrote it in whole tokens (a model keeps its own spelling of the JSON between a key and its value, ``":``
+        ``"`` or ``":"``), else as the tokenizer writes it, as much of that as writes a prefix of ``text``. [] without
+        the text lookup's vocabulary and tokenizer."""
+        text = text[:SPELLED_BYTES_PER_TOKEN * k]
         if self._text is None or not text:
             return []
         self._sync(generated, version)
@@ -128,18 +133,10 @@ class PromptLookup:
                 break
             first, last = bisect_left(starts, at), bisect_left(starts, at + len(text))
             if starts[first] == at and last < len(starts) and starts[last] == at + len(text):
-                return self._tokens[first:last]
+                return self._tokens[first:min(last, first + k)]
             end = at + len(text) - 1
-        texts, tokenize = self._text
-        out: list[int] = []
-        written = 0
-        for token in tokenize(text.decode("utf-8", "ignore")):
-            piece = texts[token]
-            if not piece or not text.startswith(piece, written):
-                break               # a leading space the tokenizer added, or a cut character: not this text
-            out.append(token)
-            written += len(piece)
-        return out
+        tokens = self._text[1](text.decode("utf-8", "ignore"))[:k]
+        return tokens[:self._writing(text, tokens)]
 
     def _text_guess(self, k: int) -> list[int]:
         """The first ``k`` tokens of what followed the latest earlier occurrence of the context's last bytes; failing
@@ -181,16 +178,27 @@ class PromptLookup:
         """The first ``k`` tokens of the text from byte ``start`` of the context on; [] where the tokenizer would not
         write that text (a leading space added)."""
         assert self._text is not None
-        texts, tokenize = self._text
         data = self._bytes
         stop = min(len(data), start + 8 * k + 8)
         after = bytes(data[start:stop])
-        guess = tokenize(after.decode("utf-8", "ignore"))
+        guess = self._text[1](after.decode("utf-8", "ignore"))
         if stop < len(data) and len(guess) > 1:
             guess.pop()            # the cut may have split the last token's text
         guess = guess[:k]
-        # A tokenizer that adds a leading space (SentencePiece) would guess text that did not follow.
-        return guess if after.startswith(b"".join(texts[t] for t in guess)) else []
+        return guess if self._writing(after, guess) == len(guess) else []
+
+    def _writing(self, text: bytes, tokens: Sequence[int]) -> int:
+        """How many of ``tokens``, from the first, write a prefix of ``text`` (each writing something): a tokenizer that
+        adds a leading space (SentencePiece's), or a character cut in two, writes text that is not there."""
+        assert self._text is not None
+        texts = self._text[0]
+        written = 0
+        for i, token in enumerate(tokens):
+            piece = texts[token]
+            if not piece or not text.startswith(piece, written):
+                return i
+            written += len(piece)
+        return len(tokens)
 
     def _sync(self, generated: Sequence[int], version: int) -> None:
         tokens = self._tokens
@@ -198,8 +206,9 @@ class PromptLookup:
         if version != self._version or len(generated) < known:   # taken back: index the generated part again
             self._version = version
             del tokens[self._prompt_len:]
-            del self._bytes[self._prompt_bytes:]
-            del self._starts[self._prompt_len + 1:]
+            if self._text is not None:
+                del self._bytes[self._starts[self._prompt_len]:]
+                del self._starts[self._prompt_len + 1:]
             self._index = {}
             self._add(MIN_MATCH, self._prompt_len)
             known = 0

@@ -144,19 +144,19 @@ def test_forced_text_is_spelled_as_the_context_last_wrote_it() -> None:
     texts = [b"", b'"', b":", b'":', b'":"', b"a", b"b", b'a"', b"x"]
     tokenize = lambda text: {'":"': [4], '":"x': [4, 8]}.get(text, [])   # noqa: E731   (the tokenizer's own spelling)
     lookup = PromptLookup([5, 3, 1, 6], texts=texts, tokenize=tokenize)    # a ": " b
-    assert lookup.spelling(b'":"', []) == [3, 1]               # nothing generated yet: as the prompt wrote it
-    assert lookup.spelling(b'":"', [6, 4]) == [4]              # the latest whole-token writing wins
-    assert lookup.spelling(b'":"', [7, 2, 1], version=1) == [3, 1]  # a" : ": the later one straddles a token
-    assert lookup.spelling(b'":"x', []) == [4, 8]              # never written whole: the tokenizer's spelling
-    assert lookup.spelling(b"", []) == []
-    assert PromptLookup([5, 3, 1]).spelling(b'":"', []) == []   # no vocabulary: nothing to spell with
+    assert lookup.spelling(b'":"', [], 4) == [3, 1]               # nothing generated yet: as the prompt wrote it
+    assert lookup.spelling(b'":"', [6, 4], 4) == [4]              # the latest whole-token writing wins
+    assert lookup.spelling(b'":"', [7, 2, 1], 4, version=1) == [3, 1]  # a" : ": the later one straddles a token
+    assert lookup.spelling(b'":"x', [], 4) == [4, 8]              # never written whole: the tokenizer's spelling
+    assert lookup.spelling(b"", [], 4) == []
+    assert PromptLookup([5, 3, 1]).spelling(b'":"', [], 4) == []   # no vocabulary: nothing to spell with
 
 
 def test_a_tokenizer_spelling_stops_where_it_leaves_the_forced_text() -> None:
     lookup = PromptLookup([], texts=TEXTS, tokenize=lambda text: toy_tokenize(" " + text))
-    assert lookup.spelling(b"Maria", []) == []                 # ' Maria': a space the grammar did not force
+    assert lookup.spelling(b"Maria", [], 4) == []                 # ' Maria': a space the grammar did not force
     lookup = PromptLookup([], texts=TEXTS, tokenize=toy_tokenize)
-    assert lookup.spelling(b'"Maria', []) == [4, 5]
+    assert lookup.spelling(b'"Maria', [], 4) == [4, 5]
 
 
 def test_a_draft_spells_forced_text_first() -> None:
