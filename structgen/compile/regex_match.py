@@ -15,7 +15,7 @@ import functools
 
 import regex
 
-__all__ = ["MATCH_TIMEOUT_S", "MatchTimeout", "fullmatch", "search", "search_all"]
+__all__ = ["MATCH_TIMEOUT_S", "MatchTimeout", "check_syntax", "fullmatch", "search", "search_all"]
 
 MATCH_TIMEOUT_S = 1.0
 """Longest one match of untrusted text may take (seconds of CPU in the matcher)."""
@@ -31,6 +31,11 @@ def _compiled(pattern: str) -> regex.Pattern[str]:
         return regex.compile(pattern, flags=regex.VERSION0)
     except regex.error as exc:
         raise ValueError(f"the regex engine cannot compile /{pattern}/: {exc}") from None
+
+
+def check_syntax(pattern: str) -> None:
+    """Raise ``ValueError`` (saying why) unless the engine the validators match with compiles ``pattern``."""
+    _compiled(pattern)
 
 
 def _timed_out(pattern: str, text: str, timeout_s: float) -> MatchTimeout:

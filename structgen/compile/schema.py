@@ -27,11 +27,12 @@ from . import regex_match
 from ._locations import first_line, json_pointer
 from .closed import close_objects
 from .depth import MAX_SCHEMA_DEPTH, check_depth
+from .ecma_regex import python_pattern
 from .emptiness import check_grammar_productive, check_schema_finite
 from .hint import outline
 from .kinds import Choice, Grammar, Regex, SchemaLike
 from .number_bound import DEFAULT_DIGITS, digit_limit
-from .relax import relax_json_schema
+from .relax import relax_json_schema, subschemas
 from .validation import clip, json_validator
 
 if TYPE_CHECKING:
@@ -307,6 +308,7 @@ def _compile_json_dict(key: str, options: JsonOptions, checked: bool = True) -> 
     if not isinstance(schema, dict):
         raise SchemaError("a JSON Schema must be an object")
     _check_meta_schema(schema)
+    _check_patterns(schema)
     if '"$ref"' in key:   # without a $ref there is no cycle, and llguidance finds every other contradiction
         check_schema_finite(schema)
     # Built on first use: the decode loop needs the validator only once the output is complete.
@@ -413,6 +415,22 @@ def _check_meta_schema(schema: dict[str, Any]) -> None:
             validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise SchemaError(f"malformed JSON Schema: {exc.message}", pointer=json_pointer(exc.absolute_path)) from exc
+
+
+def _check_patterns(schema: dict[str, Any]) -> None:
+    """``SchemaError`` (with a pointer) for a ``pattern`` or ``patternProperties`` regex the validator cannot compile:
+    the meta-schema does not check a regex, and such a pattern would fail every reply that reaches it."""
+    for path, node in subschemas(schema):
+        pattern = node.get("pattern")
+        named = node.get("patternProperties")
+        found: list[tuple[tuple[str, ...], str]] = [(("pattern",), pattern)] if isinstance(pattern, str) else []
+        found += [(("patternProperties", p), p) for p in named] if isinstance(named, dict) else []
+        for where, regex in found:
+            try:
+                regex_match.check_syntax(python_pattern(regex))
+            except ValueError as exc:
+                raise SchemaError(f"invalid regex {regex!r}: {str(exc).rsplit(': ', 1)[-1]}",
+                                  pointer=json_pointer([*path, *where])) from None
 
 
 def _locate(schema: Any, message: str) -> str:

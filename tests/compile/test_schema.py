@@ -56,6 +56,9 @@ def test_regex_choice_and_text() -> None:
         ({"type": "object", "properties": {"a": {"$ref": "#/nope"}}}, "does not exist in the schema", "/nope"),
         ({"type": "integer", "minimum": 5, "maximum": 1}, "cannot be satisfied", ""),
         ({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}, "malformed", "/properties/a/minimum"),
+        ({"type": "object", "properties": {"a": {"type": "string", "pattern": "(x"}}}, r"invalid regex '\(x'",
+         "/properties/a/pattern"),       # the meta-schema does not check a regex: every reply reaching it would fail
+        ({"type": "object", "patternProperties": {"[z-a]": {}}}, "invalid regex", "/patternProperties/[z-a]"),
         ({"type": "number", "maximum": float("inf")}, "not JSON-serialisable: Out of range float", ""),
         ({"type": "object", "properties": {"a": {"type": "integer"}}, "required": {"a"}}, "not JSON-serialisable", ""),
     ],
@@ -64,6 +67,12 @@ def test_bad_schemas_raise_schema_error_with_location(schema: object, match: str
     with pytest.raises(SchemaError, match=match) as info:
         compile_schema(schema)  # type: ignore[arg-type]
     assert info.value.pointer == pointer
+
+
+def test_a_pattern_in_data_is_not_a_regex() -> None:
+    """``default``, ``const`` and ``enum`` hold data: a ``pattern`` key there is a value, and ECMA syntax compiles."""
+    compile_schema({"type": "object", "properties": {"pattern": {"type": "string", "pattern": "^\\d{3}$"}},
+                    "default": {"pattern": "("}, "examples": [{"pattern": "["}]})
 
 
 def test_bad_choice() -> None:
